@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
@@ -19,7 +20,7 @@ SENTENCES = (
 def similarity_table(sentences: Sequence[str], embeddings: np.ndarray) -> str:
     """Formats the cosine similarity matrix of L2-normalised embeddings."""
     scores = embeddings @ embeddings.T
-    lines = ["      " + " ".join(f"[{j}]  " for j in range(len(sentences)))]
+    lines = ["     " + " ".join(f"{f'[{j}]':>5}" for j in range(len(sentences)))]
     for i, row in enumerate(scores):
         lines.append(f"[{i}]  " + " ".join(f"{s:5.2f}" for s in row))
     lines.append("")
@@ -29,9 +30,12 @@ def similarity_table(sentences: Sequence[str], embeddings: np.ndarray) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Embeds the demo sentences with the packaged all-MiniLM-L6-v2 and prints similarities."""
+    parser = argparse.ArgumentParser(prog="gecko-demo", description=main.__doc__)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or directory")
+    model = parser.parse_args(argv).model
+
     from gecko_jax.encoder import Encoder
 
-    model = argv[0] if argv else (sys.argv[1] if len(sys.argv) > 1 else "all-MiniLM-L6-v2")
     encoder = Encoder.load(model)
     embeddings = encoder.encode(list(SENTENCES))
     print(f"{model}: {embeddings.shape[1]}-d embeddings, cosine similarities:\n")

@@ -1,0 +1,63 @@
+"""Encoder API end to end on a T5 checkpoint with a SentencePiece vocabulary."""
+
+import random
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+import torch
+import transformers
+
+from gecko_jax import Encoder
+from gecko_jax.data.vocabularies import SentencePieceVocabulary
+
+WORDS = ("the embedding model retrieves passages for every query about science and "
+         "history while a small encoder learns fast vectors").split()
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    directory = tmp_path_factory.mktemp("tiny_t5")
+    rng = random.Random(0)
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(300)]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_prefix=str(directory / "spiece"), vocab_size=60,
+        hard_vocab_limit=False, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        minloglevel=2,
+    )
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, num_heads=4, d_ff=64,
+                                   num_layers=2, feed_forward_proj="gated-gelu")
+    transformers.T5EncoderModel(config).eval().save_pretrained(str(directory), safe_serialization=True)
+    return str(directory)
+
+
+def _torch_embeddings(model_dir: str, texts: list[str]) -> np.ndarray:
+    processor = spm.SentencePieceProcessor(model_file=f"{model_dir}/spiece.model")
+    model = transformers.T5EncoderModel.from_pretrained(model_dir).eval()
+    rows = []
+    for text in texts:
+        ids = torch.tensor([processor.encode(text) + [1]])
+        with torch.no_grad():
+            hidden = model(input_ids=ids).last_hidden_state[0]
+        pooled = hidden.mean(0).numpy()
+        rows.append(pooled / np.linalg.norm(pooled))
+    return np.stack(rows)
+
+
+def test_t5_encoder_matches_torch_mean_pooling(t5_dir: str) -> None:
+    encoder = Encoder.load(t5_dir)
+    assert isinstance(encoder.vocabulary, SentencePieceVocabulary)
+    assert encoder.embedding_dim == 32 and encoder.max_length == 512
+    texts = ["the model retrieves passages", "science", "", "a small encoder learns fast vectors " * 5]
+    ours = encoder.encode(texts, batch_size=2)
+    ref = _torch_embeddings(t5_dir, texts)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_t5_encoder_bfloat16(t5_dir: str) -> None:
+    texts = ["the model retrieves passages", "history and science"]
+    full = Encoder.load(t5_dir).encode(texts)
+    half = Encoder.load(t5_dir, dtype="bfloat16").encode(texts)
+    assert half.dtype == np.float32
+    assert np.min(np.sum(full * half, axis=1)) > 0.99
