@@ -43,9 +43,9 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
             )
-        if self.hidden_act not in _ACTIVATIONS:
+        if self.hidden_act not in layers.ACTIVATIONS:
             raise ValueError(
-                f"Unsupported hidden_act {self.hidden_act!r}; known: {sorted(_ACTIVATIONS)}"
+                f"Unsupported hidden_act {self.hidden_act!r}; known: {sorted(layers.ACTIVATIONS)}"
             )
 
     @property
@@ -70,14 +70,6 @@ class BertConfig:
             hidden_act=str(cfg.get("hidden_act", "gelu")),
             dropout_rate=float(cfg.get("hidden_dropout_prob", 0.0)),
         )
-
-
-_ACTIVATIONS = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-}
 
 
 def _embed(num: int, features: int, axes: tuple[str, str], name: str) -> nn.Embed:
@@ -113,7 +105,7 @@ class BertLayer(nn.Module):
         h = layers.DenseGeneral(
             cfg.intermediate_size, (P.EMBED, P.MLP), dtype=dtype, name="intermediate"
         )(x)
-        h = _ACTIVATIONS[cfg.hidden_act](h)
+        h = layers.ACTIVATIONS[cfg.hidden_act](h)
         h = layers.DenseGeneral(cfg.hidden_size, (P.MLP, P.EMBED), dtype=dtype, name="output")(h)
         return layers.layer_norm(cfg.layer_norm_eps, dtype, "output_norm")(
             x + dropout(h, deterministic=deterministic)

@@ -14,6 +14,17 @@ Dtype = Any
 Initializer = Callable[..., jax.Array]
 
 
+# Hugging Face ACT2FN names used by the encoder families.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+
+
 def dtype_from_name(name: str | Dtype) -> Dtype:
     """Maps a config string such as ``"bfloat16"`` to a jnp dtype."""
     if not isinstance(name, str):

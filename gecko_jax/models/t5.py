@@ -25,15 +25,6 @@ from gecko_jax.models.hf_checkpoint import ParamMapping, TensorRule
 # ``transformer.`` is the prefix of T5ForTokenClassification/SequenceClassification.
 HF_PREFIXES: tuple[str, ...] = ("", "transformer.")
 
-# Hugging Face ACT2FN names (the part after ``gated-`` in ``feed_forward_proj``).
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu,
-    "gelu": lambda x: nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
-    "silu": nn.silu,
-    "swish": nn.silu,
-}
 
 # T5 v1.1 encoder sizes: (d_model, d_kv, num_heads, d_ff, num_layers).
 _PRESETS: dict[str, tuple[int, int, int, int, int]] = {
@@ -114,7 +105,7 @@ class T5Config:
     @property
     def activation(self) -> Callable[[jax.Array], jax.Array]:
         """The MLP nonlinearity, resolved as Hugging Face does."""
-        return ACTIVATIONS[_activation_name(self.feed_forward_proj)]
+        return layers.ACTIVATIONS[_activation_name(self.feed_forward_proj)]
 
     @classmethod
     def from_hf(cls, cfg: Mapping[str, Any]) -> T5Config:
@@ -162,10 +153,10 @@ def _activation_name(feed_forward_proj: str) -> str:
     if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
         raise ValueError(f"feed_forward_proj {feed_forward_proj!r} must be 'ACT' or 'gated-ACT'")
     name = "gelu_new" if feed_forward_proj == "gated-gelu" else parts[-1]
-    if name not in ACTIVATIONS:
+    if name not in layers.ACTIVATIONS:
         raise ValueError(
             f"Unsupported activation {name!r} in feed_forward_proj {feed_forward_proj!r}; "
-            f"known: {', '.join(sorted(ACTIVATIONS))}"
+            f"known: {', '.join(sorted(layers.ACTIVATIONS))}"
         )
     return name
 
