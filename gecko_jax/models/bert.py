@@ -12,11 +12,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gecko_jax import partitioning as P
 from gecko_jax.models import layers
-from gecko_jax.models.hf_checkpoint import ParamMapping, TensorRule
+from gecko_jax.models.hf_checkpoint import (
+    ParamMapping,
+    TensorRule,
+    torch_linear,
+    torch_linear_from_heads,
+    torch_linear_to_heads,
+)
 
 HF_PREFIXES = ("", "bert.", "model.")
 
@@ -162,22 +167,6 @@ class BertEncoder(nn.Module):
         return x
 
 
-def _linear(heads: int | None = None) -> Any:
-    """Transform of a torch Linear weight ``[out, in]`` to a Flax kernel."""
-    def transform(w: np.ndarray) -> np.ndarray:
-        w = w.T
-        return w if heads is None else w.reshape(w.shape[0], heads, -1)
-    return transform
-
-
-def _head_bias(heads: int) -> Any:
-    return lambda b: b.reshape(heads, -1)
-
-
-def _out_projection(heads: int) -> Any:
-    return lambda w: w.T.reshape(heads, -1, w.shape[0])
-
-
 def _norm_rules(flax_name: str, hf_name: str) -> ParamMapping:
     return {
         (flax_name, "scale"): TensorRule(f"{hf_name}.weight"),
@@ -207,13 +196,13 @@ def hf_param_mapping(config: BertConfig) -> ParamMapping:
         for proj in ("query", "key", "value"):
             mapping.update(_dense_rules(
                 layer + ("attention", proj), f"{hf}.attention.self.{proj}",
-                _linear(heads), _head_bias(heads),
+                torch_linear_to_heads(heads), lambda b: b.reshape(heads, -1),
             ))
         mapping.update(_dense_rules(
-            layer + ("attention", "out"), f"{hf}.attention.output.dense", _out_projection(heads)
+            layer + ("attention", "out"), f"{hf}.attention.output.dense", torch_linear_from_heads(heads)
         ))
-        mapping.update(_dense_rules(layer + ("intermediate",), f"{hf}.intermediate.dense", _linear()))
-        mapping.update(_dense_rules(layer + ("output",), f"{hf}.output.dense", _linear()))
+        mapping.update(_dense_rules(layer + ("intermediate",), f"{hf}.intermediate.dense", torch_linear))
+        mapping.update(_dense_rules(layer + ("output",), f"{hf}.output.dense", torch_linear))
         for flax_name, hf_name in (
             ("attention_norm", f"{hf}.attention.output.LayerNorm"),
             ("output_norm", f"{hf}.output.LayerNorm"),

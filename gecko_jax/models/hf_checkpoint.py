@@ -31,13 +31,31 @@ class TensorRule:
       hf_name: tensor name in the safetensors file, without a model prefix such as
         ``bert.`` (those are resolved by :func:`find_tensor`).
       transform: maps the stored array to the Flax layout (transpose, reshape).
+      aliases: other names the same tensor is saved under by some writers (tried
+        after ``hf_name``).
     """
 
     hf_name: str
     transform: Callable[[np.ndarray], np.ndarray] = lambda x: x
+    aliases: tuple[str, ...] = ()
 
 
 ParamMapping = dict[ParamPath, TensorRule]
+
+
+def torch_linear(weight: np.ndarray) -> np.ndarray:
+    """torch ``Linear`` weight ``[out, in]`` -> Flax kernel ``[in, out]``."""
+    return weight.T
+
+
+def torch_linear_to_heads(num_heads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``[heads * head_dim, in]`` (q/k/v projection) -> ``[in, heads, head_dim]``."""
+    return lambda w: w.T.reshape(w.shape[1], num_heads, -1)
+
+
+def torch_linear_from_heads(num_heads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``[out, heads * head_dim]`` (attention output) -> ``[heads, head_dim, out]``."""
+    return lambda w: w.T.reshape(num_heads, -1, w.shape[0])
 
 
 def read_config(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
@@ -89,12 +107,13 @@ def read_tensors(checkpoint_dir: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def find_tensor(
-    tensors: Mapping[str, np.ndarray], name: str, prefixes: Sequence[str]
+    tensors: Mapping[str, np.ndarray], names: Sequence[str], prefixes: Sequence[str]
 ) -> tuple[str, np.ndarray] | None:
-    """Finds ``name`` under any of ``prefixes`` (e.g. ``""``, ``"bert."``)."""
-    for prefix in prefixes:
-        if prefix + name in tensors:
-            return prefix + name, tensors[prefix + name]
+    """Finds the first of ``names`` under any of ``prefixes`` (e.g. ``""``, ``"bert."``)."""
+    for name in names:
+        for prefix in prefixes:
+            if prefix + name in tensors:
+                return prefix + name, tensors[prefix + name]
     return None
 
 
@@ -125,7 +144,7 @@ def build_params(
         raise CheckpointError(f"Internal: no import rule for Flax parameters {unmapped[:5]}")
     params: dict[str, Any] = {}
     for path, rule in mapping.items():
-        found = find_tensor(tensors, rule.hf_name, prefixes)
+        found = find_tensor(tensors, (rule.hf_name, *rule.aliases), prefixes)
         if found is None:
             raise CheckpointError(
                 f"Tensor {rule.hf_name!r} is missing from checkpoint {source} "

@@ -20,7 +20,13 @@ import numpy as np
 
 from gecko_jax import partitioning as P
 from gecko_jax.models import layers
-from gecko_jax.models.hf_checkpoint import ParamMapping, TensorRule
+from gecko_jax.models.hf_checkpoint import (
+    ParamMapping,
+    TensorRule,
+    torch_linear,
+    torch_linear_from_heads,
+    torch_linear_to_heads,
+)
 
 # ``transformer.`` is the prefix of T5ForTokenClassification/SequenceClassification.
 HF_PREFIXES: tuple[str, ...] = ("", "transformer.")
@@ -340,31 +346,20 @@ class T5Encoder(nn.Module):
         return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
 
-def _linear(x: np.ndarray) -> np.ndarray:
-    """torch Linear ``[out, in]`` -> Flax kernel ``[in, out]``."""
-    return x.T
-
-
-def _qkv(num_heads: int, d_kv: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``[heads * d_kv, d_model]`` -> ``[d_model, heads, d_kv]``."""
-    return lambda x: x.T.reshape(x.shape[1], num_heads, d_kv)
-
-
-def _out(num_heads: int, d_kv: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``[d_model, heads * d_kv]`` -> ``[heads, d_kv, d_model]``."""
-    return lambda x: x.T.reshape(num_heads, d_kv, x.shape[0])
-
-
 def hf_param_mapping(config: T5Config) -> ParamMapping:
     """Flax parameter path -> Hugging Face tensor for a T5 encoder.
 
     Names are those of ``T5EncoderModel`` / ``T5ForConditionalGeneration`` (whose
     decoder tensors are ignored). The token embedding is ``shared.weight``: Hugging
-    Face ties ``encoder.embed_tokens.weight`` to it and saves only ``shared.weight``.
+    Face ties ``encoder.embed_tokens.weight`` to it and usually saves only
+    ``shared.weight``; a checkpoint holding only the former is read too.
     """
-    qkv, out = _qkv(config.num_heads, config.d_kv), _out(config.num_heads, config.d_kv)
+    qkv = torch_linear_to_heads(config.num_heads)
+    out = torch_linear_from_heads(config.num_heads)
     mapping: ParamMapping = {
-        ("token_embedder", "embedding"): TensorRule("shared.weight"),
+        ("token_embedder", "embedding"): TensorRule(
+            "shared.weight", aliases=("encoder.embed_tokens.weight",)
+        ),
         ("final_norm", "scale"): TensorRule("encoder.final_layer_norm.weight"),
     }
     relpos_name = "layer.0.SelfAttention.relative_attention_bias.weight"
@@ -385,7 +380,7 @@ def hf_param_mapping(config: T5Config) -> ParamMapping:
         mapping[(layer, "attention", "out", "dense", "kernel")] = TensorRule(f"{attn}.o.weight", out)
         for name in mlp_names:
             mapping[(layer, "mlp", name, "dense", "kernel")] = TensorRule(
-                f"{hf}.layer.1.DenseReluDense.{name}.weight", _linear
+                f"{hf}.layer.1.DenseReluDense.{name}.weight", torch_linear
             )
         if config.per_layer_relative_bias:
             mapping[(layer, "relpos_bias", "embedding")] = TensorRule(

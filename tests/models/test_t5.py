@@ -208,3 +208,15 @@ def test_from_hf_errors(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mt5", "d_model": 8}))
     with pytest.raises(CheckpointError, match="Invalid t5 config"):
         architectures.load_hf_backbone(tmp_path)
+
+
+def test_embedding_saved_as_encoder_embed_tokens_is_read(tmp_path) -> None:
+    import safetensors.numpy
+
+    _save_tiny(str(tmp_path), "t5-gated-gelu")
+    weights = tmp_path / "model.safetensors"
+    tensors = safetensors.numpy.load_file(str(weights))
+    shared = tensors.pop("shared.weight")
+    safetensors.numpy.save_file({**tensors, "encoder.embed_tokens.weight": shared}, str(weights))
+    _, params = architectures.load_hf_backbone(tmp_path)
+    np.testing.assert_array_equal(params["token_embedder"]["embedding"], shared)
