@@ -1,0 +1,185 @@
+"""A simple, resumable input: JSONL rows of (query, positive[, negative]).
+
+Each line is an object with ``query`` and ``positive`` strings, optionally
+``negative`` (a string or a list of strings), ``task`` and ``positive_title``. Rows
+are formatted with Gecko's input format when they carry a task, tokenized once,
+shuffled per epoch by seed and served as fixed-shape batches. The position
+(epoch, offset) is a small dict saved with every checkpoint, so a resumed run
+continues with exactly the batch that would have come next, without replaying.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zlib
+from typing import Any, Iterator
+
+import numpy as np
+
+from gecko_jax.data import formats
+from gecko_jax.data.vocabularies import EncoderVocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class PairRow:
+    """One training example in text form."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+
+
+def _parse_negatives(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"{where}: 'negative' must be a string or a list of strings")
+
+
+def read_pair_rows(
+    path: str | os.PathLike, input_format: formats.InputFormat = formats.InputFormat()
+) -> list[PairRow]:
+    """Reads and formats every row of a pairs JSONL file.
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: a line that is not a JSON object with string ``query`` and
+        ``positive`` fields (the message names the file and line).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"training pairs file not found: {path}")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON: {e.msg}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object")
+            for field in ("query", "positive"):
+                if not isinstance(record.get(field), str):
+                    raise ValueError(f"{where}: missing string field {field!r}")
+            negatives = _parse_negatives(record.get("negative"), where)
+            task = record.get("task")
+            if task is None:
+                rows.append(PairRow(record["query"], record["positive"], negatives))
+                continue
+            title = record.get("positive_title")
+            rows.append(PairRow(
+                input_format.query(record["query"], task),
+                input_format.document(record["positive"], title),
+                tuple(input_format.document(n) for n in negatives),
+            ))
+    if not rows:
+        raise ValueError(f"{path}: no training rows")
+    return rows
+
+
+def text_id(text: str) -> int:
+    """A stable 31-bit id of a text, for masking identical in-batch positives."""
+    return zlib.crc32(text.encode("utf-8")) & 0x7FFFFFFF
+
+
+def _pad(ids: list[np.ndarray], length: int) -> np.ndarray:
+    out = np.zeros((len(ids), length), dtype=np.int32)
+    for row, seq in enumerate(ids):
+        out[row, : min(len(seq), length)] = seq[:length]
+    return out
+
+
+class PairBatches:
+    """Fixed-shape, seeded, resumable batches over tokenized pair rows.
+
+    Attributes:
+      batch_size: global batch size.
+      num_negatives: hard negatives per example (rows with fewer are masked).
+    """
+
+    def __init__(
+        self,
+        rows: list[PairRow],
+        vocabulary: EncoderVocabulary,
+        batch_size: int,
+        query_length: int = 64,
+        document_length: int = 256,
+        num_negatives: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if len(rows) < batch_size:
+            raise ValueError(f"only {len(rows)} training rows for a batch of {batch_size}")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_negatives = (
+            max(len(r.negatives) for r in rows) if num_negatives is None else num_negatives
+        )
+        self._queries = _pad(vocabulary.tokenize([r.query for r in rows], query_length), query_length)
+        self._positives = _pad(
+            vocabulary.tokenize([r.positive for r in rows], document_length), document_length
+        )
+        self._positive_ids = np.array([text_id(r.positive) for r in rows], dtype=np.int32)
+        k = self.num_negatives
+        self._negatives = np.zeros((len(rows), k, document_length), dtype=np.int32)
+        self._negative_mask = np.zeros((len(rows), k), dtype=bool)
+        flat = [(i, j, n) for i, r in enumerate(rows) for j, n in enumerate(r.negatives[:k])]
+        if flat:
+            tokens = _pad(vocabulary.tokenize([n for _, _, n in flat], document_length), document_length)
+            rows_idx = np.array([i for i, _, _ in flat])
+            cols_idx = np.array([j for _, j, _ in flat])
+            self._negatives[rows_idx, cols_idx] = tokens
+            self._negative_mask[rows_idx, cols_idx] = True
+        self._epoch = 0
+        self._offset = 0
+        self._cached_order: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Whole batches per pass over the rows (the remainder is dropped)."""
+        return len(self._queries) // self.batch_size
+
+    def get_state(self) -> dict[str, int]:
+        """The position of the next batch (saved with checkpoints)."""
+        return {"epoch": self._epoch, "offset": self._offset, "seed": self.seed}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        """Continues from a position returned by :meth:`get_state`."""
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(
+                f"checkpointed input seed {state['seed']} differs from the configured {self.seed}"
+            )
+        self._epoch, self._offset = int(state["epoch"]), int(state["offset"])
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._cached_order[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self._queries))
+            self._cached_order = (epoch, order)
+        return self._cached_order[1]
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._offset + self.batch_size > len(self._queries):
+            self._epoch, self._offset = self._epoch + 1, 0
+        index = self._order(self._epoch)[self._offset : self._offset + self.batch_size]
+        self._offset += self.batch_size
+        batch = {
+            "query_tokens": self._queries[index],
+            "positive_tokens": self._positives[index],
+            "positive_ids": self._positive_ids[index],
+        }
+        if self.num_negatives:
+            batch["negative_tokens"] = self._negatives[index]
+            batch["negative_mask"] = self._negative_mask[index]
+        return batch
