@@ -11,12 +11,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gecko_jax.data import formats
-from gecko_jax.data.vocabularies import EncoderVocabulary, vocabulary_from_dir
-from gecko_jax.models import architectures, named
-from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig, matryoshka_truncate
+from gecko_jax.data.vocabularies import EncoderVocabulary
+from gecko_jax.models.dual_encoder import DualEncoder, matryoshka_truncate
+from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
 
-DEFAULT_MAX_LENGTH = 512
 # Inputs at least this long get a progress bar when ``show_progress`` is left unset.
 PROGRESS_THRESHOLD = 2_000
 
@@ -70,22 +69,8 @@ class Encoder:
         Raises:
           gecko_jax.models.hf_checkpoint.CheckpointError: unusable checkpoint.
         """
-        model_dir = named.resolve_model_dir(name_or_path)
-        backbone, params = architectures.load_hf_backbone(model_dir, dtype=dtype)
-        layout = named.read_sentence_transformers_layout(model_dir)
-        head = layout.head if layout else HeadConfig()
-        if max_length is None:
-            max_length = (layout and layout.max_seq_length) or DEFAULT_MAX_LENGTH
-        limit = getattr(backbone, "max_position_embeddings", None)
-        if limit is not None and max_length > limit:
-            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
-        return cls(
-            DualEncoder(backbone=backbone, head=head),
-            {"backbone": params},
-            vocabulary_from_dir(model_dir),
-            max_length,
-            input_format,
-        )
+        loaded = load_pretrained(name_or_path, dtype=dtype, max_length=max_length)
+        return cls(loaded.model, loaded.params, loaded.vocabulary, loaded.max_length, input_format)
 
     @property
     def embedding_dim(self) -> int:

@@ -28,3 +28,19 @@ def test_errors_name_the_file_and_line(tmp_path) -> None:
     bad.write_text("a\tb\tc\n")
     with pytest.raises(ValueError, match=r"bad.csv:1: expected >= 7"):
         read_sts_benchmark(bad)
+
+
+def test_positive_pairs_go_both_ways(tmp_path, shared_data_dir: str) -> None:
+    import json
+
+    from gecko_jax.data.sts import write_positive_pairs_jsonl
+
+    pairs = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-train.csv"))
+    out = tmp_path / "pairs.jsonl"
+    written = write_positive_pairs_jsonl(pairs, out, min_score=4.0, task="sentence similarity")
+    expected = 2 * sum(p.score >= 4.0 for p in pairs)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert written == len(rows) == expected > 2000
+    first = next(p for p in pairs if p.score >= 4.0)
+    assert rows[0] == {"query": first.sentence1, "positive": first.sentence2, "task": "sentence similarity"}
+    assert rows[1] == {"query": first.sentence2, "positive": first.sentence1, "task": "sentence similarity"}
