@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     "tensorflow-text>=2.16,<2.22",
     "tensorflow-datasets>=4.9,<5",
     "gin-config>=0.5,<0.6",
+    "clu>=0.0.11,<0.1",
+    "tensorboard>=2.16,<2.22",
     "tokenizers>=0.19,<0.24",
     "safetensors>=0.4.3,<0.9",
     "numpy>=1.26,<3",
@@ -51,12 +53,15 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["gecko_jax", "gecko_jax.*"]),
     package_data={"gecko_jax": ["py.typed"]},
+    # gin/ is found next to the package (editable installs, source checkouts); pass
+    # --gin_search_paths for an installed wheel.
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
         "console_scripts": [
             "gecko-embed=gecko_jax.cli.embed:main",
             "gecko-demo=gecko_jax.cli.demo:main",
+            "gecko-train=gecko_jax.train:console_entry",
         ],
     },
 )

@@ -32,9 +32,24 @@ def parse_gin(
 ) -> None:
     """Parses gin files and bindings; errors name the file and the binding.
 
-    The repository's ``gin/`` directory and the current directory are always searched,
-    so ``--gin_file=runs/finetune.gin`` works from anywhere.
+    ``search_paths``, then the repository's ``gin/`` directory, then the current
+    directory are searched, so ``--gin_file=runs/finetune.gin`` works from anywhere.
+
+    Raises:
+      FileNotFoundError: a gin file is in none of the search paths (all are listed).
     """
-    for path in [*search_paths, os.getcwd(), GIN_DIR]:
+    paths = [*search_paths, GIN_DIR, os.getcwd()]
+    for path in paths:
         gin.add_config_file_search_path(path)
-    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings), finalize_config=True)
+    files = [_find_gin_file(name, paths) for name in gin_files]
+    gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=True)
+
+
+def _find_gin_file(name: str, paths: Sequence[str]) -> str:
+    if os.path.isabs(name) or name.startswith("gs://"):
+        return name
+    for path in paths:
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"gin file {name!r} not found in the search paths {list(paths)}")

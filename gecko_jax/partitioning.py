@@ -7,7 +7,15 @@ data parallelism, a 2-D mesh adds tensor (model) parallelism over the named axes
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 # Logical axis names used by the encoders.
 BATCH = "batch"
@@ -40,3 +48,196 @@ def logical_axis_rules(
 ) -> tuple[tuple[str, str | None], ...]:
     """Returns the standard rules, with ``extra`` rules taking precedence."""
     return tuple(extra) + STANDARD_LOGICAL_AXIS_RULES
+
+
+# ----------------------------------------------------------------------------- meshes
+
+
+def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
+    """Builds a ``('data', 'model')`` mesh.
+
+    Args:
+      data: size of the data-parallel axis; -1 takes all devices not used by ``model``.
+      model: size of the tensor-parallel axis; -1 takes the remaining devices.
+      devices: devices to use (default: ``jax.devices()``, every process's).
+
+    Raises:
+      ValueError: the sizes do not multiply to the number of devices.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if data == -1 and model == -1:
+        raise ValueError("At most one of the mesh sizes (data, model) may be -1")
+    if data == -1 or model == -1:
+        known = model if data == -1 else data
+        if known < 1 or n % known:
+            raise ValueError(f"{n} devices cannot be split into a mesh with an axis of size {known}")
+        data, model = (n // known, model) if data == -1 else (data, n // known)
+    if data < 1 or model < 1 or data * model != n:
+        raise ValueError(
+            f"mesh shape (data={data}, model={model}) needs {data * model} devices, "
+            f"but there are {n}"
+        )
+    try:
+        device_array = mesh_utils.create_device_mesh((data, model), devices=devices)
+    except (AssertionError, NotImplementedError, ValueError):
+        # Topology-aware placement is for TPUs; anything else gets the plain order.
+        device_array = np.asarray(devices, dtype=object).reshape(data, model)
+    return Mesh(device_array, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def data_axis_size(mesh: Mesh) -> int:
+    """Number of data-parallel shards of a mesh."""
+    return int(mesh.shape[MESH_AXES[0]])
+
+
+# -------------------------------------------------------------------------- shardings
+
+
+def unbox(tree: Any) -> Any:
+    """Strips ``nn.Partitioned`` boxes; unlike ``nn.unbox``, never adds constraints."""
+    return jax.tree_util.tree_map(
+        lambda x: x.value if isinstance(x, nn.Partitioned) else x, tree,
+        is_leaf=lambda x: isinstance(x, nn.Partitioned),
+    )
+
+
+def logical_to_mesh_shardings(
+    boxed_tree_or_specs: Any,
+    mesh: Mesh,
+    rules: Sequence[tuple[str, Any]] = STANDARD_LOGICAL_AXIS_RULES,
+) -> Any:
+    """``NamedSharding``s of a boxed tree (e.g. ``eval_shape(model.init)``) or of specs.
+
+    Args:
+      boxed_tree_or_specs: a tree with ``nn.Partitioned`` leaves (unboxed array-like
+        leaves are replicated), or a tree of logical ``PartitionSpec``s.
+      mesh: the device mesh.
+      rules: logical axis name -> mesh axis rules.
+    """
+    def is_spec(x: Any) -> bool:
+        return isinstance(x, PartitionSpec)
+
+    leaves = jax.tree_util.tree_leaves(boxed_tree_or_specs, is_leaf=is_spec)
+    if leaves and all(map(is_spec, leaves)):
+        specs = boxed_tree_or_specs
+    else:
+        specs = nn.get_partition_spec(boxed_tree_or_specs)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, tuple(rules))
+    _check_divisible(unbox(boxed_tree_or_specs), shardings)
+    return shardings
+
+
+def _check_divisible(tree: Any, shardings: Any) -> None:
+    """Raises ValueError naming the first array whose dims do not split evenly."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, PartitionSpec))[0]
+    for (path, leaf), sharding in zip(leaves, jax.tree_util.tree_leaves(shardings)):
+        if not hasattr(leaf, "shape"):
+            continue
+        for dim, (size, axes) in enumerate(zip(leaf.shape, sharding.spec)):
+            axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+            parts = int(np.prod([sharding.mesh.shape[a] for a in axes]))
+            if size % parts:
+                raise ValueError(
+                    f"{jax.tree_util.keystr(path)}: dimension {dim} of shape {tuple(leaf.shape)} "
+                    f"does not split over mesh axes {axes} ({parts} devices)"
+                )
+
+
+def match_param_shardings(tree: Any, params: Any, param_shardings: Any, default: Any) -> Any:
+    """Shardings of a tree holding parameter-shaped leaves (an optimizer state).
+
+    A leaf whose key path ends with a parameter's path and whose shape is that
+    parameter's gets the parameter's sharding; any other leaf gets ``default``.
+    """
+    by_path = {
+        tuple(path): (leaf.shape, sharding)
+        for (path, leaf), sharding in zip(
+            jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_leaves(param_shardings)
+        )
+    }
+
+    def pick(path: tuple[Any, ...], leaf: Any) -> Any:
+        for i in range(len(path)):
+            match = by_path.get(tuple(path[i:]))
+            if match is not None and match[0] == leaf.shape:
+                return match[1]
+        return default
+
+    return jax.tree_util.tree_map_with_path(pick, tree)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A sharding that places a full copy on every device."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of every batch leaf: the leading (example) dimension over 'data'."""
+    return NamedSharding(mesh, PartitionSpec(MESH_AXES[0]))
+
+
+def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
+    """Raises ValueError unless ``global_batch`` splits evenly over the data axis."""
+    size = data_axis_size(mesh)
+    if global_batch % size:
+        raise ValueError(
+            f"global batch size {global_batch} is not divisible by the data axis size {size}"
+        )
+
+
+# ------------------------------------------------------------------------ multi-host
+
+# Set on multi-process launches; a plain single-host run has none of them.
+_MULTI_PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def _is_multi_process_launch(env: Mapping[str, str]) -> bool:
+    if any(env.get(name) for name in _MULTI_PROCESS_ENV):
+        return True
+    # A Cloud TPU pod slice lists all of its workers.
+    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
+    if len(hosts) > 1:
+        return True
+    for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        if int(env.get(name, "1") or "1") > 1:
+            return True
+    return False
+
+
+def initialize_distributed(env: Mapping[str, str] | None = None, **kwargs: Any) -> bool:
+    """Calls ``jax.distributed.initialize`` on multi-process launches only.
+
+    Must run before anything touches a JAX device. Single-host runs (no coordinator
+    address, one TPU worker, no multi-task SLURM/MPI job) are left alone.
+
+    Args:
+      env: environment to inspect (default: ``os.environ``).
+      **kwargs: passed to ``jax.distributed.initialize`` (coordinator_address, ...).
+
+    Returns:
+      True when the distributed runtime is (now) initialised.
+    """
+    if jax.distributed.is_initialized():
+        return True
+    if not kwargs and not _is_multi_process_launch(os.environ if env is None else env):
+        return False
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def host_local_batch_to_global(batch: Any, mesh: Mesh) -> Any:
+    """Assembles each process's slice of the batch into global ``jax.Array``s.
+
+    Every process passes its own rows (``global_batch / process_count`` of them, in
+    process order); the result is sharded over 'data' along the leading dimension.
+    On one process this is a plain sharded ``device_put``.
+    """
+    sharding = batch_sharding(mesh)
+
+    def to_global(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
+
+    return jax.tree_util.tree_map(to_global, batch)

@@ -23,7 +23,7 @@ class PretrainedModel:
         checkpoint lacks is absent (a trainer initialises it).
       vocabulary: the checkpoint's tokenizer.
       max_length: the model's token limit (sentence-transformers' ``max_seq_length``,
-        else 512, never beyond the position table).
+        else 512, capped at the position table).
     """
 
     model: DualEncoder
@@ -60,10 +60,11 @@ def load_pretrained(
     layout = named.read_sentence_transformers_layout(model_dir)
     if head is None:
         head = layout.head if layout else HeadConfig()
+    limit = getattr(backbone, "max_position_embeddings", None)
     if max_length is None:
         max_length = (layout and layout.max_seq_length) or DEFAULT_MAX_LENGTH
-    limit = getattr(backbone, "max_position_embeddings", None)
-    if limit is not None and max_length > limit:
+        max_length = min(max_length, limit) if limit is not None else max_length
+    elif limit is not None and max_length > limit:
         raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
     return PretrainedModel(
         model=DualEncoder(backbone=backbone, head=head),

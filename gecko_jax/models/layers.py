@@ -37,6 +37,19 @@ def dtype_from_name(name: str | Dtype) -> Dtype:
         ) from None
 
 
+class _FlatKernel(nn.LogicallyPartitioned):
+    """A weight box that tolerates ``nn.DenseGeneral``'s flat view of its weights.
+
+    DenseGeneral unboxes multi-axis kernels (``[embed, heads, kv]``) and biases
+    (``[heads, kv]``) at their flattened shapes before reshaping them; constraining
+    that view with all the logical names fails under a mesh, so the constraint
+    applies only at the weight's own rank.
+    """
+
+    def unbox(self, apply_constraint: bool = True) -> Any:
+        return super().unbox(apply_constraint and jnp.ndim(self.value) == len(self.names))
+
+
 class DenseGeneral(nn.Module):
     """``nn.DenseGeneral`` whose kernel and bias carry logical axis names.
 
@@ -66,8 +79,8 @@ class DenseGeneral(nn.Module):
             use_bias=self.use_bias,
             dtype=self.dtype,
             param_dtype=jnp.float32,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes),
+            kernel_init=lambda *args: _FlatKernel(self.kernel_init(*args), self.kernel_axes),
+            bias_init=lambda *args: _FlatKernel(nn.initializers.zeros(*args), bias_axes),
             name="dense",
         )(x)
 

@@ -1,0 +1,191 @@
+"""``gecko-train``: the gin-configured training entry point.
+
+    gecko-train --gin_file=runs/finetune.gin --gin_file=models/minilm_l6.gin \\
+        --gin.MODEL_DIR="'/tmp/run'" --gin.TRAIN_STEPS=1000 --gin.TRAIN_FILE="'pairs.jsonl'"
+
+A run resumes from the newest checkpoint in ``MODEL_DIR`` (state and input
+position); SIGTERM (TPU preemption) saves and exits; a non-finite loss stops the run
+with its step number and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Sequence
+
+import gin
+import jax
+import numpy as np
+
+from gecko_jax import gin_utils, partitioning
+from gecko_jax.checkpoints import CheckpointManager, abstract_like
+from gecko_jax.data.pairs import PairBatches, read_pair_rows
+from gecko_jax.losses import ContrastiveLossConfig
+from gecko_jax.models.dual_encoder import HeadConfig
+from gecko_jax.optimizers import OptimizerConfig
+from gecko_jax.pretrained import load_pretrained
+from gecko_jax.trainer import TrainConfig, Trainer
+
+log = logging.getLogger("gecko_jax.train")
+
+for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig):
+    gin.external_configurable(_cls, module="gecko_jax")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class _Preemption:
+    """Remembers a SIGTERM so the loop can save and exit between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM received: saving a checkpoint and exiting")
+        self.requested = True
+
+
+def _progress_line(step: int, total: int, metrics: dict[str, float], rate: float, eta_s: float) -> str:
+    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+    return (f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
+            f"{rate:.1f} examples/s  ETA {eta}")
+
+
+@gin.configurable(module="gecko_jax")
+def train(
+    model_dir: str = gin.REQUIRED,
+    train_steps: int = gin.REQUIRED,
+    batch_size: int = gin.REQUIRED,
+    train_file: str = gin.REQUIRED,
+    init_from: str = gin.REQUIRED,
+    head: HeadConfig | None = None,
+    dtype: str = "float32",
+    dropout_rate: float | None = None,
+    query_length: int = 64,
+    document_length: int = 256,
+    train_config: TrainConfig = TrainConfig(),
+    mesh_shape: tuple[int, int] = (-1, 1),
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int = 3,
+    log_every: int = 50,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Trains a dual encoder and returns the last step's metrics.
+
+    Args:
+      model_dir: checkpoints, TensorBoard events and the resolved config go here.
+      train_steps: total optimizer steps (a resumed run counts from its checkpoint).
+      batch_size: global batch size (the in-batch negative pool).
+      train_file: pairs JSONL (``query``, ``positive``[, ``negative``, ``task``]).
+      init_from: pre-trained model name or directory for the backbone.
+      head: pooling/projection (default: the checkpoint's own).
+      dtype: activation dtype; parameters stay float32.
+      dropout_rate: overrides the checkpoint's dropout.
+      query_length, document_length: token lengths of the two sides.
+      train_config: loss, optimizer, temperature and GradCache settings.
+      mesh_shape: ``(data, model)`` mesh; -1 takes the remaining devices.
+      checkpoint_every: steps between checkpoints.
+      keep_checkpoints: newest checkpoints kept.
+      log_every: steps between console/TensorBoard metric logs.
+      seed: parameter-initialisation, dropout and input-order seed.
+    """
+    partitioning.initialize_distributed()
+    mesh = partitioning.make_mesh(*mesh_shape)
+    partitioning.check_batch_divisible(batch_size, mesh)
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "config.gin"), "w", encoding="utf-8") as f:
+        f.write(gin.config_str())
+
+    pretrained = load_pretrained(init_from, dtype=dtype, head=head, dropout_rate=dropout_rate)
+    for name, length in (("query_length", query_length), ("document_length", document_length)):
+        if length > pretrained.max_length:
+            raise ValueError(f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens")
+    batches = PairBatches(read_pair_rows(train_file), pretrained.vocabulary, batch_size,
+                          query_length, document_length, seed=seed)
+    trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
+    position = batches.get_state()
+    example = next(batches)
+    batches.set_state(position)
+    state = trainer.init_state(jax.random.PRNGKey(seed), pretrained.params, example)
+
+    checkpoints = CheckpointManager(os.path.join(model_dir, "checkpoints"), checkpoint_every,
+                                    keep_checkpoints)
+    if checkpoints.latest_step() is not None:
+        state, data_state = checkpoints.restore(abstract_like(state))
+        batches.set_state(data_state)
+        log.info("resumed from step %d", int(state.step))
+
+    from clu import metric_writers  # imports TensorBoard; kept off the module import path
+
+    writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0)
+    preemption = _Preemption()
+    preemption.install()
+    step = int(state.step)
+    metrics: dict[str, float] = {}
+    start, start_step, first_step = time.perf_counter(), step, step + 1
+    try:
+        while step < train_steps:
+            state, step_metrics = trainer.train_step(state, next(batches))
+            step += 1
+            metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+            if step == first_step:  # the first step compiles: time from its end
+                start, start_step = time.perf_counter(), step
+            if not np.isfinite(metrics["loss"]):
+                raise NonFiniteLossError(
+                    f"loss is {metrics['loss']} at step {step}; the last good checkpoint "
+                    f"(step {checkpoints.latest_step()}) is kept in {checkpoints.directory}"
+                )
+            if step % log_every == 0 or step == train_steps:
+                rate = (step - start_step) * batch_size / max(time.perf_counter() - start, 1e-9)
+                metrics["examples_per_second"] = rate
+                writer.write_scalars(step, metrics)
+                log.info(_progress_line(step, train_steps, metrics, rate,
+                                        (train_steps - step) * batch_size / max(rate, 1e-9)))
+            checkpoints.save(step, state, batches.get_state(),
+                             force=step == train_steps or preemption.requested)
+            if preemption.requested:
+                break
+    finally:
+        checkpoints.close()
+        writer.flush()
+    return metrics
+
+
+def main(argv: Sequence[str]) -> None:
+    """absl main: parses gin, then trains."""
+    del argv
+    from absl import flags
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+
+    gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
+    train()
+
+
+def console_entry() -> None:
+    """The ``gecko-train`` console script."""
+    from absl import app, flags
+
+    flags.DEFINE_multi_string("gin_file", [], "gin files, later ones override earlier ones")
+    flags.DEFINE_multi_string("gin_bindings", [], "individual gin bindings")
+    flags.DEFINE_list("gin_search_paths", [], "directories searched for gin files and includes")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    app.run(main, argv=gin_utils.rewrite_gin_args(sys.argv))
+
+
+if __name__ == "__main__":
+    console_entry()

@@ -1,0 +1,425 @@
+"""Train state, the sharded train/eval steps of a dual encoder, and their gradients.
+
+One ``Trainer`` owns a :class:`DualEncoder`, a mesh, logical axis rules and a
+:class:`TrainConfig`. Its steps are single ``jax.jit`` programs with explicit in/out
+shardings (state sharded by the parameters' logical axes, batch over 'data', state
+donated), traced under the rules and the mesh so the model's activation constraints
+apply. The loss sees the whole global batch as its negative pool.
+
+Queries, positives and hard negatives go through the same tower. With dropout, each
+example's mask comes from a key derived from (state rng, step, tower, global example
+index), so the randomness depends neither on the mesh nor on GradCache's chunking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct, traverse_util
+from jax.sharding import Mesh
+
+from gecko_jax import grad_cache
+from gecko_jax import partitioning as P
+from gecko_jax.losses import ContrastiveLossConfig, contrastive_loss
+from gecko_jax.models.dual_encoder import DualEncoder
+from gecko_jax.optimizers import OptimizerConfig, build_optimizer, build_schedule
+
+log = logging.getLogger(__name__)
+
+# Fixed tower ids keep dropout keys stable whichever towers a batch has.
+TOWERS = {"query": 0, "positive": 1, "negative": 2}
+Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What to optimise and how.
+
+    Attributes:
+      loss: the contrastive loss options.
+      optimizer: optimizer, schedule and clipping.
+      learnable_temperature: train ``log_logit_scale`` (initialised at
+        ``log(1 / loss.temperature)``) instead of using the fixed temperature.
+      max_logit_scale: the learnable logit scale is clipped to this (CLIP uses 100).
+      grad_cache_chunk_size: examples per GradCache chunk; None embeds the whole batch
+        at once.
+      seed: default seed of :meth:`Trainer.init_state`.
+    """
+
+    loss: ContrastiveLossConfig = dataclasses.field(default_factory=ContrastiveLossConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    learnable_temperature: bool = False
+    max_logit_scale: float = 100.0
+    grad_cache_chunk_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.grad_cache_chunk_size is not None and self.grad_cache_chunk_size < 1:
+            raise ValueError(
+                f"TrainConfig.grad_cache_chunk_size must be >= 1 or None, got {self.grad_cache_chunk_size}"
+            )
+        if self.max_logit_scale < 1.0 / self.loss.temperature:
+            raise ValueError(
+                f"TrainConfig.max_logit_scale {self.max_logit_scale} is below the initial "
+                f"scale 1/temperature = {1.0 / self.loss.temperature}"
+            )
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a training step reads and writes (all leaves are arrays).
+
+    Attributes:
+      step: int32 scalar, the number of updates so far.
+      params: the DualEncoder's parameters (``{'backbone': ..., 'projection'?: ...}``).
+      log_logit_scale: float32 scalar; trained only with a learnable temperature.
+      opt_state: the optimizer's state for :meth:`Trainer.trainable`'s tree.
+      rng: the base PRNG key (uint32[2]); step keys are ``fold_in(rng, step)``.
+    """
+
+    step: jax.Array
+    params: Any
+    log_logit_scale: jax.Array
+    opt_state: Any
+    rng: jax.Array
+
+
+class Trainer:
+    """Builds, shards and steps the train state of a dual encoder.
+
+    Args:
+      model: the dual encoder (its backbone config sets the compute dtype and dropout).
+      mesh: a ``('data', 'model')`` mesh, see :func:`partitioning.make_mesh`.
+      rules: logical axis rules (default: the standard ones).
+      config: the training options.
+    """
+
+    def __init__(
+        self,
+        model: DualEncoder,
+        mesh: Mesh,
+        rules: Sequence[tuple[str, Any]] = P.STANDARD_LOGICAL_AXIS_RULES,
+        config: TrainConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.mesh = mesh
+        self.rules = tuple(rules)
+        self.config = config = config or TrainConfig()
+        self.optimizer = build_optimizer(config.optimizer)
+        self.schedule = build_schedule(config.optimizer)
+        self._dropout = getattr(model.backbone, "dropout_rate", 0.0) > 0.0
+        self._shardings: TrainState | None = None
+        self._jitted: dict[str, Any] = {}
+        self._model_constraints = self._model_traces_under_mesh()
+
+    # ---------------------------------------------------------------- state & shardings
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """The mesh and logical axis rules the steps are traced and run under."""
+        with contextlib.ExitStack() as stack:
+            if self._model_constraints:
+                stack.enter_context(jax.set_mesh(self.mesh))
+            stack.enter_context(nn.logical_axis_rules(self.rules))
+            yield
+
+    def _model_traces_under_mesh(self) -> bool:
+        """Whether the model can be applied with the mesh in context.
+
+        flax checks parameter shapes by re-running their initializers, and
+        ``nn.DenseGeneral`` unboxes a multi-axis kernel before reshaping it, so a
+        logically partitioned multi-axis kernel fails under a context mesh. Then the
+        model's own activation constraints are skipped (the steps' batch constraints and
+        in/out shardings still hold, and XLA propagates them).
+        """
+        ids = jnp.ones((P.data_axis_size(self.mesh), 1), jnp.int32)
+        params = P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0)))
+        try:
+            with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+                jax.eval_shape(lambda p: self.model.apply({"params": p}, ids, ids != 0), params)
+        except ValueError as e:
+            log.warning("model activation constraints disabled, the model fails under a "
+                        "context mesh: %s", str(e).splitlines()[0][:300])
+            return False
+        return True
+
+    def trainable(self, state: TrainState) -> dict[str, Any]:
+        """The tree the optimizer updates: params and, if learnable, the logit scale."""
+        tree = {"params": state.params}
+        if self.config.learnable_temperature:
+            tree["log_logit_scale"] = state.log_logit_scale
+        return tree
+
+    def _init_params(self, rng: jax.Array) -> Any:
+        ids = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on the length
+        return self.model.init({"params": rng}, ids, ids != 0)["params"]
+
+    def _init_fn(self, rng: jax.Array, init_params: dict[tuple[str, ...], jax.Array]) -> TrainState:
+        params_rng, state_rng = jax.random.split(rng)
+        params = traverse_util.flatten_dict(P.unbox(self._init_params(params_rng)))
+        # Replaced leaves' random init is dead code that XLA removes.
+        params = traverse_util.unflatten_dict({**params, **init_params})
+        state = TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            log_logit_scale=jnp.asarray(math.log(1.0 / self.config.loss.temperature), jnp.float32),
+            opt_state=None,
+            rng=state_rng,
+        )
+        return state.replace(opt_state=self.optimizer.init(self.trainable(state)))
+
+    @property
+    def state_shardings(self) -> TrainState:
+        """``NamedSharding``s of every state leaf (params by their logical axes)."""
+        if self._shardings is None:
+            boxed = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
+            params = P.logical_to_mesh_shardings(boxed, self.mesh, self.rules)
+            abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
+            rep = P.replicated(self.mesh)
+            trainable_shardings = self.trainable(abstract.replace(params=params, log_logit_scale=rep))
+            opt_state = P.match_param_shardings(
+                abstract.opt_state, self.trainable(abstract), trainable_shardings, rep
+            )
+            self._shardings = TrainState(
+                step=rep, params=params, log_logit_scale=rep, opt_state=opt_state, rng=rep
+            )
+        return self._shardings
+
+    def abstract_state(self) -> TrainState:
+        """The state's ``ShapeDtypeStruct``s with shardings (an orbax restore target)."""
+        abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
+        return jax.tree_util.tree_map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract, self.state_shardings,
+        )
+
+    def init_state(
+        self, rng: jax.Array | None = None, init_params: Any = None, example_batch: Batch | None = None
+    ) -> TrainState:
+        """Creates the train state directly in its shardings.
+
+        Args:
+          rng: PRNG key (default: ``PRNGKey(config.seed)``).
+          init_params: a (possibly partial) DualEncoder parameter tree, e.g.
+            ``{'backbone': ...}`` from a pre-trained checkpoint; its leaves replace the
+            random ones, the rest (e.g. the projection) stays randomly initialised.
+          example_batch: optional batch (arrays or ShapeDtypeStructs), checked with
+            :meth:`check_batch` so a bad batch size fails before training starts.
+
+        Raises:
+          ValueError: ``init_params`` has a path the model lacks or a wrong shape.
+        """
+        if example_batch is not None:
+            self.check_batch(example_batch)
+        rng = jax.random.PRNGKey(self.config.seed) if rng is None else rng
+        if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+            rng = jax.random.key_data(rng)  # raw uint32 keys checkpoint anywhere
+        shardings = self.state_shardings
+        flat_init = self._check_init_params(init_params, shardings.params)
+        # Not under the mesh context: flax would then constrain DenseGeneral's kernels
+        # to their final rank before reshaping them; out_shardings place the state.
+        return jax.jit(self._init_fn, out_shardings=shardings)(rng, flat_init)
+
+    def _check_init_params(self, init_params: Any, param_shardings: Any) -> dict[tuple[str, ...], jax.Array]:
+        """Validates ``init_params`` leaves and places them in their shardings."""
+        if init_params is None:
+            return {}
+        model = traverse_util.flatten_dict(P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0))))
+        shardings = traverse_util.flatten_dict(param_shardings)
+        out = {}
+        for path, value in traverse_util.flatten_dict(dict(init_params)).items():
+            name = "/".join(path)
+            if path not in model:
+                top = sorted({p[0] for p in model})
+                raise ValueError(f"init_params has {name!r}, which the model lacks (its params: {top})")
+            if tuple(value.shape) != model[path].shape:
+                raise ValueError(f"init_params {name!r} has shape {tuple(value.shape)}, but the "
+                                 f"model's is {model[path].shape}")
+            dtype = model[path].dtype
+            # Host arrays go straight from host memory to their shards.
+            value = value.astype(dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+            out[path] = jax.device_put(value, shardings[path])
+        return out
+
+    # ------------------------------------------------------------------ loss and grads
+
+    def check_batch(self, batch: Batch, train: bool = True) -> None:
+        """Raises ValueError for a batch the steps cannot take (keys, shapes, sizes)."""
+        for key in ("query_tokens", "positive_tokens"):
+            if key not in batch:
+                raise ValueError(f"batch lacks {key!r}; it has {sorted(batch)}")
+        b = batch["query_tokens"].shape[0]
+        for key, value in batch.items():
+            if value.shape[0] != b:
+                raise ValueError(f"batch[{key!r}] has {value.shape[0]} rows, query_tokens has {b}")
+        if "negative_tokens" in batch and len(batch["negative_tokens"].shape) != 3:
+            raise ValueError(f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}")
+        P.check_batch_divisible(b, self.mesh)
+        if train and self.config.grad_cache_chunk_size is not None:
+            grad_cache.check_chunk_size(b, self.config.grad_cache_chunk_size, P.data_axis_size(self.mesh))
+
+    def _encode(self, params: Any, tokens: jax.Array, keys: jax.Array | None) -> jax.Array:
+        """Embeds ``[N, L]`` tokens; with ``keys [N]``, dropout on with one key per row."""
+        mask = tokens != 0
+        if keys is None:
+            return self.model.apply({"params": params}, tokens, mask, deterministic=True)
+
+        def one(ids: jax.Array, m: jax.Array, key: jax.Array) -> jax.Array:
+            return self.model.apply(
+                {"params": params}, ids[None], m[None], deterministic=False, rngs={"dropout": key}
+            )[0]
+
+        # The examples axis is vmapped: it carries the batch sharding, the per-example
+        # activations (batch size 1) must not.
+        batch_axes = nn.logical_to_mesh_axes((P.BATCH,), self.rules)[0]
+        with nn.logical_axis_rules(((P.BATCH, None),) + self.rules):
+            return jax.vmap(one, spmd_axis_name=batch_axes)(tokens, mask, keys)
+
+    def _embed_fn(self, rng: jax.Array | None) -> grad_cache.EmbedFn:
+        """``(params, towers chunk, start) -> embeddings``, shared by both gradient paths.
+
+        Towers of equal token length share one forward pass. ``start`` is the global
+        index of the chunk's first example; with ``rng``, dropout is on and row r of
+        tower t uses key ``fold_in(fold_in(rng, t), global row index)``.
+        """
+        shards = P.data_axis_size(self.mesh)
+
+        def embed(params: Any, towers: dict[str, jax.Array], start: jax.Array) -> dict[str, jax.Array]:
+            by_length: dict[int, list[str]] = {}
+            for name, tokens in towers.items():
+                by_length.setdefault(tokens.shape[-1], []).append(name)
+            out = {}
+            for names in by_length.values():
+                # Negatives become [c*K, L] rows, example-major.
+                rows = [towers[n].reshape(-1, towers[n].shape[-1]) for n in names]
+                keys = None
+                if rng is not None:
+                    keys = grad_cache.concat_rows([
+                        _row_keys(rng, TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0])
+                        for n, r in zip(names, rows)
+                    ], shards, self.mesh)
+                embedded = self._encode(params, grad_cache.concat_rows(rows, shards, self.mesh), keys)
+                parts = grad_cache.split_rows(embedded, [r.shape[0] for r in rows], shards, self.mesh)
+                for n, part in zip(names, parts):
+                    out[n] = part.reshape(towers[n].shape[:-1] + (-1,))
+            return out
+
+        return embed
+
+    def _loss_params(self, state: TrainState) -> dict[str, jax.Array]:
+        return {k: v for k, v in self.trainable(state).items() if k != "params"}
+
+    def _loss_fn(self, batch: Batch) -> grad_cache.LossFn:
+        def loss(embeddings: dict[str, jax.Array], loss_params: dict[str, jax.Array]) -> Any:
+            scale = None
+            if "log_logit_scale" in loss_params:
+                log_max = math.log(self.config.max_logit_scale)
+                scale = jnp.exp(jnp.minimum(loss_params["log_logit_scale"], log_max))
+            return contrastive_loss(
+                embeddings["query"], embeddings["positive"], embeddings.get("negative"),
+                self.config.loss, logit_scale=scale,
+                positive_ids=batch.get("positive_ids"), negative_mask=batch.get("negative_mask"),
+            )
+
+        return loss
+
+    def _loss_and_grads(
+        self, state: TrainState, batch: Batch, train: bool = True
+    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
+        rng = jax.random.fold_in(state.rng, state.step) if (train and self._dropout) else None
+        args = (self._embed_fn(rng), self._loss_fn(batch), state.params, self._loss_params(state),
+                _towers(batch))
+        if self.config.grad_cache_chunk_size is None:
+            loss, metrics, (g_params, g_loss) = grad_cache.plain_loss_and_grads(*args)
+        else:
+            loss, metrics, (g_params, g_loss) = grad_cache.grad_cache_loss_and_grads(
+                *args, self.config.grad_cache_chunk_size, self.state_shardings.params, self.mesh
+            )
+        return loss, metrics, {"params": g_params, **g_loss}
+
+    def _train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        _, metrics, grads = self._loss_and_grads(state, batch)
+        trainable = self.trainable(state)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
+        new = optax.apply_updates(trainable, updates)
+        state = state.replace(params=new["params"],
+                              log_logit_scale=new.get("log_logit_scale", state.log_logit_scale))
+        metrics = {
+            **metrics,
+            "grad_norm": optax.tree.norm(grads),
+            "learning_rate": jnp.asarray(self.schedule(state.step), jnp.float32),
+        }
+        return state.replace(step=state.step + 1, opt_state=opt_state), metrics
+
+    def _eval_step(self, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+        embeddings = self._embed_fn(None)(state.params, _towers(batch), jnp.zeros((), jnp.int32))
+        return self._loss_fn(batch)(embeddings, self._loss_params(state))[1]
+
+    # ------------------------------------------------------------------ the jitted steps
+
+    def _jit(self, name: str) -> Any:
+        if name not in self._jitted:
+            shardings = self.state_shardings
+            rep = P.replicated(self.mesh)
+            batch = P.batch_sharding(self.mesh)
+            grads = self.trainable(shardings.replace(log_logit_scale=rep))
+            fn, out, donate = {
+                "train": (self._train_step, (shardings, rep), (0,)),
+                "eval": (self._eval_step, rep, ()),
+                "grads": (self._loss_and_grads, (rep, rep, grads), ()),
+            }[name]
+            self._jitted[name] = jax.jit(fn, in_shardings=(shardings, batch), out_shardings=out,
+                                         donate_argnums=donate)
+        return self._jitted[name]
+
+    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One optimizer update on a global batch; ``state`` is donated.
+
+        Args:
+          state: the current state (from :meth:`init_state` or a restore).
+          batch: global arrays: ``query_tokens [B, Lq]``, ``positive_tokens [B, Lp]``,
+            optional ``negative_tokens [B, K, Ln]``, ``positive_ids [B]``,
+            ``negative_mask [B, K]``; pad id 0. On several processes, pass global
+            ``jax.Array``s (:func:`partitioning.host_local_batch_to_global`).
+
+        Returns:
+          The new state and scalar metrics: the loss's (``loss``, ``accuracy``,
+          ``logit_scale``, ...), ``grad_norm`` and ``learning_rate`` (of this update).
+        """
+        self.check_batch(batch)
+        with self.context():
+            return self._jit("train")(state, dict(batch))
+
+    def eval_step(self, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+        """The loss's metrics on a batch, without dropout or an update (nor chunking)."""
+        self.check_batch(batch, train=False)
+        with self.context():
+            return self._jit("eval")(state, dict(batch))
+
+    def loss_and_grads(
+        self, state: TrainState, batch: Batch
+    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
+        """The train step's loss, metrics and gradients (tree of :meth:`trainable`)."""
+        self.check_batch(batch)
+        with self.context():
+            return self._jit("grads")(state, dict(batch))
+
+
+def _towers(batch: Batch) -> dict[str, jax.Array]:
+    return {name: batch[f"{name}_tokens"] for name in TOWERS if f"{name}_tokens" in batch}
+
+
+def _row_keys(rng: jax.Array, tower: int, first: jax.Array, count: int) -> jax.Array:
+    """Dropout keys of rows ``first .. first + count - 1`` of a tower."""
+    tower_key = jax.random.fold_in(rng, tower)
+    return jax.vmap(lambda i: jax.random.fold_in(tower_key, i))(first + jnp.arange(count))
+

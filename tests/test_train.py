@@ -1,0 +1,137 @@
+"""gecko-train end to end on CPU: gin errors, resume after kill -9, NaN stop."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: str) -> str:
+    """A small random BERT with MiniLM's real vocabulary: fast to compile and train."""
+    path = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=64, hidden_dropout_prob=0.1)
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(str(path), safe_serialization=True)
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm_dir, name), path / name)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    rows = [{"query": f"what is item {i}", "positive": f"item {i} is a thing numbered {i}",
+             "negative": f"item {i + 1} is another thing"} for i in range(64)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _command(model_dir: str, tiny_model_dir: str, pairs_file: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gecko_jax.train",
+        "--gin_file=runs/finetune.gin",
+        f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=24", f"--gin.TRAIN_FILE='{pairs_file}'",
+        "--gin.BATCH_SIZE=8", f"--gin.train.init_from='{tiny_model_dir}'",
+        "--gin.train.query_length=12", "--gin.train.document_length=16",
+        "--gin.train.checkpoint_every=4", "--gin.train.log_every=1",
+        "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-3",
+        "--gin.gecko_jax.OptimizerConfig.warmup_steps=2", *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=REPO, check=False)
+
+
+def _final_loss(output: str) -> float:
+    lines = [line for line in output.splitlines() if "step 24/24" in line]
+    assert lines, output[-3000:]
+    return float(lines[-1].split("loss ")[1].split()[0])
+
+
+def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_model_dir: str, pairs_file: str) -> None:
+    straight = _run(_command(str(tmp_path / "straight"), tiny_model_dir, pairs_file))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    reference = _final_loss(straight.stderr)
+
+    model_dir = str(tmp_path / "killed")
+    command = _command(model_dir, tiny_model_dir, pairs_file)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True, env=_env(), cwd=REPO)
+    for line in process.stderr:  # wait until a checkpoint past step 8 is surely written
+        if "step 10/24" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    steps = sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
+    assert steps and max(steps) < 24
+    resumed = _run(command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stderr
+    assert _final_loss(resumed.stderr) == pytest.approx(reference, abs=1e-5)
+    with open(os.path.join(model_dir, "config.gin")) as f:
+        resolved = f.read()  # the resolved config is kept
+    assert "BATCH_SIZE = 8" in resolved and "train.batch_size = %BATCH_SIZE" in resolved
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("--gin.train.batch_sise=8", "batch_sise"),             # unknown parameter
+    ("--gin.trian.batch_size=8", "trian"),                  # typo in the configurable
+    ("--gin_file=runs/nonexistent.gin", "nonexistent.gin"),  # missing file
+])
+def test_bad_gin_fails_before_compute(tmp_path, tiny_model_dir: str, pairs_file: str,
+                                      binding: str, message: str) -> None:
+    model_dir = tmp_path / "run"
+    done = _run(_command(str(model_dir), tiny_model_dir, pairs_file, binding))
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not model_dir.exists()  # nothing ran
+
+
+def test_missing_required_macro_is_named(tmp_path, pairs_file: str) -> None:
+    done = _run([sys.executable, "-m", "gecko_jax.train", "--gin_file=runs/finetune.gin",
+                 "--gin_file=models/minilm_l6.gin", "--gin.TRAIN_STEPS=3",
+                 f"--gin.TRAIN_FILE='{pairs_file}'"])
+    assert done.returncode != 0
+    assert "MODEL_DIR" in done.stderr or "model_dir" in done.stderr
+
+
+def test_batch_not_divisible_by_data_axis(tmp_path, tiny_model_dir: str, pairs_file: str) -> None:
+    done = _run(_command(str(tmp_path / "run"), tiny_model_dir, pairs_file, "--gin.BATCH_SIZE=6"))
+    assert done.returncode != 0
+    assert "global batch size 6 is not divisible by the data axis size 4" in done.stderr
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
+    tmp_path, tiny_model_dir: str, pairs_file: str
+) -> None:
+    model_dir = str(tmp_path / "nan")
+    done = _run(_command(model_dir, tiny_model_dir, pairs_file,
+                         "--gin.gecko_jax.OptimizerConfig.learning_rate=1e38",
+                         "--gin.gecko_jax.OptimizerConfig.clip_grad_norm=None",
+                         "--gin.train.checkpoint_every=1"))
+    assert done.returncode != 0
+    assert "NonFiniteLossError" in done.stderr and "at step" in done.stderr
+    found = re.search(r"loss is (nan|inf|-inf) at step (\d+)", done.stderr)
+    assert found, done.stderr[-3000:]
+    bad_step = int(found.group(2))
+    steps = sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
+    assert steps and max(steps) == bad_step - 1
