@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from gecko_jax import gin_utils, partitioning
-from gecko_jax.checkpoints import CheckpointManager, abstract_like
+from gecko_jax.checkpoints import CheckpointManager, restore_params
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
@@ -60,6 +60,32 @@ def _progress_line(step: int, total: int, metrics: dict[str, float], rate: float
             f"{rate:.1f} examples/s  ETA {eta}")
 
 
+def _restore_or_init(
+    trainer: Trainer,
+    checkpoints: CheckpointManager,
+    batches: PairBatches,
+    pretrained_params: Any,
+    init_checkpoint: str | None,
+    seed: int,
+) -> Any:
+    """Resumes this run's newest checkpoint, or builds the initial train state."""
+    if checkpoints.latest_step() is not None:
+        state, data_state = checkpoints.restore(trainer.abstract_state())
+        batches.set_state(data_state)
+        log.info("resumed from step %d", int(state.step))
+        return state
+    init_params = pretrained_params
+    if init_checkpoint:
+        # Fine-tuning from pre-finetuning: the earlier run's backbone, a fresh head and optimizer.
+        backbone = trainer.abstract_state().params["backbone"]
+        init_params = restore_params(init_checkpoint, {"backbone": backbone})
+        log.info("backbone initialised from %s", init_checkpoint)
+    position = batches.get_state()
+    example = next(batches)
+    batches.set_state(position)
+    return trainer.init_state(jax.random.PRNGKey(seed), init_params, example)
+
+
 @gin.configurable(module="gecko_jax")
 def train(
     model_dir: str = gin.REQUIRED,
@@ -67,6 +93,7 @@ def train(
     batch_size: int = gin.REQUIRED,
     train_file: str = gin.REQUIRED,
     init_from: str = gin.REQUIRED,
+    init_checkpoint: str | None = None,
     head: HeadConfig | None = None,
     dtype: str = "float32",
     dropout_rate: float | None = None,
@@ -86,7 +113,11 @@ def train(
       train_steps: total optimizer steps (a resumed run counts from its checkpoint).
       batch_size: global batch size (the in-batch negative pool).
       train_file: pairs JSONL (``query``, ``positive``[, ``negative``, ``task``]).
-      init_from: pre-trained model name or directory for the backbone.
+      init_from: pre-trained model name or directory (architecture, vocabulary and,
+        unless ``init_checkpoint`` is set, the backbone weights).
+      init_checkpoint: a gecko-train checkpoint directory (``MODEL_DIR/checkpoints``)
+        whose backbone initialises this run, e.g. pre-finetuning's; ignored once this
+        run has checkpoints of its own.
       head: pooling/projection (default: the checkpoint's own).
       dtype: activation dtype; parameters stay float32.
       dropout_rate: overrides the checkpoint's dropout.
@@ -112,17 +143,9 @@ def train(
     batches = PairBatches(read_pair_rows(train_file), pretrained.vocabulary, batch_size,
                           query_length, document_length, seed=seed)
     trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
-    position = batches.get_state()
-    example = next(batches)
-    batches.set_state(position)
-    state = trainer.init_state(jax.random.PRNGKey(seed), pretrained.params, example)
-
     checkpoints = CheckpointManager(os.path.join(model_dir, "checkpoints"), checkpoint_every,
                                     keep_checkpoints)
-    if checkpoints.latest_step() is not None:
-        state, data_state = checkpoints.restore(abstract_like(state))
-        batches.set_state(data_state)
-        log.info("resumed from step %d", int(state.step))
+    state = _restore_or_init(trainer, checkpoints, batches, pretrained.params, init_checkpoint, seed)
 
     from clu import metric_writers  # imports TensorBoard; kept off the module import path
 

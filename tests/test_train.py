@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -135,3 +136,58 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     bad_step = int(found.group(2))
     steps = sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
     assert steps and max(steps) == bad_step - 1
+
+
+def _checkpoint_steps(model_dir: str) -> list[int]:
+    return sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
+
+
+def test_sigterm_saves_and_exits_then_resumes(tmp_path, tiny_model_dir: str, pairs_file: str) -> None:
+    model_dir = str(tmp_path / "preempted")
+    command = _command(model_dir, tiny_model_dir, pairs_file, "--gin.train.checkpoint_every=100")
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True, env=_env(), cwd=REPO)
+    for line in process.stderr:
+        if "step 6/24" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stderr.read()
+    assert process.wait() == 0
+    saved = max(_checkpoint_steps(model_dir))
+    assert 6 <= saved < 24  # saved at preemption although no periodic save was due
+    resumed = _run(command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from step {saved}" in resumed.stderr
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(model_dir))
+
+
+def test_init_checkpoint_loads_the_backbone_into_a_new_head(
+    tmp_path, tiny_model_dir: str, pairs_file: str
+) -> None:
+    import jax
+
+    from gecko_jax.checkpoints import restore_params
+
+    first = str(tmp_path / "prefinetune")
+    assert _run(_command(first, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=4")).returncode == 0
+    second = str(tmp_path / "finetune")
+    done = _run(_command(second, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=3",
+                         f"--gin.train.init_checkpoint='{first}/checkpoints'",
+                         "--gin.train.head=@gecko_jax.HeadConfig()",
+                         "--gin.gecko_jax.HeadConfig.projection_dim=16",
+                         "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-30"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backbone initialised from" in done.stderr
+    kernel = ("backbone", "layer_0", "intermediate", "dense", "kernel")
+
+    def read(model_dir: str, with_projection: bool) -> dict:
+        target = {"backbone": {"layer_0": {"intermediate": {"dense": {
+            "kernel": jax.ShapeDtypeStruct((32, 64), "float32")}}}}}
+        if with_projection:
+            target["projection"] = {"dense": {"kernel": jax.ShapeDtypeStruct((32, 16), "float32")}}
+        return restore_params(os.path.join(model_dir, "checkpoints"), target)
+
+    before, after = read(first, False), read(second, True)
+    get = lambda tree: tree[kernel[0]][kernel[1]][kernel[2]][kernel[3]][kernel[4]]
+    np.testing.assert_allclose(get(after), get(before), atol=1e-6)
+    assert after["projection"]["dense"]["kernel"].shape == (32, 16)
