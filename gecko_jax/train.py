@@ -54,10 +54,27 @@ class _Preemption:
         self.requested = True
 
 
-def _progress_line(step: int, total: int, metrics: dict[str, float], rate: float, eta_s: float) -> str:
+def _progress_line(step: int, total: int, metrics: dict[str, float], eta_s: float) -> str:
     eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
     return (f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
-            f"{rate:.1f} examples/s  ETA {eta}")
+            f"{metrics['examples_per_second']:.1f} examples/s  "
+            f"{metrics['tokens_per_second']:.0f} tokens/s  ETA {eta}")
+
+
+def _host_slice(batch: dict[str, np.ndarray], mesh: Any) -> Any:
+    """This process's rows of a global batch, assembled into global arrays.
+
+    Every process builds the same global batch (same file, same seed) and keeps its
+    own contiguous share, as ``partitioning.host_local_batch_to_global`` expects.
+    """
+    count, index = jax.process_count(), jax.process_index()
+    rows = next(iter(batch.values())).shape[0] // count
+    local = {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
+    return partitioning.host_local_batch_to_global(local, mesh)
+
+
+def _real_tokens(batch: dict[str, np.ndarray]) -> int:
+    return int(sum(np.count_nonzero(v) for k, v in batch.items() if k.endswith("_tokens")))
 
 
 def _restore_or_init(
@@ -154,24 +171,27 @@ def train(
     preemption.install()
     step = int(state.step)
     metrics: dict[str, float] = {}
-    start, start_step, first_step = time.perf_counter(), step, step + 1
+    start, start_step, first_step, tokens = time.perf_counter(), step, step + 1, 0
     try:
         while step < train_steps:
-            state, step_metrics = trainer.train_step(state, next(batches))
+            batch = next(batches)
+            state, step_metrics = trainer.train_step(state, _host_slice(batch, mesh))
             step += 1
             metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+            tokens += _real_tokens(batch)
             if step == first_step:  # the first step compiles: time from its end
-                start, start_step = time.perf_counter(), step
+                start, start_step, tokens = time.perf_counter(), step, 0
             if not np.isfinite(metrics["loss"]):
                 raise NonFiniteLossError(
                     f"loss is {metrics['loss']} at step {step}; the last good checkpoint "
                     f"(step {checkpoints.latest_step()}) is kept in {checkpoints.directory}"
                 )
             if step % log_every == 0 or step == train_steps:
-                rate = (step - start_step) * batch_size / max(time.perf_counter() - start, 1e-9)
-                metrics["examples_per_second"] = rate
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                rate = (step - start_step) * batch_size / elapsed
+                metrics.update(examples_per_second=rate, tokens_per_second=tokens / elapsed)
                 writer.write_scalars(step, metrics)
-                log.info(_progress_line(step, train_steps, metrics, rate,
+                log.info(_progress_line(step, train_steps, metrics,
                                         (train_steps - step) * batch_size / max(rate, 1e-9)))
             checkpoints.save(step, state, batches.get_state(),
                              force=step == train_steps or preemption.requested)
