@@ -116,6 +116,7 @@ def split_rows(x: jax.Array, sizes: list[int], shards: int, mesh: Mesh | None = 
         for part in jnp.split(x, cuts, axis=1)
     ]
 
+
 def plain_loss_and_grads(
     embed_fn: EmbedFn, loss_fn: LossFn, params: Params, loss_params: Params, inputs: Inputs
 ) -> LossAndGrads:
