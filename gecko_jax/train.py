@@ -193,9 +193,9 @@ def train(
                 writer.write_scalars(step, metrics)
                 log.info(_progress_line(step, train_steps, metrics,
                                         (train_steps - step) * batch_size / max(rate, 1e-9)))
-            checkpoints.save(step, state, batches.get_state(),
-                             force=step == train_steps or preemption.requested)
-            if preemption.requested:
+            preempted = preemption.requested  # read once: SIGTERM may land at any moment
+            checkpoints.save(step, state, batches.get_state(), force=step == train_steps or preempted)
+            if preempted:
                 break
     finally:
         checkpoints.close()
