@@ -120,7 +120,9 @@ def st_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) -> St
 
     def step(i: int) -> float:
         optimizer.zero_grad()
-        loss = loss_fn(batches[i], None)
+        # Fresh dicts, as a collator makes: the model writes its outputs (and so the
+        # autograd graph) into the feature dicts it is given.
+        loss = loss_fn([dict(f) for f in batches[i]], None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
