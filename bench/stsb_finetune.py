@@ -111,6 +111,7 @@ def main() -> None:
     if args.worker:
         eval_worker(args)
         return
+    started = time.perf_counter()
     model_dir = os.path.abspath(args.model_dir or tempfile.mkdtemp(prefix="stsb_finetune_"))
     os.makedirs(model_dir, exist_ok=True)
     try:
@@ -124,7 +125,8 @@ def main() -> None:
     delta = after["dev"] - before["dev"]
     verdict = "improves" if delta > 0 else ("holds" if delta >= -TOLERANCE else "drops")
     print(f"\nSTS-B Spearman (cosine) x100, all-MiniLM-L6-v2 fine-tuned with gecko-train for {args.steps} "
-          f"steps, batch {args.batch_size}, lengths {args.length} ({train_s:.0f} s of training incl. start-up):")
+          f"steps, batch {args.batch_size}, lengths {args.length} ({train_s:.0f} s in gecko-train, "
+          f"{time.perf_counter() - started:.0f} s in all):")
     print(f"  {'':>22} {'original':>9} {'fine-tuned':>10} {'change':>7}")
     print(f"  {'dev':>22} {before['dev']:9.2f} {after['dev']:10.2f} {delta:+7.2f}")
     print(f"  {'test (report only)':>22} {before['test']:9.2f} {after['test']:10.2f} "
