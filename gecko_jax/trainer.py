@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Fixed tower ids keep dropout keys stable whichever towers a batch has.
 TOWERS = {"query": 0, "positive": 1, "negative": 2}
+# Dropout row ids are uint32: tower in the top bits, the global row index (< 2**28) below.
+_ROW_INDEX_BITS = 28
 Batch = Mapping[str, Any]
 
 
@@ -264,32 +266,27 @@ class Trainer:
         if "negative_tokens" in batch and len(batch["negative_tokens"].shape) != 3:
             raise ValueError(f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}")
         P.check_batch_divisible(b, self.mesh)
+        rows = b * (batch["negative_tokens"].shape[1] if "negative_tokens" in batch else 1)
+        if rows >= 1 << _ROW_INDEX_BITS:
+            raise ValueError(f"a tower of {rows} rows exceeds the {1 << _ROW_INDEX_BITS} rows dropout can key")
         if train and self.config.grad_cache_chunk_size is not None:
             grad_cache.check_chunk_size(b, self.config.grad_cache_chunk_size, P.data_axis_size(self.mesh))
 
-    def _encode(self, params: Any, tokens: jax.Array, keys: jax.Array | None) -> jax.Array:
-        """Embeds ``[N, L]`` tokens; with ``keys [N]``, dropout on with one key per row."""
+    def _encode(self, params: Any, tokens: jax.Array, rows: jax.Array | None, rng: jax.Array | None) -> jax.Array:
+        """Embeds ``[N, L]`` tokens; with ``rows [N]`` and ``rng``, dropout is on and
+        keyed per row by its identity (:mod:`gecko_jax.models.dropout`)."""
         mask = tokens != 0
-        if keys is None:
+        if rng is None:
             return self.model.apply({"params": params}, tokens, mask, deterministic=True)
-
-        def one(ids: jax.Array, m: jax.Array, key: jax.Array) -> jax.Array:
-            return self.model.apply(
-                {"params": params}, ids[None], m[None], deterministic=False, rngs={"dropout": key}
-            )[0]
-
-        # The examples axis is vmapped: it carries the batch sharding, the per-example
-        # activations (batch size 1) must not.
-        batch_axes = nn.logical_to_mesh_axes((P.BATCH,), self.rules)[0]
-        with nn.logical_axis_rules(((P.BATCH, None),) + self.rules):
-            return jax.vmap(one, spmd_axis_name=batch_axes)(tokens, mask, keys)
+        return self.model.apply({"params": params}, tokens, mask, deterministic=False,
+                                dropout_rows=rows, rngs={"dropout": rng})
 
     def _embed_fn(self, rng: jax.Array | None) -> grad_cache.EmbedFn:
         """``(params, towers chunk, start) -> embeddings``, shared by both gradient paths.
 
         Towers of equal token length share one forward pass. ``start`` is the global
-        index of the chunk's first example; with ``rng``, dropout is on and row r of
-        tower t uses key ``fold_in(fold_in(rng, t), global row index)``.
+        index of the chunk's first example; with ``rng``, dropout is on and the masks
+        of row r of tower t depend only on (``rng``, t, r): see :func:`_row_ids`.
         """
         shards = P.data_axis_size(self.mesh)
 
@@ -301,13 +298,13 @@ class Trainer:
             for names in by_length.values():
                 # Negatives become [c*K, L] rows, example-major.
                 rows = [towers[n].reshape(-1, towers[n].shape[-1]) for n in names]
-                keys = None
+                ids = None
                 if rng is not None:
-                    keys = grad_cache.concat_rows([
-                        _row_keys(rng, TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0])
+                    ids = grad_cache.concat_rows([
+                        _row_ids(TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0])
                         for n, r in zip(names, rows)
                     ], shards, self.mesh)
-                embedded = self._encode(params, grad_cache.concat_rows(rows, shards, self.mesh), keys)
+                embedded = self._encode(params, grad_cache.concat_rows(rows, shards, self.mesh), ids, rng)
                 parts = grad_cache.split_rows(embedded, [r.shape[0] for r in rows], shards, self.mesh)
                 for n, part in zip(names, parts):
                     out[n] = part.reshape(towers[n].shape[:-1] + (-1,))
@@ -418,8 +415,8 @@ def _towers(batch: Batch) -> dict[str, jax.Array]:
     return {name: batch[f"{name}_tokens"] for name in TOWERS if f"{name}_tokens" in batch}
 
 
-def _row_keys(rng: jax.Array, tower: int, first: jax.Array, count: int) -> jax.Array:
-    """Dropout keys of rows ``first .. first + count - 1`` of a tower."""
-    tower_key = jax.random.fold_in(rng, tower)
-    return jax.vmap(lambda i: jax.random.fold_in(tower_key, i))(first + jnp.arange(count))
-
+def _row_ids(tower: int, first: jax.Array, count: int) -> jax.Array:
+    """Dropout identities of rows ``first .. first + count - 1`` of a tower: the tower
+    in the top bits, the global row index below."""
+    index = (first + jnp.arange(count)).astype(jnp.uint32)
+    return jnp.uint32(tower << _ROW_INDEX_BITS) | index

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gecko_jax import partitioning as P
 from gecko_jax.models import layers
+from gecko_jax.models.dropout import Dropout
 from gecko_jax.models.hf_checkpoint import (
     ParamMapping,
     TensorRule,
@@ -93,19 +94,21 @@ class BertLayer(nn.Module):
     config: BertConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, deterministic: bool, dropout_rows: jax.Array | None = None
+    ) -> jax.Array:
         cfg = self.config
         dtype = layers.dtype_from_name(cfg.dtype)
-        dropout = nn.Dropout(cfg.dropout_rate)
+        dropout = Dropout(cfg.dropout_rate)
         attended = layers.MultiHeadAttention(
             num_heads=cfg.num_attention_heads,
             head_dim=cfg.head_dim,
             dropout_rate=cfg.dropout_rate,
             dtype=dtype,
             name="attention",
-        )(x, mask, deterministic=deterministic)
+        )(x, mask, deterministic=deterministic, dropout_rows=dropout_rows)
         x = layers.layer_norm(cfg.layer_norm_eps, dtype, "attention_norm")(
-            x + dropout(attended, deterministic=deterministic)
+            x + dropout(attended, deterministic, dropout_rows)
         )
         h = layers.DenseGeneral(
             cfg.intermediate_size, (P.EMBED, P.MLP), dtype=dtype, name="intermediate"
@@ -113,7 +116,7 @@ class BertLayer(nn.Module):
         h = layers.ACTIVATIONS[cfg.hidden_act](h)
         h = layers.DenseGeneral(cfg.hidden_size, (P.MLP, P.EMBED), dtype=dtype, name="output")(h)
         return layers.layer_norm(cfg.layer_norm_eps, dtype, "output_norm")(
-            x + dropout(h, deterministic=deterministic)
+            x + dropout(h, deterministic, dropout_rows)
         )
 
 
@@ -129,6 +132,7 @@ class BertEncoder(nn.Module):
         attention_mask: jax.Array,
         deterministic: bool = True,
         token_type_ids: jax.Array | None = None,
+        dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
         """Encodes token ids.
 
@@ -137,6 +141,8 @@ class BertEncoder(nn.Module):
           attention_mask: ``[B, L]``, nonzero on real tokens.
           deterministic: disables dropout when True (needs rng 'dropout' otherwise).
           token_type_ids: optional ``[B, L]`` segment ids (zeros by default).
+          dropout_rows: ``[B]`` row identities keying the dropout masks
+            (:mod:`gecko_jax.models.dropout`); None uses batch positions.
 
         Returns:
           ``[B, L, hidden_size]`` hidden states in the config's dtype.
@@ -158,11 +164,11 @@ class BertEncoder(nn.Module):
             + _embed(cfg.type_vocab_size, cfg.hidden_size, (None, P.EMBED), "token_type_embeddings")(token_type_ids)
         )
         x = layers.layer_norm(cfg.layer_norm_eps, dtype, "embeddings_norm")(x)
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(cfg.dropout_rate)(x, deterministic, dropout_rows)
         x = nn.with_logical_constraint(x, (P.BATCH, P.LENGTH, P.EMBED))
         mask = attention_mask.astype(bool)[:, None, None, :]
         for i in range(cfg.num_hidden_layers):
-            x = BertLayer(cfg, name=f"layer_{i}")(x, mask, deterministic)
+            x = BertLayer(cfg, name=f"layer_{i}")(x, mask, deterministic, dropout_rows)
             x = nn.with_logical_constraint(x, (P.BATCH, P.LENGTH, P.EMBED))
         return x
 

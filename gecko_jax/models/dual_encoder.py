@@ -85,11 +85,19 @@ class DualEncoder(nn.Module):
 
     @nn.compact
     def __call__(
-        self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        deterministic: bool = True,
+        dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
-        """Embeds ``[B, L]`` token ids into float32 ``[B, embedding_dim]``."""
+        """Embeds ``[B, L]`` token ids into float32 ``[B, embedding_dim]``.
+
+        With ``deterministic=False`` dropout is on (rng ``'dropout'``); ``dropout_rows``
+        (``[B]``) are the rows' identities keying their masks, batch positions if None.
+        """
         hidden = build_backbone(self.backbone, name="backbone")(
-            input_ids, attention_mask, deterministic=deterministic
+            input_ids, attention_mask, deterministic=deterministic, dropout_rows=dropout_rows
         )
         if self.head.pooling == "mean":
             pooled = mean_pool(hidden, attention_mask)

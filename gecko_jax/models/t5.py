@@ -20,6 +20,7 @@ import numpy as np
 
 from gecko_jax import partitioning as P
 from gecko_jax.models import layers
+from gecko_jax.models.dropout import Dropout
 from gecko_jax.models.hf_checkpoint import (
     ParamMapping,
     TensorRule,
@@ -229,7 +230,9 @@ class T5MLP(nn.Module):
     config: T5Config
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, deterministic: bool = True, dropout_rows: jax.Array | None = None
+    ) -> jax.Array:
         cfg = self.config
         dtype = layers.dtype_from_name(cfg.dtype)
 
@@ -244,7 +247,7 @@ class T5MLP(nn.Module):
             hidden = hidden * dense("wi_1", cfg.d_ff, (P.EMBED, P.MLP), cfg.d_model)(x)
         else:
             hidden = cfg.activation(dense("wi", cfg.d_ff, (P.EMBED, P.MLP), cfg.d_model)(x))
-        hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
+        hidden = Dropout(cfg.dropout_rate)(hidden, deterministic, dropout_rows)
         return dense("wo", cfg.d_model, (P.MLP, P.EMBED), cfg.d_ff)(hidden)
 
 
@@ -260,6 +263,7 @@ class T5Block(nn.Module):
         mask: jax.Array,
         position_bias: jax.Array | None = None,
         deterministic: bool = True,
+        dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
         """Applies the block.
 
@@ -269,6 +273,7 @@ class T5Block(nn.Module):
           position_bias: the shared ``[1, heads, L, L]`` bias; None makes this block
             own its table (UMT5).
           deterministic: disables dropout when True.
+          dropout_rows: ``[B]`` row identities keying the dropout masks.
         """
         cfg = self.config
         dtype = layers.dtype_from_name(cfg.dtype)
@@ -284,11 +289,11 @@ class T5Block(nn.Module):
             dtype=dtype,
             kernel_init=nn.initializers.normal(cfg.d_model ** -0.5),
             name="attention",
-        )(normed, mask, bias=position_bias, deterministic=deterministic)
-        x = x + nn.Dropout(cfg.dropout_rate)(attended, deterministic=deterministic)
+        )(normed, mask, bias=position_bias, deterministic=deterministic, dropout_rows=dropout_rows)
+        x = x + Dropout(cfg.dropout_rate)(attended, deterministic, dropout_rows)
         normed = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_norm")(x)
-        mlp_out = T5MLP(cfg, name="mlp")(normed, deterministic=deterministic)
-        return x + nn.Dropout(cfg.dropout_rate)(mlp_out, deterministic=deterministic)
+        mlp_out = T5MLP(cfg, name="mlp")(normed, deterministic, dropout_rows)
+        return x + Dropout(cfg.dropout_rate)(mlp_out, deterministic, dropout_rows)
 
 
 def _relpos_bias(config: T5Config) -> RelativePositionBias:
@@ -313,7 +318,11 @@ class T5Encoder(nn.Module):
 
     @nn.compact
     def __call__(
-        self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        deterministic: bool = True,
+        dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
         """Encodes a batch.
 
@@ -321,6 +330,8 @@ class T5Encoder(nn.Module):
           input_ids: ``[B, L]`` integer token ids.
           attention_mask: ``[B, L]`` bool/int, nonzero at real tokens.
           deterministic: disables dropout (rng ``'dropout'`` otherwise) when True.
+          dropout_rows: ``[B]`` row identities keying the dropout masks
+            (:mod:`gecko_jax.models.dropout`); None uses batch positions.
 
         Returns:
           ``[B, L, d_model]`` hidden states in the config's dtype.
@@ -337,13 +348,14 @@ class T5Encoder(nn.Module):
             ),
             name="token_embedder",
         )(input_ids.astype(jnp.int32))
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        dropout = Dropout(cfg.dropout_rate)
+        x = dropout(x, deterministic, dropout_rows)
         mask = attention_mask.astype(bool)[:, None, None, :]
         shared_bias = None if cfg.per_layer_relative_bias else _relpos_bias(cfg)(x.shape[1])
         for i in range(cfg.num_layers):
-            x = T5Block(cfg, name=f"layers_{i}")(x, mask, shared_bias, deterministic)
+            x = T5Block(cfg, name=f"layers_{i}")(x, mask, shared_bias, deterministic, dropout_rows)
         x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="final_norm")(x)
-        return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        return dropout(x, deterministic, dropout_rows)
 
 
 def hf_param_mapping(config: T5Config) -> ParamMapping:
