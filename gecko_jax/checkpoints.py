@@ -1,21 +1,91 @@
 """orbax checkpoints of a training run: the train state plus the input position.
 
-A step directory holds two items: ``state`` (the sharded train state, saved
-asynchronously) and ``data`` (JSON: the input pipeline's position). Restoring the
-latest step resumes both. :func:`restore_params` reads only the parameters of a
-checkpoint into a new model (fine-tuning from pre-finetuning).
+A step directory holds up to three items: ``state`` (the sharded train state, saved
+asynchronously), ``data`` (JSON: the input pipeline's position, shared by every
+process) and, for inputs with per-process state (tf.data iterators, rows held
+back), ``host_data``: one file per process, ``process_{i}-of-{n}.npz``. Restoring
+the latest step resumes all of them. :func:`restore_params` reads only the
+parameters of a checkpoint into a new model (fine-tuning from pre-finetuning).
+
+Why a file per process rather than bytes inside the JSON: a tf.data iterator's
+state holds its shuffle and prefetch buffers (megabytes per task), and each host's
+differs. The bytes are taken synchronously in :meth:`CheckpointManager.save`, while
+the iterators stand at that step, and written in the background; orbax commits the
+step directory only when every item is written, so input and train state of a step
+appear together or not at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+from orbax.checkpoint import future as ocp_future
+
+from gecko_jax.data.iterator_state import (
+    HOST_STATE_KEY,
+    host_state_bytes,
+    host_state_filename,
+)
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
+HOST_DATA_ITEM = "host_data"
+
+
+class HostDataHandler(ocp.handlers.AsyncCheckpointHandler):
+    """Saves each process's own input-state bytes to ``process_{i}-of-{n}.npz``.
+
+    Every process writes its file (unlike JSON items, which only the primary
+    host writes); restore reads the file of this process and fails clearly when
+    the checkpoint was written by a different number of processes.
+    """
+
+    def _path(self, directory: epath.Path) -> epath.Path:
+        return directory / host_state_filename(jax.process_index(), jax.process_count())
+
+    async def async_save(self, directory: epath.Path, args: HostDataSave) -> list[Any]:
+        """Writes in the background once orbax has created the item directory."""
+        path, blob = self._path(directory), args.blob
+
+        async def write() -> None:
+            path.write_bytes(blob)
+
+        return [ocp_future.CommitFutureAwaitingContractedSignals(write(), name="host_data_save")]
+
+    def save(self, directory: epath.Path, args: HostDataSave) -> None:
+        """Writes synchronously."""
+        self._path(directory).write_bytes(args.blob)
+
+    def restore(self, directory: epath.Path, args: HostDataRestore | None = None) -> bytes:
+        """This process's bytes."""
+        del args
+        path = self._path(directory)
+        if not path.exists():
+            found = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+            raise FileNotFoundError(
+                f"no input state for process {jax.process_index()} of {jax.process_count()} in "
+                f"{directory} (found {found}); resume with the process count that saved it"
+            )
+        return path.read_bytes()
+
+
+@ocp.args.register_with_handler(HostDataHandler, for_save=True)
+@dataclasses.dataclass
+class HostDataSave(ocp.args.CheckpointArgs):
+    """This process's input-state bytes."""
+
+    blob: bytes
+
+
+@ocp.args.register_with_handler(HostDataHandler, for_restore=True)
+@dataclasses.dataclass
+class HostDataRestore(ocp.args.CheckpointArgs):
+    """Restores this process's input-state bytes."""
 
 
 class CheckpointManager:
@@ -45,7 +115,7 @@ class CheckpointManager:
                 max_to_keep=max_to_keep,
                 enable_async_checkpointing=async_save,
             ),
-            item_names=(STATE_ITEM, DATA_ITEM),
+            item_names=(STATE_ITEM, DATA_ITEM, HOST_DATA_ITEM),
         )
 
     def latest_step(self) -> int | None:
@@ -57,18 +127,32 @@ class CheckpointManager:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, data_state: dict[str, Any], force: bool = False) -> bool:
-        """Saves when ``step`` is due (or ``force``); returns whether it saved."""
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(**{
-                STATE_ITEM: ocp.args.StandardSave(state),
-                DATA_ITEM: ocp.args.JsonSave(data_state),
-            }),
-            force=force,
-        )
+        """Saves when ``step`` is due (or ``force``); returns whether it saved.
+
+        Args:
+          step: the training step.
+          state: the train state.
+          data_state: the input's ``get_state()``: JSON values, plus optionally this
+            process's state under ``HOST_STATE_KEY`` (bytes or a lazy snapshot,
+            serialised only when the step is due).
+          force: save even if the step is not due.
+        """
+        if not force and not self._manager.should_save(step):
+            return False
+        shared = {k: v for k, v in data_state.items() if k != HOST_STATE_KEY}
+        items = {
+            STATE_ITEM: ocp.args.StandardSave(state),
+            DATA_ITEM: ocp.args.JsonSave(shared),
+        }
+        if HOST_STATE_KEY in data_state:
+            items[HOST_DATA_ITEM] = HostDataSave(host_state_bytes(data_state[HOST_STATE_KEY]))
+        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Restores ``(state, data_state)`` of ``step`` (default: the latest).
+
+        ``data_state`` is what ``save`` got, with this process's bytes under
+        ``HOST_STATE_KEY`` if there were any: pass it to the input's ``set_state``.
 
         Args:
           abstract_state: the state's structure with ``jax.ShapeDtypeStruct`` leaves
@@ -78,14 +162,18 @@ class CheckpointManager:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(**{
-                STATE_ITEM: ocp.args.StandardRestore(abstract_state),
-                DATA_ITEM: ocp.args.JsonRestore(),
-            }),
-        )
-        return restored[STATE_ITEM], dict(restored[DATA_ITEM])
+        items = {
+            STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+            DATA_ITEM: ocp.args.JsonRestore(),
+        }
+        has_host_data = (epath.Path(self.directory) / str(step) / HOST_DATA_ITEM).exists()
+        if has_host_data:
+            items[HOST_DATA_ITEM] = HostDataRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        data_state = dict(restored[DATA_ITEM])
+        if has_host_data:
+            data_state[HOST_STATE_KEY] = restored[HOST_DATA_ITEM]
+        return restored[STATE_ITEM], data_state
 
     def wait(self) -> None:
         """Blocks until background saves are on disk."""

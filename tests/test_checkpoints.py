@@ -5,9 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from gecko_jax.checkpoints import CheckpointManager, abstract_like, restore_params
+from gecko_jax.checkpoints import (
+    HOST_DATA_ITEM,
+    CheckpointManager,
+    abstract_like,
+    restore_params,
+)
+from gecko_jax.data.iterator_state import HOST_STATE_KEY
 
 
 class State(flax.struct.PyTreeNode):
@@ -71,3 +78,55 @@ def test_restore_params_reads_only_the_requested_subtree(tmp_path, mesh: Mesh) -
     assert set(params) == {"backbone"}
     np.testing.assert_array_equal(params["backbone"]["w"], np.full((4, 8), 3.0))
     assert params["backbone"]["w"].sharding == target["backbone"]["w"].sharding
+
+
+class _Snapshot:
+    """A lazy per-process input state that counts its serialisations."""
+
+    def __init__(self, step: int, calls: list[int]) -> None:
+        self.step, self.calls = step, calls
+
+    def to_bytes(self) -> bytes:
+        self.calls.append(self.step)
+        return f"input state at {self.step}".encode()
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+def test_per_process_input_state_is_serialised_only_when_due_and_restored(
+    tmp_path, mesh: Mesh, async_save: bool
+) -> None:
+    manager = CheckpointManager(tmp_path, save_interval_steps=3, async_save=async_save)
+    calls: list[int] = []
+    for step in range(1, 8):
+        manager.save(step, _state(mesh, float(step)),
+                     {"position": step, HOST_STATE_KEY: _Snapshot(step, calls)})
+    manager.close()
+    assert calls == [1, 3, 6]  # due steps only: the other snapshots are never serialised
+    assert (tmp_path / "6" / HOST_DATA_ITEM / "process_00000-of-00001.npz").read_bytes() == (
+        b"input state at 6")
+    fresh = CheckpointManager(tmp_path)
+    state, data = fresh.restore(abstract_like(_state(mesh, 0.0)))
+    assert int(state.step) == 6
+    assert data == {"position": 6, HOST_STATE_KEY: b"input state at 6"}
+    _, older = fresh.restore(abstract_like(_state(mesh, 0.0)), step=3)
+    assert older[HOST_STATE_KEY] == b"input state at 3"
+    fresh.close()
+
+
+def test_json_only_inputs_restore_without_host_state(tmp_path, mesh: Mesh) -> None:
+    manager = CheckpointManager(tmp_path, save_interval_steps=1)
+    manager.save(1, _state(mesh, 1.0), {"epoch": 0, "offset": 8, "seed": 0})
+    manager.close()
+    assert not (tmp_path / "1" / HOST_DATA_ITEM).exists()
+    _, data = CheckpointManager(tmp_path).restore(abstract_like(_state(mesh, 0.0)))
+    assert data == {"epoch": 0, "offset": 8, "seed": 0}
+
+
+def test_input_state_of_another_process_count_fails_clearly(tmp_path, mesh: Mesh) -> None:
+    manager = CheckpointManager(tmp_path, save_interval_steps=1)
+    manager.save(1, _state(mesh, 1.0), {HOST_STATE_KEY: b"host 0"})
+    manager.close()
+    item = tmp_path / "1" / HOST_DATA_ITEM
+    (item / "process_00000-of-00001.npz").rename(item / "process_00000-of-00002.npz")
+    with pytest.raises(FileNotFoundError, match=r"process 0 of 1 .*process_00000-of-00002.npz"):
+        CheckpointManager(tmp_path).restore(abstract_like(_state(mesh, 0.0)))

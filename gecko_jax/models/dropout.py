@@ -5,7 +5,7 @@ batch chunk by chunk, twice, and the towers of a batch are concatenated. With
 ``flax.linen.Dropout`` the mask is drawn for the whole array from one key, so the mask
 of an example would change with the chunking. Here element ``e`` of row ``n`` is kept
 by a function of (the site's key from ``make_rng('dropout')``, ``rows[n]``, ``e``)
-alone: a counter-based Threefry-2x32 draw over the block ``(rows[n], e // 4)``. Rows
+alone: a 16-bit share of the counter-based Threefry-2x32 block ``(rows[n], e // 4)``. Rows
 default to their batch position, which gives ordinary dropout.
 
 Written by hand, not with ``jax.random.bernoulli`` under ``vmap`` over per-row keys:
@@ -48,10 +48,12 @@ def keep_mask(key: jax.Array, rows: jax.Array, shape: tuple[int, ...], rate: flo
     row_words = jnp.broadcast_to(rows.astype(jnp.uint32)[:, None], (shape[0], blocks))
     block_words = jnp.broadcast_to(jnp.arange(blocks, dtype=jnp.uint32)[None, :], (shape[0], blocks))
     out_a, out_b = threefry2x32_p.bind(words[0], words[1], row_words, block_words)
-    low, high = jnp.uint32(0xFFFF), jnp.uint32(_DRAW_BITS)
-    draws = jnp.concatenate([out_a & low, out_a >> high, out_b & low, out_b >> high], axis=1)
     threshold = jnp.uint32(round(rate * (1 << _DRAW_BITS)))
-    return (draws[:, :per_row] >= threshold).reshape(shape)
+    low, shift = jnp.uint32(0xFFFF), jnp.uint32(_DRAW_BITS)
+    # Compared before they are interleaved: the stacked array is bytes, not words.
+    keep = jnp.stack([(out_a & low) >= threshold, (out_a >> shift) >= threshold,
+                      (out_b & low) >= threshold, (out_b >> shift) >= threshold], axis=-1)
+    return keep.reshape(shape[0], -1)[:, :per_row].reshape(shape)
 
 
 def apply_keep_mask(x: jax.Array, keep: jax.Array, rate: float) -> jax.Array:
