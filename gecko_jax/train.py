@@ -1,7 +1,7 @@
 """``gecko-train``: the gin-configured training entry point.
 
     gecko-train --gin_file=runs/finetune.gin --gin_file=models/minilm_l6.gin \\
-        --gin.MODEL_DIR="'/tmp/run'" --gin.TRAIN_STEPS=1000 --gin.TRAIN_FILE="'pairs.jsonl'"
+        --gin.MODEL_DIR="'/tmp/run'" --gin.TRAIN_STEPS=1000 --gin.MIXTURE_OR_TASK_NAME="'fret'"
 
 A run resumes from the newest checkpoint in ``MODEL_DIR`` (state and input
 position); SIGTERM (TPU preemption) saves and exits; a non-finite loss stops the run
@@ -23,6 +23,7 @@ import numpy as np
 
 from gecko_jax import gin_utils, partitioning
 from gecko_jax.checkpoints import CheckpointManager, restore_params
+from gecko_jax.data import pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
@@ -34,6 +35,9 @@ log = logging.getLogger("gecko_jax.train")
 
 for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig):
     gin.external_configurable(_cls, module="gecko_jax")
+for _fn in (tasks.register_default_tasks, tasks.register_pair_corpus, tasks.register_classification_task,
+            tasks.register_beir_task, tasks.register_sts_task, pipeline.register_mixture):
+    gin.external_configurable(_fn, module="gecko_jax")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,18 +59,21 @@ class _Preemption:
 
 
 def _progress_line(step: int, total: int, metrics: dict[str, float], eta_s: float) -> str:
-    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))) if eta_s < 86400 * 30 else "--"
     return (f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
             f"{metrics['examples_per_second']:.1f} examples/s  "
             f"{metrics['tokens_per_second']:.0f} tokens/s  ETA {eta}")
 
 
-def _host_slice(batch: dict[str, np.ndarray], mesh: Any) -> Any:
-    """This process's rows of a global batch, assembled into global arrays.
+def _to_global(batch: dict[str, np.ndarray], mesh: Any, host_local: bool) -> Any:
+    """A batch as global arrays.
 
-    Every process builds the same global batch (same file, same seed) and keeps its
-    own contiguous share, as ``partitioning.host_local_batch_to_global`` expects.
+    A mixture's batches are already this host's rows; a pairs file's are the global
+    batch (every process builds the same one) of which each keeps its contiguous
+    share, as ``partitioning.host_local_batch_to_global`` expects.
     """
+    if host_local:
+        return partitioning.host_local_batch_to_global(batch, mesh)
     count, index = jax.process_count(), jax.process_index()
     rows = next(iter(batch.values())).shape[0] // count
     local = {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
@@ -80,7 +87,7 @@ def _real_tokens(batch: dict[str, np.ndarray]) -> int:
 def _restore_or_init(
     trainer: Trainer,
     checkpoints: CheckpointManager,
-    batches: PairBatches,
+    batches: Any,
     pretrained_params: Any,
     init_checkpoint: str | None,
     seed: int,
@@ -103,13 +110,40 @@ def _restore_or_init(
     return trainer.init_state(jax.random.PRNGKey(seed), init_params, example)
 
 
+def _build_input(
+    train_file: str | None,
+    mixture_or_task_name: str | None,
+    vocabulary: Any,
+    batch_size: int,
+    lengths: dict[str, int],
+    seed: int,
+) -> Any:
+    """A pairs-file input or a mixture's; exactly one of the two must be named."""
+    if (train_file is None) == (mixture_or_task_name is None):
+        raise ValueError("set exactly one of train.train_file and train.mixture_or_task_name "
+                         f"(got {train_file!r} and {mixture_or_task_name!r})")
+    if train_file is not None:
+        return PairBatches(read_pair_rows(train_file), vocabulary, batch_size, lengths["query"],
+                           lengths["positive"], seed=seed)
+    shard_info = None
+    if jax.process_count() > 1:
+        import seqio
+
+        shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
+    return pipeline.mixture_input(mixture_or_task_name, vocabulary, lengths, batch_size,
+                                  seed=seed, shard_info=shard_info)
+
+
 @gin.configurable(module="gecko_jax")
 def train(
     model_dir: str = gin.REQUIRED,
     train_steps: int = gin.REQUIRED,
     batch_size: int = gin.REQUIRED,
-    train_file: str = gin.REQUIRED,
     init_from: str = gin.REQUIRED,
+    train_file: str | None = None,
+    mixture_or_task_name: str | None = None,
+    task_registrations: Sequence[Any] = (),
+    num_negatives: int = 0,
     init_checkpoint: str | None = None,
     head: HeadConfig | None = None,
     dtype: str = "float32",
@@ -129,12 +163,18 @@ def train(
       model_dir: checkpoints, TensorBoard events and the resolved config go here.
       train_steps: total optimizer steps (a resumed run counts from its checkpoint).
       batch_size: global batch size (the in-batch negative pool).
-      train_file: pairs JSONL (``query``, ``positive``[, ``negative``, ``task``]).
       init_from: pre-trained model name or directory (architecture, vocabulary and,
         unless ``init_checkpoint`` is set, the backbone weights).
       init_checkpoint: a gecko-train checkpoint directory (``MODEL_DIR/checkpoints``)
         whose backbone initialises this run, e.g. pre-finetuning's; ignored once this
         run has checkpoints of its own.
+      train_file: pairs JSONL (``query``, ``positive``[, ``negative``, ``task``]);
+        give this or ``mixture_or_task_name``.
+      mixture_or_task_name: a registered seqio mixture or task, read one dataset
+        per batch (:mod:`gecko_jax.data.pipeline`).
+      task_registrations: evaluated before the input is built, so gin can register
+        tasks and mixtures: ``train.task_registrations = [@gecko_jax.register_default_tasks()]``.
+      num_negatives: hard negatives per example from a mixture (0: none).
       head: pooling/projection (default: the checkpoint's own).
       dtype: activation dtype; parameters stay float32.
       dropout_rate: overrides the checkpoint's dropout.
@@ -157,8 +197,11 @@ def train(
     for name, length in (("query_length", query_length), ("document_length", document_length)):
         if length > pretrained.max_length:
             raise ValueError(f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens")
-    batches = PairBatches(read_pair_rows(train_file), pretrained.vocabulary, batch_size,
-                          query_length, document_length, seed=seed)
+    del task_registrations  # gin has called them by now
+    batches = _build_input(train_file, mixture_or_task_name, pretrained.vocabulary, batch_size,
+                           {"query": query_length, "positive": document_length,
+                            "negative": document_length, "num_negatives": num_negatives}, seed)
+    host_local = getattr(batches, "host_local", False)
     trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
     checkpoints = CheckpointManager(os.path.join(model_dir, "checkpoints"), checkpoint_every,
                                     keep_checkpoints)
@@ -175,10 +218,10 @@ def train(
     try:
         while step < train_steps:
             batch = next(batches)
-            state, step_metrics = trainer.train_step(state, _host_slice(batch, mesh))
+            state, step_metrics = trainer.train_step(state, _to_global(batch, mesh, host_local))
             step += 1
             metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-            tokens += _real_tokens(batch)
+            tokens += _real_tokens(batch) * (jax.process_count() if host_local else 1)
             if step == first_step:  # the first step compiles: time from its end
                 start, start_step, tokens = time.perf_counter(), step, 0
             if not np.isfinite(metrics["loss"]):

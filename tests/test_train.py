@@ -42,7 +42,7 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _command(model_dir: str, tiny_model_dir: str, pairs_file: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "gecko_jax.train",
-        "--gin_file=runs/finetune.gin",
+        "--gin_file=runs/finetune.gin", "--gin_file=inputs/pairs_file.gin",
         f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=24", f"--gin.TRAIN_FILE='{pairs_file}'",
         "--gin.BATCH_SIZE=8", f"--gin.train.init_from='{tiny_model_dir}'",
         "--gin.train.query_length=12", "--gin.train.document_length=16",
@@ -109,7 +109,7 @@ def test_bad_gin_fails_before_compute(tmp_path, tiny_model_dir: str, pairs_file:
 
 def test_missing_required_macro_is_named(tmp_path, pairs_file: str) -> None:
     done = _run([sys.executable, "-m", "gecko_jax.train", "--gin_file=runs/finetune.gin",
-                 "--gin_file=models/minilm_l6.gin", "--gin.TRAIN_STEPS=3",
+                 "--gin_file=inputs/pairs_file.gin", "--gin_file=models/minilm_l6.gin", "--gin.TRAIN_STEPS=3",
                  f"--gin.TRAIN_FILE='{pairs_file}'"])
     assert done.returncode != 0
     assert "MODEL_DIR" in done.stderr or "model_dir" in done.stderr
@@ -191,3 +191,33 @@ def test_init_checkpoint_loads_the_backbone_into_a_new_head(
     get = lambda tree: tree[kernel[0]][kernel[1]][kernel[2]][kernel[3]][kernel[4]]
     np.testing.assert_allclose(get(after), get(before), atol=1e-6)
     assert after["projection"]["dense"]["kernel"].shape == (32, 16)
+
+
+def test_trains_from_a_registered_mixture_and_resumes(tmp_path, tiny_model_dir: str, shared_data_dir: str) -> None:
+    """gin/local/minilm_mixture.gin: STS-B train and Banking77 train registered from
+    the evaluation data, one dataset per batch, with the input position checkpointed."""
+    model_dir = tmp_path / "mix"
+    command = [
+        sys.executable, "-m", "gecko_jax.train", "--gin_file=local/minilm_mixture.gin",
+        f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=6", "--gin.BATCH_SIZE=8",
+        f"--gin.train.init_from='{tiny_model_dir}'", "--gin.train.query_length=24",
+        "--gin.train.document_length=24", "--gin.train.checkpoint_every=3", "--gin.train.log_every=1",
+        "--gin.gecko_jax.OptimizerConfig.warmup_steps=2",
+        f"--gin.gecko_jax.register_default_tasks.data_dir='{shared_data_dir}'",
+    ]
+    first = _run(command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    losses = [float(m) for m in re.findall(r"step \d+/6  loss (\S+)", first.stderr)]
+    assert len(losses) == 6 and all(np.isfinite(losses)), first.stderr[-3000:]
+    with open(model_dir / "checkpoints" / "6" / "data" / "metadata", encoding="utf-8") as f:
+        data_state = json.load(f)
+    assert data_state["kind"] == "one_dataset_per_batch" and data_state["position"] == 6
+    assert data_state["probabilities"] == {"banking77_train": 0.5, "stsb_train": 0.5}
+    assert (model_dir / "checkpoints" / "6" / "host_data" / "process_00000-of-00001.npz").exists()
+
+    resumed = _run([c.replace("TRAIN_STEPS=6", "TRAIN_STEPS=8") for c in command])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step 6" in resumed.stderr
+    assert re.search(r"step 8/8  loss \S+", resumed.stderr)
+    with open(model_dir / "checkpoints" / "8" / "data" / "metadata", encoding="utf-8") as f:
+        assert json.load(f)["position"] == 8

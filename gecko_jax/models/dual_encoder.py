@@ -41,8 +41,9 @@ class HeadConfig:
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     """Divides rows by their L2 norm (zero rows stay zero)."""
-    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-    return x / jnp.maximum(norm, eps)
+    # rsqrt of the clamped square norm: sqrt's infinite slope at 0 would turn the
+    # zero gradient of an all-padding row (a missing hard negative) into NaN.
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=-1, keepdims=True), eps * eps))
 
 
 def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
@@ -65,8 +66,8 @@ def matryoshka_truncate(embeddings: Any, dim: int) -> Any:
         raise ValueError(f"dim={dim} is outside 1..{full}, the model's embedding size")
     xp = np if isinstance(embeddings, np.ndarray) else jnp
     prefix = embeddings[..., :dim]
-    norm = xp.sqrt(xp.sum(prefix * prefix, axis=-1, keepdims=True))
-    return prefix / xp.maximum(norm, 1e-12)
+    # Clamp the square norm before the sqrt (see l2_normalize): zero rows keep a zero gradient.
+    return prefix / xp.sqrt(xp.maximum(xp.sum(prefix * prefix, axis=-1, keepdims=True), 1e-24))
 
 
 class DualEncoder(nn.Module):
