@@ -91,7 +91,8 @@ class UnifiedExample:
         }
 
 
-def _string_list(record: Mapping[str, Any], field: str) -> tuple[str, ...]:
+def string_list(record: Mapping[str, Any], field: str) -> tuple[str, ...]:
+    """A field holding a string or a list of strings, as a tuple (empty if absent)."""
     value = record.get(field)
     if value is None:
         return ()
@@ -119,8 +120,8 @@ def from_record(
     for field in (QUERY, POSITIVE):
         if field not in record:
             raise BadRowError(f"missing field {field!r}")
-    negatives = _string_list(record, "negatives") or _string_list(record, "negative")
-    titles = _string_list(record, "negative_titles") or _string_list(record, "negative_title")
+    negatives = string_list(record, "negatives") or string_list(record, "negative")
+    titles = string_list(record, "negative_titles") or string_list(record, "negative_title")
     flag = record.get(SYMMETRIC, symmetric)
     if not isinstance(flag, bool):
         raise BadRowError("field 'symmetric' must be true or false")

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gecko_jax.data import formats
+from gecko_jax.data import examples, formats
 from gecko_jax.data.vocabularies import EncoderVocabulary
 
 
@@ -32,13 +32,10 @@ class PairRow:
 
 
 def _parse_negatives(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError(f"{where}: 'negative' must be a string or a list of strings")
+    try:
+        return examples.string_list({"negative": value}, "negative")
+    except examples.BadRowError:
+        raise ValueError(f"{where}: 'negative' must be a string or a list of strings") from None
 
 
 def read_pair_rows(
