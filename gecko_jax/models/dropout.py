@@ -17,6 +17,8 @@ so the rate is honoured to 1/65536.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,12 +28,13 @@ _DRAW_BITS = 16
 _DRAWS_PER_BLOCK = 4  # two 32-bit output words, two 16-bit draws each
 
 
-def keep_mask(key: jax.Array, rows: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+def keep_mask(key: jax.Array, rows: jax.Array | None, shape: tuple[int, ...], rate: float) -> jax.Array:
     """Boolean keep mask of ``shape`` (leading axis: rows).
 
     Args:
       key: a PRNG key (typed or raw ``uint32[2]``); its first two words key Threefry.
-      rows: ``[shape[0]]`` integer identities of the rows; equal ids get equal masks.
+      rows: ``[shape[0]]`` integer identities of the rows (equal ids get equal
+        masks); None uses the batch positions, which is ordinary dropout.
       shape: the mask's shape.
       rate: probability of dropping an element, in ``[0, 1)``.
 
@@ -41,9 +44,9 @@ def keep_mask(key: jax.Array, rows: jax.Array, shape: tuple[int, ...], rate: flo
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     words = key.reshape(-1).astype(jnp.uint32)
-    per_row = 1
-    for size in shape[1:]:
-        per_row *= size
+    if rows is None:
+        rows = jnp.arange(shape[0], dtype=jnp.uint32)
+    per_row = math.prod(shape[1:])
     blocks = -(-per_row // _DRAWS_PER_BLOCK)
     row_words = jnp.broadcast_to(rows.astype(jnp.uint32)[:, None], (shape[0], blocks))
     block_words = jnp.broadcast_to(jnp.arange(blocks, dtype=jnp.uint32)[None, :], (shape[0], blocks))
@@ -81,7 +84,5 @@ class Dropout(nn.Module):
         """
         if deterministic or self.rate == 0.0:
             return x
-        if rows is None:
-            rows = jnp.arange(x.shape[0], dtype=jnp.uint32)
         keep = keep_mask(self.make_rng("dropout"), rows, x.shape, self.rate)
         return apply_keep_mask(x, keep, self.rate)

@@ -175,9 +175,8 @@ class MultiHeadAttention(nn.Module):
         scale = self.scale if self.scale is not None else self.head_dim ** -0.5
         keep = None
         if self.dropout_rate > 0.0 and not deterministic:
-            rows = jnp.arange(x.shape[0]) if dropout_rows is None else dropout_rows
             shape = (x.shape[0], self.num_heads, x.shape[1], x.shape[1])
-            keep = dropout.keep_mask(self.make_rng("dropout"), rows, shape, self.dropout_rate)
+            keep = dropout.keep_mask(self.make_rng("dropout"), dropout_rows, shape, self.dropout_rate)
         out = _attention(query, key, value, mask, bias, scale, keep, self.dropout_rate)
         return DenseGeneral(
             features=x.shape[-1],
