@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from gecko_jax.data import formats
 from gecko_jax.data.vocabularies import EncoderVocabulary
 from gecko_jax.models.dual_encoder import DualEncoder, matryoshka_truncate
+from gecko_jax.model_dir import is_model_dir, load_trained
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
 
@@ -55,21 +56,30 @@ class Encoder:
         dtype: str = "float32",
         max_length: int | None = None,
         input_format: formats.InputFormat = formats.InputFormat(),
+        step: int | None = None,
     ) -> "Encoder":
-        """Loads a named model or a Hugging Face / sentence-transformers directory.
+        """Loads a named model, a Hugging Face / sentence-transformers directory or a
+        gecko-train model directory.
 
         Args:
-          name_or_path: a registered name (e.g. ``"all-MiniLM-L6-v2"``) or a directory
-            with ``config.json``, ``model.safetensors`` and tokenizer files.
+          name_or_path: a registered name (e.g. ``"all-MiniLM-L6-v2"``), a directory
+            with ``config.json``, ``model.safetensors`` and tokenizer files, or a
+            ``gecko-train`` model directory (``encoder.json`` + ``checkpoints/``).
           dtype: activation dtype, ``"float32"`` or ``"bfloat16"``.
           max_length: token limit; defaults to the model's own (sentence-transformers'
             ``max_seq_length``, else 512).
           input_format: query/document templates.
+          step: checkpoint step of a gecko-train model directory (default: newest).
 
         Raises:
           gecko_jax.models.hf_checkpoint.CheckpointError: unusable checkpoint.
         """
-        loaded = load_pretrained(name_or_path, dtype=dtype, max_length=max_length)
+        if is_model_dir(name_or_path):
+            loaded = load_trained(name_or_path, step=step, dtype=dtype)
+            if max_length is not None:
+                loaded.max_length = max_length
+        else:
+            loaded = load_pretrained(name_or_path, dtype=dtype, max_length=max_length)
         return cls(loaded.model, loaded.params, loaded.vocabulary, loaded.max_length, input_format)
 
     @property

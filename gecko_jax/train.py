@@ -28,6 +28,7 @@ from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.optimizers import OptimizerConfig
+from gecko_jax import model_dir as model_dir_lib
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.trainer import TrainConfig, Trainer
 
@@ -194,6 +195,10 @@ def train(
         f.write(gin.config_str())
 
     pretrained = load_pretrained(init_from, dtype=dtype, head=head, dropout_rate=dropout_rate)
+    if jax.process_index() == 0:
+        model_dir_lib.write_spec(model_dir, model_dir_lib.ModelSpec(
+            init_from=init_from, head=pretrained.model.head, max_length=pretrained.max_length,
+            matryoshka_dims=train_config.loss.mrl_dims))
     for name, length in (("query_length", query_length), ("document_length", document_length)):
         if length > pretrained.max_length:
             raise ValueError(f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens")

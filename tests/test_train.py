@@ -191,6 +191,29 @@ def test_init_checkpoint_loads_the_backbone_into_a_new_head(
     get = lambda tree: tree[kernel[0]][kernel[1]][kernel[2]][kernel[3]][kernel[4]]
     np.testing.assert_allclose(get(after), get(before), atol=1e-6)
     assert after["projection"]["dense"]["kernel"].shape == (32, 16)
+    _loads_as_an_encoder(second, tiny_model_dir, after["projection"]["dense"]["kernel"])
+
+
+def _loads_as_an_encoder(model_dir: str, tiny_model_dir: str, projection: np.ndarray) -> None:
+    """The model directory loads through Encoder.load with the trained weights and head."""
+    import jax
+
+    from gecko_jax.checkpoints import restore_params
+    from gecko_jax.encoder import Encoder
+    from gecko_jax.model_dir import read_spec
+
+    spec = read_spec(model_dir)
+    assert (spec.init_from, spec.head.projection_dim, spec.max_length) == (tiny_model_dir, 16, 64)
+    encoder = Encoder.load(model_dir)
+    assert encoder.embedding_dim == 16
+    texts = ["what is item 3", "item 3 is a thing numbered 3"]
+    got = encoder.encode(texts)
+    shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), encoder.params)
+    trained = restore_params(os.path.join(model_dir, "checkpoints"), shapes)
+    fresh = Encoder(encoder.model, trained, encoder.vocabulary, encoder.max_length).encode(texts)
+    np.testing.assert_allclose(got, fresh, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(encoder.params["projection"]["dense"]["kernel"]), projection)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
 def test_trains_from_a_registered_mixture_and_resumes(tmp_path, tiny_model_dir: str, shared_data_dir: str) -> None:

@@ -51,6 +51,9 @@ _SHARD_SUFFIX = re.compile(r"(-[\d*?\[\]]+(-of-[\d*?\[\]]+)?|@\d+|[*?]+)$")
 _AT_SHARDS = re.compile(r"^(.*)@(\d+)$")
 
 FilePattern = str | Sequence[str]
+# Keep only rows whose string field (first) holds one of the values (second); other
+# rows are neither good nor bad. FRet's per-task-type slices filter on "task_type".
+RowFilter = tuple[str, frozenset[str]]
 
 # The element spec of the datasets: examples.OUTPUT_SIGNATURE with 1-D ragged lists.
 ELEMENT_SPEC: dict[str, tf.TypeSpec] = {
@@ -108,7 +111,8 @@ def expand_pattern(pattern: str) -> list[str]:
 # ----------------------------------------------------------------------------- parsing
 
 
-def _json_example(raw: bytes, default_task: str, source: str, symmetric: bool) -> ex.UnifiedExample:
+def _json_example(raw: bytes, default_task: str, source: str, symmetric: bool,
+                  row_filter: RowFilter | None = None) -> ex.UnifiedExample | None:
     try:
         record = json.loads(raw)
     except UnicodeDecodeError as e:
@@ -117,6 +121,10 @@ def _json_example(raw: bytes, default_task: str, source: str, symmetric: bool) -
         raise ex.BadRowError(f"invalid JSON: {e.msg} at column {e.colno}") from None
     except RecursionError:
         raise ex.BadRowError("invalid JSON: nested too deeply") from None
+    if row_filter is not None and isinstance(record, dict):
+        field, allowed = row_filter
+        if record.get(field) not in allowed:
+            return None
     return ex.from_record(record, default_task, source, symmetric)
 
 
@@ -136,12 +144,18 @@ _SCALAR_FIELDS = (ex.TASK, ex.QUERY, ex.POSITIVE, ex.POSITIVE_TITLE, ex.SOURCE)
 _LIST_FIELDS = (ex.NEGATIVES, ex.NEGATIVE_TITLES)
 
 
-def _tf_example(raw: bytes, default_task: str, source: str, symmetric: bool) -> ex.UnifiedExample:
+def _tf_example(raw: bytes, default_task: str, source: str, symmetric: bool,
+                row_filter: RowFilter | None = None) -> ex.UnifiedExample | None:
     try:
         proto = tf.train.Example.FromString(raw)
     except message.DecodeError:
         raise ex.BadRowError("not a serialized tf.train.Example") from None
     features = proto.features.feature
+    if row_filter is not None:
+        field, allowed = row_filter
+        values = _feature_strings(features[field], field) if field in features else []
+        if len(values) != 1 or values[0] not in allowed:
+            return None
     record: dict[str, Any] = {}
     for name in _SCALAR_FIELDS:
         if name in features:
@@ -161,7 +175,7 @@ def _tf_example(raw: bytes, default_task: str, source: str, symmetric: bool) -> 
     return ex.from_record(record, default_task, source, symmetric)
 
 
-_DECODERS: dict[str, Callable[[bytes, str, str, bool], ex.UnifiedExample]] = {
+_DECODERS: dict[str, Callable[..., ex.UnifiedExample | None]] = {
     JSONL: _json_example, TFRECORD: _tf_example,
 }
 # Columns out of one parse call; negatives are flat with per-row counts.
@@ -173,10 +187,10 @@ class _BatchParser:
     """The Python side of one dataset: parses row batches, keeps the bad-row counts."""
 
     def __init__(self, file_format: str, name: str, default_task: str, source: str,
-                 symmetric: bool, max_bad_fraction: float) -> None:
+                 symmetric: bool, max_bad_fraction: float, row_filter: RowFilter | None = None) -> None:
         self._decode = _DECODERS[file_format]
         self._skip_blank = file_format == JSONL
-        self._args = (default_task, source, symmetric)
+        self._args = (default_task, source, symmetric, row_filter)
         self._counter = ex.BadRowCounter(name, max_bad_fraction)
         self._last_bad = ""
         self._lock = threading.Lock()
@@ -207,6 +221,8 @@ class _BatchParser:
                 continue
             try:
                 example = self._decode(raw, *self._args)
+                if example is None:  # filtered out
+                    continue
                 # Encoding here also rejects lone surrogates ("\ud800" in JSON).
                 encoded = [getattr(example, c).encode("utf-8") for c in _COLUMNS]
                 negs = [n.encode("utf-8") for n in example.negatives]
@@ -268,6 +284,7 @@ class UnifiedFileSource(seqio.FileDataSource):
         max_bad_fraction: float = 0.01,
         num_input_examples: Mapping[str, int] | None = None,
         cycle_length: int = 16,
+        row_filter: RowFilter | None = None,
     ) -> None:
         if file_format not in FILE_FORMATS:
             raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
@@ -276,6 +293,7 @@ class UnifiedFileSource(seqio.FileDataSource):
         self.file_format = file_format
         self.default_task, self.symmetric = default_task, symmetric
         self.source_name, self.max_bad_fraction = source_name, max_bad_fraction
+        self.row_filter = row_filter
         reader = tf.data.TextLineDataset if file_format == JSONL else tf.data.TFRecordDataset
         super().__init__(
             read_file_fn=reader,
@@ -335,7 +353,7 @@ class UnifiedFileSource(seqio.FileDataSource):
         )
         name = self.source_name or ",".join(self._split_to_filepattern[split])
         parser = _BatchParser(self.file_format, name, self.default_task, self.source_name or name,
-                              self.symmetric, self.max_bad_fraction)
+                              self.symmetric, self.max_bad_fraction, self.row_filter)
 
         def parse(path: tf.Tensor, indices: tf.Tensor, rows: tf.Tensor, last: tf.Tensor) -> dict:
             # Stateful (the default) also keeps tf.data from parallelising this map.
@@ -371,6 +389,7 @@ def file_source(
     source_name: str | None = None,
     max_bad_fraction: float = 0.01,
     num_input_examples: int | Mapping[str, int] | None = None,
+    row_filter: tuple[str, Iterable[str]] | None = None,
 ) -> UnifiedFileSource:
     """A seqio DataSource of unified examples read from JSONL or TFRecord files.
 
@@ -390,6 +409,9 @@ def file_source(
       max_bad_fraction: the dataset fails once more than this fraction of the rows
         seen is bad (checked after 100 rows and at the end of the input).
       num_input_examples: the number of rows, when known (per split for a mapping).
+      row_filter: ``(field, values)``: keep only rows whose string ``field`` is one
+        of ``values`` (e.g. ``("task_type", ["fact checking"])``); others are skipped
+        without counting as bad.
 
     Raises:
       ValueError: an unknown format, or one that cannot be inferred.
@@ -409,6 +431,7 @@ def file_source(
         splits, file_format, default_task=default_task, symmetric=symmetric,
         source_name=source_name or "", max_bad_fraction=max_bad_fraction,
         num_input_examples=num_input_examples,
+        row_filter=None if row_filter is None else (row_filter[0], frozenset(row_filter[1])),
     )
 
 
@@ -431,40 +454,72 @@ def example_to_record(example: ex.UnifiedExample) -> dict[str, Any]:
     return record
 
 
-def example_to_tf_example(example: ex.UnifiedExample) -> tf.train.Example:
-    """A unified example as a ``tf.train.Example`` (the TFRecord row format)."""
+def _strings(values: Iterable[str]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+
+
+def _extra_feature(value: Any) -> tf.train.Feature:
+    """An extra (non-unified) field as a feature: strings, bools/ints, floats, lists of
+    one of them; anything else (dicts, mixed lists) as its JSON text."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(v, str) for v in values):
+        return _strings(values)
+    if all(isinstance(v, (bool, int)) for v in values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    return _strings([json.dumps(value, ensure_ascii=False, sort_keys=True)])
+
+
+def example_to_tf_example(example: ex.UnifiedExample,
+                          extra: Mapping[str, Any] | None = None) -> tf.train.Example:
+    """A unified example as a ``tf.train.Example`` (the TFRecord row format).
+
+    Args:
+      example: the example.
+      extra: additional fields (audit data such as FRet's scores), written as extra
+        features; readers of the unified format ignore them.
+    """
     record = example_to_record(example)
-
-    def strings(values: Iterable[str]) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-
-    feature = {name: strings([record[name]]) for name in _SCALAR_FIELDS if name in record}
-    feature.update({name: strings(record[name]) for name in _LIST_FIELDS if name in record})
+    feature = {name: _strings([record[name]]) for name in _SCALAR_FIELDS if name in record}
+    feature.update({name: _strings(record[name]) for name in _LIST_FIELDS if name in record})
     feature[ex.SYMMETRIC] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(example.symmetric)]))
+    for name, value in (extra or {}).items():
+        if name in ex.OUTPUT_SIGNATURE:
+            raise ValueError(f"extra field {name!r} clashes with a unified-format field")
+        feature[name] = _extra_feature(value)
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def write_examples(examples: Iterable[ex.UnifiedExample], path: str,
-                   file_format: str | None = None) -> int:
+                   file_format: str | None = None,
+                   extras: Iterable[Mapping[str, Any]] | None = None) -> int:
     """Writes examples as JSONL or TFRecord (local or ``gs://``); returns the count.
 
     Args:
       examples: the examples, written in order.
       path: the output file.
       file_format: ``'jsonl'`` or ``'tfrecord'``; None infers it from ``path``.
+      extras: per example, additional fields written beside the unified ones (JSON
+        keys, or extra features); readers of the unified format ignore them.
     """
     file_format = file_format or infer_format(path)
-    count = 0
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
+    examples = list(examples)
+    extras = list(extras) if extras is not None else [{}] * len(examples)
+    if len(extras) != len(examples):
+        raise ValueError(f"{len(extras)} extras for {len(examples)} examples")
     if file_format == JSONL:
         with tf.io.gfile.GFile(path, "w") as f:
-            for example in examples:
-                f.write(json.dumps(example_to_record(example), ensure_ascii=False) + "\n")
-                count += 1
-    elif file_format == TFRECORD:
-        with tf.io.TFRecordWriter(path) as writer:
-            for example in examples:
-                writer.write(example_to_tf_example(example).SerializeToString())
-                count += 1
+            for example, extra in zip(examples, extras):
+                clash = set(extra) & set(ex.OUTPUT_SIGNATURE)
+                if clash:
+                    raise ValueError(f"extra fields {sorted(clash)} clash with unified-format fields")
+                row = {**example_to_record(example), **extra}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
-        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
-    return count
+        with tf.io.TFRecordWriter(path) as writer:
+            for example, extra in zip(examples, extras):
+                writer.write(example_to_tf_example(example, extra).SerializeToString())
+    return len(examples)
