@@ -18,6 +18,7 @@ appear together or not at all.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -178,6 +179,85 @@ class CheckpointManager:
     def wait(self) -> None:
         """Blocks until background saves are on disk."""
         self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finishes pending saves and releases resources."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+BEST_SUMMARY = "best.json"
+
+
+def best_step(directory: str | os.PathLike) -> int:
+    """The best step recorded in a :class:`BestCheckpoints` directory.
+
+    Raises:
+      FileNotFoundError: the directory has no ``best.json``.
+    """
+    path = epath.Path(os.fspath(directory)) / BEST_SUMMARY
+    if not path.exists():
+        raise FileNotFoundError(f"no {BEST_SUMMARY} in {directory}: no best checkpoint was kept")
+    return int(json.loads(path.read_text())["best_step"])
+
+
+class BestCheckpoints:
+    """The ``max_to_keep`` parameter checkpoints with the best value of one metric.
+
+    Orbax's best-N policy (``best_fn``/``best_mode``) over checkpoints that hold
+    ``{"params": ...}`` under the state item, so :func:`restore_params` (and
+    ``Encoder.load(model_dir, checkpoint="best")``) read them like training ones. The
+    metrics are stored with each step, so a resumed run keeps ranking against them.
+
+    Args:
+      directory: where the best checkpoints go (apart from the resumable ones).
+      metric: the key of the metrics dict to rank by.
+      max_to_keep: how many of the best to keep.
+      mode: ``"max"`` (higher is better) or ``"min"``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, metric: str, max_to_keep: int = 1,
+                 mode: str = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be positive, got {max_to_keep}")
+        self.directory, self.metric = os.fspath(directory), metric
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, best_fn=lambda metrics: float(metrics[metric]),
+                best_mode=mode, keep_checkpoints_without_metrics=False,
+                enable_async_checkpointing=False,
+            ),
+            item_names=(STATE_ITEM,),
+        )
+
+    def save(self, step: int, params: Any, metrics: dict[str, float]) -> bool:
+        """Saves ``params`` at ``step`` if ``metrics`` rank among the best.
+
+        Raises:
+          KeyError: ``metrics`` lacks the ranking metric (the message lists the keys).
+        """
+        if self.metric not in metrics:
+            raise KeyError(f"best-checkpoint metric {self.metric!r} is not among the evaluation "
+                           f"metrics {sorted(metrics)}")
+        args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave({"params": params})})
+        saved = self._manager.save(step, args=args, metrics=dict(metrics), force=True)
+        self._manager.wait_until_finished()
+        if jax.process_index() == 0:
+            summary = {"metric": self.metric, "best_step": self.best_step(),
+                       "kept_steps": self.all_steps()}
+            (epath.Path(self.directory) / BEST_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        return saved
+
+    def best_step(self) -> int | None:
+        """The step of the best checkpoint so far."""
+        return self._manager.best_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of the kept checkpoints."""
+        return sorted(self._manager.all_steps())
 
     def close(self) -> None:
         """Finishes pending saves and releases resources."""

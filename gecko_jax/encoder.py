@@ -57,6 +57,7 @@ class Encoder:
         max_length: int | None = None,
         input_format: formats.InputFormat = formats.InputFormat(),
         step: int | None = None,
+        checkpoint: str = "latest",
     ) -> "Encoder":
         """Loads a named model, a Hugging Face / sentence-transformers directory or a
         gecko-train model directory.
@@ -70,12 +71,14 @@ class Encoder:
             ``max_seq_length``, else 512).
           input_format: query/document templates.
           step: checkpoint step of a gecko-train model directory (default: newest).
+          checkpoint: of a gecko-train model directory, ``"latest"`` or ``"best"``
+            (the best in-training evaluation).
 
         Raises:
           gecko_jax.models.hf_checkpoint.CheckpointError: unusable checkpoint.
         """
         if is_model_dir(name_or_path):
-            loaded = load_trained(name_or_path, step=step, dtype=dtype)
+            loaded = load_trained(name_or_path, step=step, dtype=dtype, checkpoint=checkpoint)
             if max_length is not None:
                 loaded.max_length = max_length
         else:

@@ -22,6 +22,7 @@ from gecko_jax.pretrained import PretrainedModel, load_pretrained
 
 SPEC_FILE = "encoder.json"
 CHECKPOINT_SUBDIR = "checkpoints"
+BEST_SUBDIR = "best_checkpoints"  # parameters of the best evaluations (train.best_metric)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,23 +77,30 @@ def read_spec(model_dir: str | os.PathLike) -> ModelSpec:
 
 
 def load_trained(model_dir: str | os.PathLike, step: int | None = None,
-                 dtype: str = "float32") -> PretrainedModel:
+                 dtype: str = "float32", checkpoint: str = "latest") -> PretrainedModel:
     """The trained encoder of a gecko-train model directory.
 
     Args:
       model_dir: the directory ``gecko-train`` wrote (``encoder.json``, ``checkpoints/``).
-      step: which checkpoint; default the newest.
+      step: which checkpoint; default the newest (or the best, see ``checkpoint``).
       dtype: activation dtype.
+      checkpoint: ``"latest"`` (the resumable checkpoints) or ``"best"`` (the best
+        in-training evaluation, ``best_checkpoints/``).
 
     Raises:
       FileNotFoundError: no spec file or no checkpoint.
+      ValueError: an unknown ``checkpoint``.
     """
+    if checkpoint not in ("latest", "best"):
+        raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
     spec = read_spec(model_dir)
     base = load_pretrained(spec.init_from, dtype=dtype, head=spec.head, max_length=spec.max_length)
     # Shapes come from the model itself, so a projection the base checkpoint lacks is read too.
     shapes = _param_shapes(base)
-    params = checkpoints.restore_params(os.path.join(os.fspath(model_dir), CHECKPOINT_SUBDIR),
-                                        shapes, step=step)
+    directory = os.path.join(os.fspath(model_dir), CHECKPOINT_SUBDIR if checkpoint == "latest" else BEST_SUBDIR)
+    if checkpoint == "best" and step is None:
+        step = checkpoints.best_step(directory)
+    params = checkpoints.restore_params(directory, shapes, step=step)
     return dataclasses.replace(base, params=jax.device_get(params))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from gecko_jax import gin_utils, partitioning
 from gecko_jax.checkpoints import CheckpointManager, restore_params
-from gecko_jax.data import pipeline, tasks
+from gecko_jax.data import fret_tasks, pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
@@ -37,7 +37,8 @@ log = logging.getLogger("gecko_jax.train")
 for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig):
     gin.external_configurable(_cls, module="gecko_jax")
 for _fn in (tasks.register_default_tasks, tasks.register_pair_corpus, tasks.register_classification_task,
-            tasks.register_beir_task, tasks.register_sts_task, pipeline.register_mixture):
+            tasks.register_beir_task, tasks.register_sts_task, fret_tasks.register_fret_tasks,
+            pipeline.register_mixture):
     gin.external_configurable(_fn, module="gecko_jax")
 
 
@@ -157,6 +158,12 @@ def train(
     keep_checkpoints: int = 3,
     log_every: int = 50,
     seed: int = 0,
+    eval_every: int = 0,
+    evaluators: Sequence[str] = (),
+    eval_data_dir: str | None = None,
+    eval_dims: Sequence[int] | None = None,
+    best_metric: str | None = None,
+    keep_best: int = 1,
 ) -> dict[str, float]:
     """Trains a dual encoder and returns the last step's metrics.
 
@@ -186,6 +193,14 @@ def train(
       keep_checkpoints: newest checkpoints kept.
       log_every: steps between console/TensorBoard metric logs.
       seed: parameter-initialisation, dropout and input-order seed.
+      eval_every: steps between in-training evaluations (0: none).
+      evaluators: local evaluators as ``name[:split]`` (``gecko_jax.eval``), e.g.
+        ``['stsb:dev']``; logged to TensorBoard as ``eval/...``.
+      eval_data_dir: their data directory (default ``$GECKO_EVAL_DATA`` or ../shared/data).
+      eval_dims: Matryoshka dimensions to evaluate (default: full).
+      best_metric: ``{evaluator}_{split}/{metric}`` (e.g. ``stsb_dev/spearman``): keep the
+        ``keep_best`` best parameter checkpoints in ``MODEL_DIR/best_checkpoints``.
+      keep_best: how many best checkpoints to keep.
     """
     partitioning.initialize_distributed()
     mesh = partitioning.make_mesh(*mesh_shape)
@@ -211,6 +226,13 @@ def train(
     checkpoints = CheckpointManager(os.path.join(model_dir, "checkpoints"), checkpoint_every,
                                     keep_checkpoints)
     state = _restore_or_init(trainer, checkpoints, batches, pretrained.params, init_checkpoint, seed)
+    in_training_eval = None
+    if eval_every or evaluators or best_metric:
+        from gecko_jax.train_eval import InTrainingEval  # reads evaluation data; only when asked
+
+        in_training_eval = InTrainingEval.build(
+            evaluators, eval_every, model_dir=model_dir, data_dir=eval_data_dir, dims=eval_dims,
+            best_metric=best_metric, keep_best=keep_best)
 
     from clu import metric_writers  # imports TensorBoard; kept off the module import path
 
@@ -241,12 +263,18 @@ def train(
                 writer.write_scalars(step, metrics)
                 log.info(_progress_line(step, train_steps, metrics,
                                         (train_steps - step) * batch_size / max(rate, 1e-9)))
+            if in_training_eval is not None and in_training_eval.due(step, train_steps):
+                eval_metrics = in_training_eval.run(step, pretrained, state.params)
+                writer.write_scalars(step, eval_metrics)
+                metrics.update(eval_metrics)
             preempted = preemption.requested  # read once: SIGTERM may land at any moment
             checkpoints.save(step, state, batches.get_state(), force=step == train_steps or preempted)
             if preempted:
                 break
     finally:
         checkpoints.close()
+        if in_training_eval is not None:
+            in_training_eval.close()
         writer.flush()
     return metrics
 

@@ -1,6 +1,7 @@
 """Test environment: offline, eight CPU devices, quiet TensorFlow."""
 
 import os
+import shutil
 
 # Before jax/tf/transformers are imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -50,3 +51,20 @@ def shared_data_dir() -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"evaluation data not found at {path}; set GECKO_EVAL_DATA")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: str) -> str:
+    """A small random BERT with MiniLM's real vocabulary: fast to compile and train."""
+    import torch
+    import transformers
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=64, hidden_dropout_prob=0.1)
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(str(path), safe_serialization=True)
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm_dir, name), path / name)
+    return str(path)

@@ -12,7 +12,7 @@ from gecko_jax import gin_utils
 GIN_FILES = sorted(
     os.path.relpath(p, gin_utils.GIN_DIR) for p in glob.glob(os.path.join(gin_utils.GIN_DIR, "*", "*.gin"))
 )
-REQUIRED = ["MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 10", "TRAIN_FILE = 'x.jsonl'", "MIXTURE_OR_TASK_NAME = 'x'", "T5_CHECKPOINT = '/t5'"]
+REQUIRED = ["MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 10", "TRAIN_FILE = 'x.jsonl'", "MIXTURE_OR_TASK_NAME = 'x'", "T5_CHECKPOINT = '/t5'", "FRET_FILES = 'fret-*.jsonl'"]
 
 
 @pytest.fixture(autouse=True)

@@ -3,31 +3,14 @@
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
-import transformers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: str) -> str:
-    """A small random BERT with MiniLM's real vocabulary: fast to compile and train."""
-    path = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=64, hidden_dropout_prob=0.1)
-    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(str(path), safe_serialization=True)
-    for name in ("vocab.txt", "tokenizer_config.json"):
-        shutil.copy(os.path.join(minilm_dir, name), path / name)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +227,29 @@ def test_trains_from_a_registered_mixture_and_resumes(tmp_path, tiny_model_dir: 
     assert re.search(r"step 8/8  loss \S+", resumed.stderr)
     with open(model_dir / "checkpoints" / "8" / "data" / "metadata", encoding="utf-8") as f:
         assert json.load(f)["position"] == 8
+
+
+def test_in_training_evaluation_keeps_the_best_checkpoint(
+    tmp_path, tiny_model_dir: str, pairs_file: str, shared_data_dir: str
+) -> None:
+    from gecko_jax.encoder import Encoder
+    from gecko_jax.eval.evaluators import build_evaluator
+
+    model_dir = str(tmp_path / "evaluated")
+    done = _run(_command(model_dir, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=6",
+                         "--gin.train.eval_every=2", "--gin.train.evaluators=['stsb:dev']",
+                         f"--gin.train.eval_data_dir='{shared_data_dir}'", "--gin.train.eval_dims=[32, 16]",
+                         "--gin.train.best_metric='stsb_dev/spearman'", "--gin.train.keep_best=1",
+                         "--gin.gecko_jax.OptimizerConfig.learning_rate=3e-3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = {int(step): float(value) for step, value in
+              re.findall(r"eval at step (\d+): .*?stsb_dev/spearman (\S+)", done.stderr)}
+    assert sorted(logged) == [2, 4, 6], done.stderr[-3000:]
+    assert re.search(r"eval at step 2: .*stsb_dev/spearman@16 \S+", done.stderr)
+    best = max(logged, key=logged.get)
+    with open(os.path.join(model_dir, "best_checkpoints", "best.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    assert summary["best_step"] == best and summary["kept_steps"] == [best]
+    encoder = Encoder.load(model_dir, checkpoint="best")
+    scores = build_evaluator("stsb", shared_data_dir, "dev").evaluate(encoder)
+    assert abs(scores[32]["spearman"] - logged[best]) < 0.01

@@ -7,7 +7,7 @@ registers ``fret`` over every row and one task per type, ``fret_question_answeri
 ``fret_search_result``, ..., holding only that type's rows, so a mixture can weight
 the task types (the paper's ablation of task diversity, Table 6).
 
-    register_fret_tasks("gs://bucket/fret/rows-*.jsonl")
+    register_fret_tasks("gs://bucket/fret/fret-*.jsonl")
     register_mixture("fret_ft", {"fret": 1.0, "nq": 0.2, ...})
 """
 
