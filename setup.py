@@ -22,10 +22,20 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4.3,<0.9",
     "numpy>=1.26,<3",
     "tqdm>=4.66,<5",
+    # FRet's LLM clients (async HTTP) and the local evaluators.
+    "httpx>=0.27,<1",
+    "scikit-learn>=1.4,<2",
+    "scipy>=1.11,<2",
+    "matplotlib>=3.8,<4",
 ]
 
 EXTRAS_REQUIRE = {
-    "vertex": ["google-cloud-aiplatform>=1.60,<2"],
+    # Gemini on Vertex AI (online and batch prediction) through the Google Gen AI SDK.
+    "vertex": ["google-cloud-aiplatform>=1.60,<3", "google-genai>=1.0,<3"],
+    # `gecko-eval mteb`: the mteb package (it brings torch and datasets).
+    "mteb": ["mteb>=2.26,<3"],
+    # FRet mining of corpora beyond memory.
+    "faiss": ["faiss-cpu>=1.8,<2"],
     # Parity tests compare with PyTorch implementations; install torch==2.13.0 (CPU
     # build) first so that this range does not pull a CUDA build.
     "test": [
@@ -34,12 +44,15 @@ EXTRAS_REQUIRE = {
         "torch>=2.4,<2.16",
         "transformers>=4.44,<6",
         "sentence-transformers>=3.0,<7",
-        "scipy>=1.11,<2",
+        "mteb>=2.26,<3",
+        "google-cloud-aiplatform>=1.60,<3",
+        "google-genai>=1.0,<3",
+        "faiss-cpu>=1.8,<2",
     ],
     "bench": [
         "torch>=2.4,<2.16",
         "sentence-transformers>=3.0,<7",
-        "scipy>=1.11,<2",
+        "faiss-cpu>=1.8,<2",
     ],
 }
 
@@ -52,7 +65,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["gecko_jax", "gecko_jax.*"]),
-    package_data={"gecko_jax": ["py.typed"]},
+    package_data={"gecko_jax": ["py.typed", "fret/prompts/*.txt"]},
     # gin/ is found next to the package (editable installs, source checkouts); pass
     # --gin_search_paths for an installed wheel.
     install_requires=INSTALL_REQUIRES,
@@ -62,6 +75,8 @@ setup(
             "gecko-embed=gecko_jax.cli.embed:main",
             "gecko-demo=gecko_jax.cli.demo:main",
             "gecko-train=gecko_jax.train:console_entry",
+            "gecko-fret=gecko_jax.fret.cli:main",
+            "gecko-eval=gecko_jax.eval.cli:main",
         ],
     },
 )

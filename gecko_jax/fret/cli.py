@@ -1,0 +1,149 @@
+"""``gecko-fret``: distil (task, query, positive, hard negative) rows from a corpus.
+
+    gecko-fret --corpus ../shared/data/scifact/corpus.jsonl --output_dir /tmp/fret \\
+        --llm vertex:gemini-2.0-flash --ranking rc --num_shards 8 --max_passages 2000
+
+Rerunning the same command resumes: finished shards are kept, cached LLM calls are not
+paid again. Every field of the config dataclasses (:mod:`gecko_jax.fret.config`) can
+be set with ``--gin_file`` / ``--gin.Class.field=value``; the flags below win over gin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gin
+
+from gecko_jax import gin_utils
+from gecko_jax.fret import config as cfg
+
+
+def _positive_int(minimum: int = 1) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _negative(text: str) -> str:
+    try:
+        cfg.parse_negative(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("RankingConfig.negative", "expected")) from None
+    return text
+
+
+def parse_task_types(text: str) -> tuple[cfg.TaskType, ...]:
+    """``"question answering=2,my task"`` as task types.
+
+    Known names keep their built-in guidance; other names are user-defined task types
+    with generic guidance. ``=W`` sets a sampling weight (default 1).
+
+    Raises:
+      argparse.ArgumentTypeError: an empty list, a bad weight or a repeated name.
+    """
+    known = {t.name: t for t in cfg.DEFAULT_TASK_TYPES}
+    types = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, weight = item.partition("=")
+        name = name.strip()
+        try:
+            value = float(weight) if weight else 1.0
+            task_type = dataclasses.replace(known[name], weight=value) if name in known else cfg.TaskType(
+                name, weight=value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{item!r}: {e}") from None
+        types.append(task_type)
+    names = [t.name for t in types]
+    if not types or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated task types, got {text!r}")
+    return tuple(types)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags."""
+    p = argparse.ArgumentParser(
+        prog="gecko-fret",
+        description="FRet (Gecko paper, section 3): an LLM writes a task and a query for each "
+        "seed passage, neighbours are mined with an embedder and re-ranked by the LLM, and "
+        "(task, query, positive, hard negative) rows are written in shards.")
+    p.add_argument("--corpus", required=True, help="JSONL corpus (_id/id, title, text): path, glob or list")
+    p.add_argument("--output_dir", required=True, help="rows, markers, summary (local or gs://)")
+    p.add_argument("--llm", required=True, help="LLM client spec, e.g. vertex:gemini-2.0-flash, "
+                   "openai:http://host:8000/v1#model, loopback")
+    p.add_argument("--embedder", default=None, help="Encoder name or path (default all-MiniLM-L6-v2)")
+    shard = p.add_mutually_exclusive_group()
+    shard.add_argument("--num_shards", type=_positive_int(), default=None, help="number of shards")
+    shard.add_argument("--shard_size", type=_positive_int(), default=None, help="seed passages per shard (1000)")
+    p.add_argument("--top_n", type=_positive_int(2), default=None, help="neighbours scored per query (20)")
+    p.add_argument("--ranking", choices=cfg.RANKINGS, default=None, help="rrf (default), ql or rc")
+    p.add_argument("--negative", type=_negative, default=None, help="p_N (default), random or rank:K")
+    p.add_argument("--task_types", type=parse_task_types, default=None,
+                   help="comma-separated task types, each optionally =weight (default: the four built-in)")
+    p.add_argument("--seed", type=int, default=None, help="seed of sampling and random negatives (0)")
+    p.add_argument("--max_passages", type=_positive_int(), default=None, help="read at most this many passages")
+    p.add_argument("--max_words", type=_positive_int(), default=None, help="truncate passages to this (400)")
+    p.add_argument("--cache", default=None, help="LLM cache path (default OUTPUT_DIR/llm_cache.sqlite)")
+    p.add_argument("--llm_concurrency", type=_positive_int(), default=None,
+                   help="LLM requests in flight at once (default: the client's, 16)")
+    p.add_argument("--output_format", choices=cfg.OUTPUT_FORMATS, default=None, help="jsonl (default) or tfrecord")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    p.add_argument("--gin_bindings", action="append", default=[], help="gin binding (repeatable); "
+                   "--gin.NAME=VALUE is short for --gin_bindings='NAME = VALUE'")
+    p.add_argument("--gin_search_paths", action="append", default=[], help="directories searched for gin files")
+    return p
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
+    """The run's config: gin's bindings, overridden by the flags that were given."""
+    return cfg.FretConfig(**_given(
+        corpus=args.corpus, output_dir=args.output_dir, llm=args.llm, embedder=args.embedder,
+        num_shards=args.num_shards, shard_size=args.shard_size, output_format=args.output_format,
+        seed=args.seed, cache=args.cache, llm_concurrency=args.llm_concurrency,
+        progress=False if args.no_progress else None,
+        corpus_options=cfg.CorpusConfig(**_given(max_passages=args.max_passages, max_words=args.max_words)),
+        generation=cfg.GenerationConfig(**_given(task_types=args.task_types)),
+        retrieval=cfg.RetrievalConfig(**_given(top_n=args.top_n)),
+        ranking=cfg.RankingConfig(**_given(ranking=args.ranking, negative=args.negative)),
+    ))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv))
+    from gecko_jax.fret import pipeline  # heavy imports once the flags are known good
+    from gecko_jax.fret.llm.base import LLMError
+
+    try:
+        gin.clear_config()  # the command owns the process's gin config
+        gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+        config = config_from_args(args)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    try:
+        pipeline.run(config)
+    except (ValueError, OSError, LLMError) as e:  # input, settings and LLM errors name their cause
+        print(f"gecko-fret: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Gemini on Vertex AI, through the Google Gen AI SDK (``google.genai``).
+
+* ``generate``: ``models.generate_content`` (``json_mode``: ``responseMimeType``
+  ``application/json``); the text of the first candidate's parts.
+* ``label_probabilities``: one output token with ``responseLogprobs=true`` and
+  ``logprobs=top_logprobs``; the first position of ``logprobsResult.topCandidates``.
+* ``log_likelihood``: :class:`NotSupportedError`; Gemini returns log-probabilities of
+  what it generates only, never of a given continuation (use an OpenAI-compatible
+  server such as vLLM for query likelihood).
+
+Project and location come from the arguments or ``$GOOGLE_CLOUD_PROJECT`` /
+``$GOOGLE_CLOUD_LOCATION``; credentials from the arguments or application-default
+credentials (``gcloud auth application-default login``, or
+``$GOOGLE_APPLICATION_CREDENTIALS`` naming a service-account key). Token usage comes
+from ``usageMetadata`` (thinking tokens are billed as output).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+
+from gecko_jax.fret.llm.base import (BlockedOutputError, CredentialsError, LLMError,
+                                     NotSupportedError)
+from gecko_jax.fret.llm.client import CachingClient, CallResult
+from gecko_jax.fret.llm.transport import error_for_status, parse_retry_after
+
+T = TypeVar("T")
+
+DEFAULT_LOCATION = "us-central1"
+_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+_FIX_CREDENTIALS = ("run `gcloud auth application-default login`, or set "
+                    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
+
+# Blocks only content the filters rate as highly likely harmful: synthetic queries about
+# medicine, crime or history in a web corpus should not be refused.
+PERMISSIVE_SAFETY_SETTINGS: tuple[Mapping[str, str], ...] = tuple(
+    {"category": category, "threshold": "BLOCK_ONLY_HIGH"}
+    for category in ("HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_DANGEROUS_CONTENT",
+                     "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_SEXUALLY_EXPLICIT"))
+
+
+def resolve_project(project: str | None, location: str | None) -> tuple[str, str]:
+    """Project and location from the arguments, else ``$GOOGLE_CLOUD_PROJECT`` /
+    ``$GOOGLE_CLOUD_LOCATION`` (location default: us-central1).
+
+    Raises:
+      CredentialsError: no project anywhere.
+    """
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise CredentialsError("no Google Cloud project: pass project= (gin: "
+                               "VertexClient.project) or set GOOGLE_CLOUD_PROJECT")
+    return project, location or os.environ.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION
+
+
+def default_credentials() -> Any:
+    """Application-default credentials.
+
+    Raises:
+      CredentialsError: none found; the message says how to create them.
+    """
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        credentials, _ = google.auth.default(scopes=list(_SCOPES))
+    except google.auth.exceptions.DefaultCredentialsError as e:
+        raise CredentialsError(f"no Google Cloud credentials found ({e}); {_FIX_CREDENTIALS}") from e
+    return credentials
+
+
+def make_genai_client(*, project: str, location: str, credentials: Any, base_url: str | None,
+                      api_version: str, timeout_s: float) -> Any:
+    """A ``google.genai.Client`` for Vertex AI, its own retries off (ours run instead)."""
+    from google import genai
+    from google.genai import types
+
+    http_options = types.HttpOptions(base_url=base_url, api_version=api_version,
+                                     timeout=int(timeout_s * 1000))
+    return genai.Client(vertexai=True, project=project, location=location,
+                        credentials=credentials, http_options=http_options)
+
+
+async def call_vertex(model_id: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Awaits one SDK call, turning its errors into ours (transient for 408/429/5xx)."""
+    import google.auth.exceptions
+    from google.genai import errors
+
+    try:
+        return await call()
+    except errors.APIError as e:
+        response = getattr(e, "response", None)
+        status = e.code or getattr(response, "status_code", 500)
+        headers = getattr(response, "headers", None) or {}
+        raise error_for_status(model_id, int(status), f"{e.status}: {e.message}",
+                               parse_retry_after(headers.get("retry-after"))) from e
+    except google.auth.exceptions.GoogleAuthError as e:
+        raise CredentialsError(f"model {model_id!r}: Google Cloud credentials failed ({e}); "
+                               f"{_FIX_CREDENTIALS}") from e
+
+
+def request_config(*, system: str | None = None, json_mode: bool = False,
+                   temperature: float = 0.0, max_output_tokens: int = 512,
+                   seed: int | None = None, logprobs: int | None = None,
+                   safety_settings: Sequence[Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """A request's settings in REST (camelCase) form, flat as ``GenerateContentConfig``."""
+    config: dict[str, Any] = {"temperature": temperature, "maxOutputTokens": max_output_tokens}
+    if system:
+        config["systemInstruction"] = {"parts": [{"text": system}]}
+    if json_mode:
+        config["responseMimeType"] = "application/json"
+    if seed is not None:
+        config["seed"] = seed
+    if logprobs is not None:
+        config["responseLogprobs"] = True
+        config["logprobs"] = logprobs
+    if safety_settings:
+        config["safetySettings"] = [dict(setting) for setting in safety_settings]
+    return config
+
+
+def rest_request(prompt: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The REST ``GenerateContentRequest`` of ``prompt`` with a :func:`request_config`."""
+    config = dict(config)
+    request: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+    for field in ("systemInstruction", "safetySettings"):
+        if field in config:
+            request[field] = config.pop(field)
+    request["generationConfig"] = config
+    return request
+
+
+def response_tokens(response: Mapping[str, Any]) -> tuple[int, int]:
+    """(prompt tokens, output tokens incl. thinking) from a response's ``usageMetadata``."""
+    usage = response.get("usageMetadata") or {}
+    return (int(usage.get("promptTokenCount") or 0),
+            int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0))
+
+
+def response_text(model_id: str, response: Mapping[str, Any]) -> str:
+    """The text of a REST ``GenerateContentResponse``'s first candidate.
+
+    Raises:
+      BlockedOutputError: no candidate or no text (a safety block, say).
+    """
+    candidates = response.get("candidates") or []
+    parts = ((candidates[0].get("content") or {}).get("parts") or []) if candidates else []
+    texts = [part["text"] for part in parts if part.get("text") and not part.get("thought")]
+    if not texts:
+        feedback = response.get("promptFeedback") or {}
+        reason = (candidates[0].get("finishReason") if candidates else None) or feedback.get(
+            "blockReason", "no candidates")
+        raise BlockedOutputError(f"model {model_id!r} returned no text (reason: {reason})")
+    return "".join(texts)
+
+
+def response_top_candidates(model_id: str, response: Mapping[str, Any]) -> list[list[Any]]:
+    """``[[token, logprob], ...]`` of the first output position."""
+    candidates = response.get("candidates") or [{}]
+    top = (candidates[0].get("logprobsResult") or {}).get("topCandidates") or []
+    if not top:
+        raise LLMError(f"model {model_id!r} returned no logprobsResult.topCandidates "
+                       "(does the model support responseLogprobs?)")
+    return [[item.get("token", ""), float(item.get("logProbability", float("-inf")))]
+            for item in top[0].get("candidates") or []]
+
+
+class VertexClient(CachingClient):
+    """A Gemini model on Vertex AI.
+
+    Args:
+      model: e.g. ``gemini-2.0-flash``.
+      project: Google Cloud project; default ``$GOOGLE_CLOUD_PROJECT``.
+      location: region; default ``$GOOGLE_CLOUD_LOCATION`` or us-central1.
+      credentials: ``google.auth`` credentials; default application-default ones.
+      base_url: the API endpoint (default: the SDK's regional endpoint).
+      api_version: the REST version in request paths.
+      safety_settings: ``[{"category": ..., "threshold": ...}]`` sent with every request
+        (None: the service's defaults; see :data:`PERMISSIVE_SAFETY_SETTINGS`).
+      **options: see :class:`~gecko_jax.fret.llm.client.CachingClient` (cache,
+        max_concurrency, timeout_s, retry, rate limits, prices, top_logprobs, ...).
+
+    Raises:
+      CredentialsError: no project, or no credentials.
+    """
+
+    def __init__(self, model: str = "gemini-2.0-flash", *, project: str | None = None,
+                 location: str | None = None, credentials: Any = None,
+                 base_url: str | None = None, api_version: str = "v1",
+                 safety_settings: Sequence[Mapping[str, str]] | None = None,
+                 **options: Any) -> None:
+        super().__init__(model, **options)
+        self.project, self.location = resolve_project(project, location)
+        self.safety_settings = list(safety_settings) if safety_settings else None
+        self._client = make_genai_client(
+            project=self.project, location=self.location,
+            credentials=credentials if credentials is not None else default_credentials(),
+            base_url=base_url, api_version=api_version, timeout_s=self.runner.timeout_s)
+
+    async def _request(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
+        from google.genai import types
+
+        sdk_config = types.GenerateContentConfig.model_validate(config)
+        response = await call_vertex(self.model_id, lambda: self._client.aio.models.generate_content(
+            model=self.model_id, contents=prompt, config=sdk_config))
+        return response.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    async def _generate_once(self, prompt: str, *, system: str | None, json_mode: bool,
+                             temperature: float, max_output_tokens: int,
+                             seed: int | None) -> CallResult:
+        response = await self._request(prompt, request_config(
+            system=system, json_mode=json_mode, temperature=temperature,
+            max_output_tokens=max_output_tokens, seed=seed, safety_settings=self.safety_settings))
+        return CallResult(response_text(self.model_id, response), *response_tokens(response))
+
+    async def log_likelihood(self, prompt: str, continuation: str) -> float:
+        raise NotSupportedError(
+            f"model {self.model_id!r} on Vertex AI cannot score a given continuation "
+            "(Gemini returns log-probabilities of its own output only); score query "
+            "likelihood with an OpenAI-compatible server (e.g. vLLM) instead")
+
+    async def _top_logprobs_once(self, prompt: str, k: int) -> CallResult:
+        response = await self._request(prompt, request_config(
+            max_output_tokens=1, logprobs=k, safety_settings=self.safety_settings))
+        return CallResult(response_top_candidates(self.model_id, response),
+                          *response_tokens(response))
+
+    async def _close(self) -> None:
+        await self._client.aio.aclose()
+        self._client.close()

@@ -1,0 +1,183 @@
+"""Shards of seed passages, their files, done markers and atomic writes.
+
+An output directory holds::
+
+    fret-00000-of-00004.jsonl      the rows of shard 0 (or .tfrecord)
+    done/fret-00000-of-00004.json  shard 0's done marker: its statistics
+    run.json                       the settings the rows were made with (written with
+                                   the first rows; a rerun with other settings is refused)
+    summary.json                   the run's summary
+    passage_embeddings.npy (+ .json)  the corpus embeddings, reused on restart
+
+Every file is written to a temporary name and renamed, and a shard's marker is written
+after its rows, so a shard is done exactly when its marker exists: a crash leaves
+finished shards intact and the unfinished one without rows. A shard with a marker is
+never redone. Rows read with ``fret-*.jsonl`` never see temporary files (they end in
+``.tmp``) or markers. One run at a time may use an output directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+
+ROWS_PREFIX = "fret"
+DONE_DIR = "done"
+MANIFEST = "run.json"
+SUMMARY = "summary.json"
+TMP_SUFFIX = ".tmp"
+DEFAULT_SHARD_SIZE = 1_000
+
+
+class ShardStateError(ValueError):
+    """The output directory holds a run with other settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """How ``num_passages`` seed passages split into contiguous shards.
+
+    Attributes:
+      num_passages: the seed passages.
+      count: the number of shards; sizes differ by at most one, larger first.
+    """
+
+    num_passages: int
+    count: int
+
+    @classmethod
+    def make(cls, num_passages: int, num_shards: int | None = None, shard_size: int | None = None) -> ShardPlan:
+        """A plan from a shard count or a shard size (default size 1,000).
+
+        Raises:
+          ValueError: both given, or more shards than passages (names the flag).
+        """
+        if num_shards is not None and shard_size is not None:
+            raise ValueError("give --num_shards or --shard_size, not both")
+        if num_shards is None:
+            size = shard_size or DEFAULT_SHARD_SIZE
+            if size < 1:
+                raise ValueError(f"--shard_size must be >= 1, got {size}")
+            num_shards = -(-num_passages // size)
+        elif not 1 <= num_shards <= num_passages:
+            raise ValueError(f"--num_shards must be in 1..{num_passages} (the passages), got {num_shards}")
+        return cls(num_passages, num_shards)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        """The ``[start, stop)`` passage indices of one shard."""
+        base, extra = divmod(self.num_passages, self.count)
+        start = shard * base + min(shard, extra)
+        return start, start + base + (shard < extra)
+
+
+def join(directory: str, *parts: str) -> str:
+    """``os.path.join`` that also suits ``gs://`` paths."""
+    return "/".join([directory.rstrip("/"), *parts]) if directory.startswith("gs://") else os.path.join(
+        directory, *parts)
+
+
+def atomic_write(path: str, write: Callable[[str], Any]) -> None:
+    """Calls ``write(temporary_path)``, then renames the temporary file to ``path``."""
+    tmp = path + TMP_SUFFIX
+    write(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes JSON atomically (indented)."""
+    def write(tmp: str) -> None:
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write(path, write)
+
+
+def read_json(path: str) -> Any:
+    """Reads a JSON file (local or ``gs://``)."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
+
+
+class ShardStore:
+    """The shard files of one output directory.
+
+    Args:
+      output_dir: the directory (created if missing).
+      plan: the shard plan.
+      extension: the rows files' extension (``"jsonl"`` or ``"tfrecord"``).
+    """
+
+    def __init__(self, output_dir: str, plan: ShardPlan, extension: str) -> None:
+        self.output_dir, self.plan, self.extension = output_dir, plan, extension
+        tf.io.gfile.makedirs(join(output_dir, DONE_DIR))
+
+    def name(self, shard: int) -> str:
+        """``fret-00003-of-00016``."""
+        return f"{ROWS_PREFIX}-{shard:05d}-of-{self.plan.count:05d}"
+
+    def rows_path(self, shard: int) -> str:
+        """The rows file of a shard."""
+        return join(self.output_dir, f"{self.name(shard)}.{self.extension}")
+
+    def marker_path(self, shard: int) -> str:
+        """The done marker of a shard."""
+        return join(self.output_dir, DONE_DIR, f"{self.name(shard)}.json")
+
+    def is_done(self, shard: int) -> bool:
+        """Whether the shard's marker and rows both exist."""
+        return tf.io.gfile.exists(self.marker_path(shard)) and tf.io.gfile.exists(self.rows_path(shard))
+
+    def pending(self) -> list[int]:
+        """The shards not done yet, in order."""
+        return [i for i in range(self.plan.count) if not self.is_done(i)]
+
+    def write_rows(self, shard: int, write: Callable[[str], Any]) -> None:
+        """Writes a shard's rows atomically with ``write(temporary_path)``."""
+        atomic_write(self.rows_path(shard), write)
+
+    def mark_done(self, shard: int, stats: Mapping[str, Any]) -> None:
+        """Writes a shard's done marker (after its rows)."""
+        if not tf.io.gfile.exists(self.rows_path(shard)):
+            raise ShardStateError(f"shard {shard} has no rows file {self.rows_path(shard)} to mark done")
+        write_json(self.marker_path(shard), {"shard": shard, **stats})
+
+    def done_stats(self) -> list[dict[str, Any]]:
+        """The markers of the finished shards, in shard order."""
+        return [read_json(self.marker_path(i)) for i in range(self.plan.count) if self.is_done(i)]
+
+    def record_manifest(self, settings: Mapping[str, Any]) -> None:
+        """Writes ``run.json`` unless it exists (called before the first rows are written)."""
+        path = join(self.output_dir, MANIFEST)
+        if not tf.io.gfile.exists(path):
+            write_json(path, settings)
+
+    def remove_temporary(self) -> int:
+        """Deletes temporary files a crash left behind; returns how many."""
+        stale = tf.io.gfile.glob(join(self.output_dir, f"*{TMP_SUFFIX}"))
+        stale += tf.io.gfile.glob(join(self.output_dir, DONE_DIR, f"*{TMP_SUFFIX}"))
+        for path in stale:
+            tf.io.gfile.remove(path)
+        return len(stale)
+
+    def check_manifest(self, settings: Mapping[str, Any]) -> None:
+        """Checks ``settings`` against those in ``run.json``, if any.
+
+        Raises:
+          ShardStateError: the directory was written with other settings (names them).
+        """
+        path = join(self.output_dir, MANIFEST)
+        if not tf.io.gfile.exists(path):
+            return
+        settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+        recorded = read_json(path)
+        changed = sorted(k for k in settings if recorded.get(k) != settings[k])
+        if changed:
+            details = "; ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5])
+            raise ShardStateError(
+                f"{path}: this output directory holds rows made with other settings ({details}); "
+                "use a new --output_dir, or restore the settings to resume"
+            )

@@ -1,0 +1,1 @@
+"""Tests of the FRet pipeline (gecko_jax/fret)."""

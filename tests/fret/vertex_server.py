@@ -1,0 +1,121 @@
+"""A local stand-in for Vertex AI: ``generateContent`` and batch prediction jobs.
+
+It speaks the REST shapes the Gen AI SDK uses (``/{version}/projects/P/locations/L/...``).
+Generated texts come from the loopback model (:func:`generation_answer`); batch jobs read
+their input JSONL from the local paths given as ``gcsSource.uris`` and write prediction
+JSONL under ``outputUriPrefix``, as Vertex does on Cloud Storage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Sequence
+
+from gecko_jax.fret.llm.httpserver import Request, Response, ScriptedHTTPServer, error_response
+from gecko_jax.fret.llm.loopback import generation_answer
+
+_PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+_GENERATE = re.compile(_PREFIX + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
+_JOBS = re.compile(_PREFIX + r"/batchPredictionJobs$")
+_JOB = re.compile(_PREFIX + r"/batchPredictionJobs/(?P<id>\d+)$")
+
+
+class VertexFakeServer(ScriptedHTTPServer):
+    """Answers like Vertex AI.
+
+    Args:
+      top_candidates: ``(token, logProbability)`` pairs returned as the first position's
+        ``logprobsResult.topCandidates`` (cut to the request's ``logprobs``).
+      polls_until_done: GETs of a batch job before it succeeds (it runs until then).
+      models: the model names that exist (others get 404).
+    """
+
+    def __init__(self, top_candidates: Sequence[tuple[str, float]] = (), *,
+                 polls_until_done: int = 2, models: Sequence[str] = ("gemini-2.0-flash",),
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.top_candidates = list(top_candidates)
+        self.polls_until_done = polls_until_done
+        self.models = set(models)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.polls: dict[str, int] = {}
+
+    def handle(self, request: Request, content: str | None) -> Response:
+        path = request.path
+        if request.method == "POST" and (match := _GENERATE.match(path)):
+            if match["model"] not in self.models:
+                return error_response(404, f"Publisher Model `{match['model']}` was not found")
+            return Response(200, self.generate(request.json(), content))
+        if request.method == "POST" and (match := _JOBS.match(path)):
+            return Response(200, self._create_job(match, request.json()))
+        if request.method == "GET" and (match := _JOB.match(path)):
+            return self._get_job(match["id"])
+        return error_response(404, f"no route for {request.method} {path}")
+
+    def generate(self, body: dict[str, Any], content: str | None = None) -> dict[str, Any]:
+        """A ``GenerateContentResponse`` for a request body."""
+        prompt = "".join(part.get("text", "") for part in body["contents"][-1]["parts"])
+        if "BLOCKME" in prompt:
+            return {"promptFeedback": {"blockReason": "SAFETY"},
+                    "usageMetadata": {"promptTokenCount": len(prompt.split())}}
+        config = body.get("generationConfig") or {}
+        text = content if content is not None else generation_answer(prompt)
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]},
+                                     "finishReason": "STOP"}
+        if config.get("responseLogprobs"):
+            top = self.top_candidates[:config.get("logprobs", 0)]
+            candidate["logprobsResult"] = {
+                "topCandidates": [{"candidates": [
+                    {"token": token, "logProbability": value} for token, value in top]}],
+                "chosenCandidates": [{"token": top[0][0], "logProbability": top[0][1]}] if top else []}
+        return {"candidates": [candidate], "modelVersion": "fake-001",
+                "usageMetadata": {"promptTokenCount": len(prompt.split()),
+                                  "candidatesTokenCount": len(text.split()),
+                                  "totalTokenCount": len(prompt.split()) + len(text.split())}}
+
+    def _create_job(self, match: re.Match[str], body: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(1000 + len(self.jobs))
+        name = f"projects/{match['project']}/locations/{match['location']}/batchPredictionJobs/{job_id}"
+        self.jobs[job_id] = {"name": name, "displayName": body.get("displayName", ""),
+                             "model": body["model"], "state": "JOB_STATE_PENDING",
+                             "inputConfig": body["inputConfig"], "outputConfig": body["outputConfig"]}
+        self.polls[job_id] = 0
+        return self.jobs[job_id]
+
+    def _get_job(self, job_id: str) -> Response:
+        if job_id not in self.jobs:
+            return error_response(404, f"batch job {job_id} not found")
+        job = self.jobs[job_id]
+        self.polls[job_id] += 1
+        if job["state"] != "JOB_STATE_SUCCEEDED":
+            if self.polls[job_id] >= self.polls_until_done:
+                self._run_job(job_id, job)
+            else:
+                job["state"] = "JOB_STATE_RUNNING"
+        return Response(200, job)
+
+    def _run_job(self, job_id: str, job: dict[str, Any]) -> None:
+        lines = []
+        for uri in job["inputConfig"]["gcsSource"]["uris"]:
+            with open(uri, encoding="utf-8") as f:
+                lines += [json.loads(line) for line in f if line.strip()]
+        out_dir = os.path.join(job["outputConfig"]["gcsDestination"]["outputUriPrefix"],
+                               f"prediction-model-{job_id}")
+        os.makedirs(out_dir, exist_ok=True)
+        failed = 0
+        with open(os.path.join(out_dir, "predictions.jsonl"), "w", encoding="utf-8") as f:
+            for line in lines:
+                request = line["request"]
+                out: dict[str, Any] = {"status": "", "processed_time": "2025-01-01T00:00:00Z",
+                                       "request": request}
+                if "FAILME" in request["contents"][-1]["parts"][0]["text"]:
+                    out["status"] = "Bad Request: 400 the request is invalid"
+                    failed += 1
+                else:
+                    out["response"] = self.generate(request)
+                f.write(json.dumps(out) + "\n")
+        job.update(state="JOB_STATE_SUCCEEDED", outputInfo={"gcsOutputDirectory": out_dir},
+                   completionStats={"successfulCount": str(len(lines) - failed),
+                                    "failedCount": str(failed)})
