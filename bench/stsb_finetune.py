@@ -78,8 +78,9 @@ def evaluate(args: argparse.Namespace, checkpoint: str | None) -> dict[str, floa
     return result
 
 
-def train(args: argparse.Namespace, model_dir: str) -> float:
-    """Writes the training pairs and runs ``gecko-train``; returns its wall time."""
+def train(args: argparse.Namespace, model_dir: str, extra_gin: tuple[str, ...] = ()) -> float:
+    """Writes the training pairs and runs ``gecko-train`` (plus ``extra_gin`` flags);
+    returns its wall time."""
     C.use_repo()
     from gecko_jax.data.sts import read_sts_benchmark, write_positive_pairs_jsonl
 
@@ -90,7 +91,8 @@ def train(args: argparse.Namespace, model_dir: str) -> float:
     command = [sys.executable, "-m", "gecko_jax.train", "--gin_file=local/minilm_stsb.gin",
                f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={args.steps}",
                f"--gin.TRAIN_FILE='{train_file}'", f"--gin.BATCH_SIZE={args.batch_size}",
-               f"--gin.train.query_length={args.length}", f"--gin.train.document_length={args.length}"]
+               f"--gin.train.query_length={args.length}", f"--gin.train.document_length={args.length}",
+               *extra_gin]
     print("$ " + " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=C.REPO, env=C.child_env(), check=True)
