@@ -134,10 +134,23 @@ def _require_file(path: str, what: str) -> str:
     return path
 
 
-def _read_jsonl_texts(
-    path: str, wanted: set[str], fields: Sequence[str]
+def read_beir_jsonl(
+    path: str, fields: Sequence[str], wanted: set[str] | None = None
 ) -> dict[str, dict[str, str]]:
-    """Reads the objects of a BEIR JSONL file whose ``_id`` is in ``wanted``."""
+    """``_id`` -> the string ``fields`` of each object of a BEIR JSONL file.
+
+    Args:
+      path: ``corpus.jsonl`` or ``queries.jsonl`` (local or ``gs://``).
+      fields: the string fields to keep (a missing or null one reads as "").
+      wanted: keep only these ids (None: all).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: invalid JSON, an object without ``_id``, a duplicate ``_id``, a
+        non-string field (each names ``file:line``).
+    """
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"BEIR file not found: {path}")
     found: dict[str, dict[str, str]] = {}
     with tf.io.gfile.GFile(path, "r") as f:
         for number, line in enumerate(f, start=1):
@@ -150,14 +163,14 @@ def _read_jsonl_texts(
             if not isinstance(record, dict) or "_id" not in record:
                 raise ValueError(f"{path}:{number}: expected an object with field '_id'")
             key = str(record["_id"])
-            if key not in wanted:
+            if wanted is not None and key not in wanted:
                 continue
-            values = {}
-            for field in fields:
-                value = record.get(field, "")
-                if not isinstance(value, str):
-                    raise ValueError(f"{path}:{number}: field {field!r} must be a string")
-                values[field] = value
+            if key in found:
+                raise ValueError(f"{path}:{number}: duplicate _id {key!r}")
+            values = {field: record.get(field) or "" for field in fields}
+            bad = [field for field, value in values.items() if not isinstance(value, str)]
+            if bad:
+                raise ValueError(f"{path}:{number}: field {bad[0]!r} must be a string")
             found[key] = values
     return found
 
@@ -230,8 +243,8 @@ def read_beir(
     queries_path = _require_file(os.path.join(data_dir, "queries.jsonl"), "BEIR queries file")
     source = source or f"beir/{os.path.basename(os.path.normpath(data_dir))}/{split}"
     qrels = [row for row in read_beir_qrels(qrels_path) if row.score > 0]
-    queries = _read_jsonl_texts(queries_path, {r.query_id for r in qrels}, ("text",))
-    corpus = _read_jsonl_texts(corpus_path, {r.corpus_id for r in qrels}, ("title", "text"))
+    queries = read_beir_jsonl(queries_path, ("text",), {r.query_id for r in qrels})
+    corpus = read_beir_jsonl(corpus_path, ("title", "text"), {r.corpus_id for r in qrels})
     counter = BadRowCounter(qrels_path, max_bad_fraction=max_bad_fraction)
     result = []
     for query_id, doc_id, _, number in qrels:

@@ -13,7 +13,6 @@ templates apply (``task: {task} | query: {text}``, ``title: {title} | text: {tex
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from gecko_jax.data import local_sets
 from gecko_jax.data.local_sets import read_beir_qrels
 from gecko_jax.eval import base, metrics
 
@@ -49,32 +49,6 @@ class BeirSplit:
     skipped_qrels: int = 0
 
 
-def _read_jsonl(path: str, fields: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``_id`` -> the string ``fields`` of each object of a BEIR JSONL file (missing: "")."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"BEIR file not found: {path}")
-    records: dict[str, dict[str, str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-            if not isinstance(record, dict) or "_id" not in record:
-                raise ValueError(f"{path}:{number}: expected an object with field '_id'")
-            key = str(record["_id"])
-            if key in records:
-                raise ValueError(f"{path}:{number}: duplicate _id {key!r}")
-            values = {field: record.get(field) or "" for field in fields}
-            bad = [field for field, value in values.items() if not isinstance(value, str)]
-            if bad:
-                raise ValueError(f"{path}:{number}: field {bad[0]!r} must be a string")
-            records[key] = values
-    return records
-
-
 def read_beir_split(data_dir: str, split: str = "test") -> BeirSplit:
     """Reads ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/{split}.tsv`` of ``data_dir``.
 
@@ -89,8 +63,8 @@ def read_beir_split(data_dir: str, split: str = "test") -> BeirSplit:
         raise FileNotFoundError(f"BEIR dataset directory not found: {data_dir}")
     qrels_path = os.path.join(data_dir, "qrels", f"{split}.tsv")
     rows = read_beir_qrels(qrels_path)
-    corpus = _read_jsonl(os.path.join(data_dir, "corpus.jsonl"), ("title", "text"))
-    queries = _read_jsonl(os.path.join(data_dir, "queries.jsonl"), ("text",))
+    corpus = local_sets.read_beir_jsonl(os.path.join(data_dir, "corpus.jsonl"), ("title", "text"))
+    queries = local_sets.read_beir_jsonl(os.path.join(data_dir, "queries.jsonl"), ("text",))
     qrels: dict[str, dict[str, float]] = {}
     unknown = []
     for row in rows:
