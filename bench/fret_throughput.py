@@ -162,10 +162,14 @@ def main() -> None:
     counts = [int(x) for x in args.requests.split(",")]
     if len(levels) != len(counts):
         raise SystemExit("--levels and --requests need the same number of entries")
+    load_before = round(os.getloadavg()[0], 2)
+    print(f"load average (1 min) before: {load_before} on {os.cpu_count()} CPUs", flush=True)
     print(f"Part 1: generate() vs loopback server ({args.latency_s * 1000:.0f} ms latency, "
           f"server in a {args.server})", flush=True)
     client_rows = client_throughput(levels, counts, args.latency_s, args.server)
-    results: dict[str, Any] = {"client": {"latency_s": args.latency_s, "server": args.server,
+    # Other work on the machine takes CPU from the client and the server: keep its load.
+    results: dict[str, Any] = {"load_average_1m_before": load_before,
+                               "client": {"latency_s": args.latency_s, "server": args.server,
                                           "levels": client_rows}}
     if not args.skip_mining:
         print(f"Part 2: top-{args.k} of {args.queries:,} queries among {args.passages:,} "
