@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 from typing import Any, Sequence
@@ -19,6 +20,8 @@ from gecko_jax.shapes import padded_batches
 
 # Inputs at least this long get a progress bar when ``show_progress`` is left unset.
 PROGRESS_THRESHOLD = 2_000
+# Batches dispatched ahead of the one being read back.
+MAX_IN_FLIGHT = 4
 
 
 class Encoder:
@@ -127,13 +130,25 @@ class Encoder:
         batches = list(padded_batches(token_ids, batch_size, self.max_length, self.vocabulary.pad_id))
         if show_progress is None:
             show_progress = len(texts) >= PROGRESS_THRESHOLD
-        # Dispatch is asynchronous: the host pads the next batch while the device runs.
-        pending = [(b.indices, self._embed(self.params, b.token_ids, b.mask)) for b in batches]
-        for indices, embeddings in tqdm(
-            pending, desc="encode", unit="batch", disable=not show_progress, file=sys.stderr
-        ):
-            out[indices] = np.asarray(embeddings)[: len(indices)]
+        # Dispatch is asynchronous: the host pads the next batches while the device runs.
+        # At most MAX_IN_FLIGHT are queued: each holds its activations until it runs, so
+        # queueing a whole corpus at once grows memory with the corpus.
+        pending: collections.deque = collections.deque()
+        with tqdm(total=len(batches), desc="encode", unit="batch", disable=not show_progress,
+                  file=sys.stderr) as progress:
+            for batch in batches:
+                pending.append((batch.indices, self._embed(self.params, batch.token_ids, batch.mask)))
+                if len(pending) > MAX_IN_FLIGHT:
+                    _collect(out, *pending.popleft())
+                    progress.update()
+            while pending:
+                _collect(out, *pending.popleft())
+                progress.update()
         return matryoshka_truncate(out, dim) if dim else out
+
+
+def _collect(out: np.ndarray, indices: np.ndarray, embeddings: jax.Array) -> None:
+    out[indices] = np.asarray(embeddings)[: len(indices)]
 
 
 def _check_texts(texts: Sequence[str] | str) -> list[str]:

@@ -68,3 +68,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: str) ->
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copy(os.path.join(minilm_dir, name), path / name)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def encoder():  # type: ignore[no-untyped-def]
+    """The packaged all-MiniLM-L6-v2 through the Flax Encoder."""
+    from gecko_jax import Encoder
+
+    return Encoder.load("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def st_model(minilm_dir: str):  # type: ignore[no-untyped-def]
+    """The same model through sentence-transformers (torch, CPU)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(minilm_dir, device="cpu")

@@ -14,16 +14,6 @@ from gecko_jax.shapes import padded_batches
 from tests.text_samples import varied_sentences
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return Encoder.load("all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-def st_model(minilm_dir: str) -> SentenceTransformer:
-    return SentenceTransformer(minilm_dir, device="cpu")
-
-
 def test_matches_sentence_transformers_on_varied_sentences(
     encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
 ) -> None:

@@ -12,11 +12,6 @@ from gecko_jax import Encoder
 from gecko_jax.cli import demo, embed
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return Encoder.load("all-MiniLM-L6-v2")
-
-
 def test_lines_to_npy(tmp_path, encoder: Encoder) -> None:
     lines = ["first sentence", "", "Ünïcödé line ✓", "the last one"]
     source = tmp_path / "input.txt"

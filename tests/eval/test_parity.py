@@ -41,16 +41,6 @@ def _module_timer():  # type: ignore[no-untyped-def]
     print(f"\nparity module: {time.perf_counter() - start:.1f} s")
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return Encoder.load("all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-def st_model(minilm_dir: str) -> SentenceTransformer:
-    return SentenceTransformer(minilm_dir, device="cpu")
-
-
 def _check(what: str, ours: float, theirs: float) -> None:
     print(f"\n{what:<40} ours {ours:8.3f}   reference {theirs:8.3f}   diff {ours - theirs:+.3f}")
     assert abs(ours - theirs) <= TOLERANCE, f"{what}: ours {ours:.3f} vs reference {theirs:.3f}"
