@@ -84,3 +84,13 @@ def st_model(minilm_dir: str):  # type: ignore[no-untyped-def]
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(minilm_dir, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _unset_tensorflow_global_seed() -> None:
+    """Importing mteb sets TensorFlow's global seed (to 42), which changes every seeded
+    tf.data shuffle; tests compare orders across processes, so each starts unset."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(None)
