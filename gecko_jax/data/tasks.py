@@ -36,27 +36,21 @@ from typing import Any, Mapping, Sequence
 
 import seqio
 
+from gecko_jax.data.eval_data import DEFAULT_EVAL_DATA_DIR, EVAL_DATA_ENV, eval_data_dir
 from gecko_jax.data import academic, classification, local_sets, registry, sources
 from gecko_jax.data.formats import InputFormat
 
 log = logging.getLogger(__name__)
 
-EVAL_DATA_ENV = "GECKO_EVAL_DATA"
 HOTPOTQA_ENV = "GECKO_HOTPOTQA"
 FEVER_CLAIMS_ENV = "GECKO_FEVER_CLAIMS"
 FEVER_WIKI_ENV = "GECKO_FEVER_WIKI_PAGES"
 MEDMCQA_ENV = "GECKO_MEDMCQA"
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_EVAL_DATA_DIR = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
 
 LOCAL_PAPER = "not in Gecko's mixture: a labelled train split read through the local readers"
 CLASSIFICATION_PAPER = "Gecko section 3.3: classification as (x, same-label x+, other-label x-) with unique ids"
 
-
-def eval_data_dir(data_dir: str | None = None) -> str:
-    """``data_dir``, else ``$GECKO_EVAL_DATA``, else ``../shared/data`` beside the repository."""
-    return data_dir or os.environ.get(EVAL_DATA_ENV) or DEFAULT_EVAL_DATA_DIR
 
 
 def register_academic_set(

@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gecko_jax.data.eval_data import EVAL_DATA_ENV, eval_data_dir
 from gecko_jax.data.local_sets import read_labelled_texts
 from gecko_jax.data.sts import read_sts_benchmark
 from gecko_jax.eval.base import DATA_FIELDS, Evaluator
@@ -35,9 +36,6 @@ from gecko_jax.eval.clustering import ClusteringEvaluator
 from gecko_jax.eval.retrieval import RetrievalEvaluator, read_beir_split
 from gecko_jax.eval.sts import StsEvaluator
 
-EVAL_DATA_ENV = "GECKO_EVAL_DATA"
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_DATA_DIR = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
 
 _SPLIT_ALIASES = {"validation": "dev", "valid": "dev"}
 
@@ -114,10 +112,6 @@ SPECS: dict[str, EvaluatorSpec] = {
 }
 KNOWN_EVALUATORS: tuple[str, ...] = tuple(SPECS)
 
-
-def eval_data_dir(data_dir: str | None = None) -> str:
-    """``data_dir``, else ``$GECKO_EVAL_DATA``, else ``../shared/data`` beside the repository."""
-    return data_dir or os.environ.get(EVAL_DATA_ENV) or DEFAULT_DATA_DIR
 
 
 def spec(name: str) -> EvaluatorSpec:
