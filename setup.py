@@ -74,7 +74,7 @@ setup(
         "console_scripts": [
             "gecko-embed=gecko_jax.cli.embed:main",
             "gecko-demo=gecko_jax.cli.demo:main",
-            "gecko-train=gecko_jax.train:console_entry",
+            "gecko-train=gecko_jax.cli.train:main",
             "gecko-fret=gecko_jax.fret.cli:main",
             "gecko-eval=gecko_jax.eval.cli:main",
         ],

@@ -33,7 +33,9 @@ def use_repo() -> None:
 def child_env() -> dict[str, str]:
     """The environment of worker processes: offline, quiet, the repository importable."""
     path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+    # Each worker picks its malloc itself (gecko_jax.host_memory), not this shell's.
+    environ = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    return {**environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
 
 
 def peak_rss_mib() -> float:

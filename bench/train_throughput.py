@@ -21,11 +21,19 @@ Both sides fine-tune all-MiniLM-L6-v2 from its real weights on the same pairs, b
   ``Trainer.train_step`` with host batches and reads the metrics back every step, as
   ``gecko-train`` does.
 
+Host memory: ``gecko-train`` starts itself with glibc's huge-page malloc tunable
+(:mod:`gecko_jax.host_memory`), so the gecko_jax worker does the same (the product's
+own start-up; ``--no_hugepage_malloc`` turns it off). sentence-transformers runs as its
+users run it, with plain malloc; ``--anchor_hugepage_malloc`` gives it the tunable too,
+to show what the allocator alone does for torch. Minor page faults per step are
+reported for both sides.
+
 Each process does ``--warmup`` untimed steps (gecko_jax compiles in the first) and
 then ``--steps`` timed steps; processes alternate between the sides for ``--rounds``
 rounds. Reported: median examples/s over the rounds, their ratio, peak RSS.
 
     python bench/train_throughput.py [--rounds 3] [--steps 20] [--warmup 3]
+        [--no_hugepage_malloc] [--anchor_hugepage_malloc]
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -133,6 +142,11 @@ def st_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) -> St
 
 def worker(args: argparse.Namespace) -> None:
     """One side in this process: warm-up steps, timed steps; emits a JSON line."""
+    if args.hugepage_malloc:
+        C.use_repo()
+        from gecko_jax import host_memory
+
+        host_memory.reexec_with_hugepage_malloc()
     pairs = load_pairs(args.data_dir, (args.warmup + args.steps) * args.batch_size, args.min_words)
     make = gecko_step_fn if args.worker == "gecko_jax" else st_step_fn
     step = make(pairs, args.batch_size, args.length)
@@ -140,12 +154,15 @@ def worker(args: argparse.Namespace) -> None:
     losses = [step(i) for i in range(args.warmup)]
     warmup_s = time.perf_counter() - start
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for i in range(args.warmup, args.warmup + args.steps):
         start = time.perf_counter()
         losses.append(step(i))
         times.append(time.perf_counter() - start)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
     C.emit({"side": args.worker, "examples_per_s": args.steps * args.batch_size / sum(times),
-            "step_s": times, "warmup_s": warmup_s, "losses": losses, "peak_rss_mib": C.peak_rss_mib()})
+            "step_s": times, "warmup_s": warmup_s, "losses": losses,
+            "minor_faults_per_step": faults, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "peak_rss_mib": C.peak_rss_mib()})
 
 
 def main() -> None:
@@ -158,7 +175,12 @@ def main() -> None:
     parser.add_argument("--min_words", type=int, default=252, help="SciFact passages at least this long")
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
     parser.add_argument("--output", default="train_throughput")
+    parser.add_argument("--no_hugepage_malloc", action="store_true",
+                        help="run gecko_jax with plain malloc (gecko-train's start-up uses huge pages)")
+    parser.add_argument("--anchor_hugepage_malloc", action="store_true",
+                        help="run sentence-transformers with huge-page malloc too")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--hugepage_malloc", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -168,23 +190,28 @@ def main() -> None:
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     for round_index in range(args.rounds):
         for side in SIDES:
-            result = C.run_worker(__file__, ["--worker", side, *forwarded])
+            huge = not args.no_hugepage_malloc if side == "gecko_jax" else args.anchor_hugepage_malloc
+            result = C.run_worker(__file__, ["--worker", side, *forwarded] + ["--hugepage_malloc"] * huge)
             if "failed" in result:
                 raise SystemExit(f"{side} worker failed: {result['failed']}\n{result['stderr_tail']}")
             runs[side].append(result)
             print(f"round {round_index + 1} {side:>21}: {result['examples_per_s']:6.2f} examples/s "
-                  f"(median step {statistics.median(result['step_s']):.2f} s, loss "
+                  f"(median step {statistics.median(result['step_s']):.2f} s, "
+                  f"{result['minor_faults_per_step']:,.0f} page faults/step, loss "
                   f"{result['losses'][0]:.3f} -> {result['losses'][-1]:.3f})", flush=True)
     summary = {side: {"median_examples_per_s": statistics.median(r["examples_per_s"] for r in results),
                       "median_step_s": statistics.median(s for r in results for s in r["step_s"]),
-                      "peak_rss_mib": max(r["peak_rss_mib"] for r in results)}
+                      "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+                      "minor_faults_per_step": statistics.median(r["minor_faults_per_step"] for r in results),
+                      "glibc_tunables": results[0]["glibc_tunables"]}
                for side, results in runs.items()}
     ratio = summary["gecko_jax"]["median_examples_per_s"] / summary["sentence-transformers"]["median_examples_per_s"]
     print(f"\nTraining all-MiniLM-L6-v2, batch {args.batch_size}, {args.length} tokens per side, SciFact "
           f"passage halves, {os.cpu_count()} CPUs; median of {args.rounds} processes x {args.steps} steps:")
     for side, s in summary.items():
         print(f"  {side:>21}: {s['median_examples_per_s']:7.2f} examples/s  median step "
-              f"{s['median_step_s']:6.2f} s  peak RSS {s['peak_rss_mib']:6.0f} MiB")
+              f"{s['median_step_s']:6.2f} s  peak RSS {s['peak_rss_mib']:6.0f} MiB  "
+              f"{s['minor_faults_per_step']:>10,.0f} page faults/step  GLIBC_TUNABLES={s['glibc_tunables'] or '-'}")
     print(f"  ratio gecko_jax / sentence-transformers: {ratio:.2f}x (target >= 1.2x: "
           f"{'MET' if ratio >= 1.2 else 'NOT MET'})")
     path = C.write_results(args.output, {"summary": summary, "ratio": ratio, "runs": runs,

@@ -292,8 +292,12 @@ def main(argv: Sequence[str]) -> None:
 
 
 def console_entry() -> None:
-    """The ``gecko-train`` console script."""
+    """The ``gecko-train`` command (also ``python -m gecko_jax.train``)."""
     from absl import app, flags
+
+    from gecko_jax import host_memory
+
+    host_memory.reexec_with_hugepage_malloc()
 
     flags.DEFINE_multi_string("gin_file", [], "gin files, later ones override earlier ones")
     flags.DEFINE_multi_string("gin_bindings", [], "individual gin bindings")

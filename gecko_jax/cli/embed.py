@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from gecko_jax import host_memory
+
 INPUT_FORMATS = ("auto", "lines", "jsonl")
 
 
@@ -87,7 +89,9 @@ def write_output(path: str, records: list[dict[str, Any]], embeddings: np.ndarra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command."""
+    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
+    if argv is None:
+        host_memory.reexec_with_hugepage_malloc()
     args = build_parser().parse_args(argv)
     if not args.output.endswith((".npy", ".jsonl", ".json")):
         raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {args.output}")

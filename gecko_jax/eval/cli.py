@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gecko_jax import host_memory
+
 if TYPE_CHECKING:
     from gecko_jax.encoder import Encoder
     from gecko_jax.eval.base import Evaluator
@@ -180,7 +182,13 @@ COMMANDS = {"local": _local, "compare": _compare, "mteb": _mteb}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``gecko-eval``; returns the exit status."""
+    """Entry point of ``gecko-eval``; returns the exit status.
+
+    With ``argv`` None (the console script) the process first re-executes itself with
+    huge-page malloc (:mod:`gecko_jax.host_memory`).
+    """
+    if argv is None:
+        host_memory.reexec_with_hugepage_malloc()
     args = build_parser().parse_args(argv)
     from gecko_jax.models.hf_checkpoint import CheckpointError
 
