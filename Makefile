@@ -28,8 +28,10 @@ install-test: $(PY)
 demo: install
 	$(VENV)/bin/gecko-demo
 
+# Huge-page malloc, as the gecko-* commands give themselves (gecko_jax/host_memory.py):
+# the in-process encoder and trainer tests run about a third faster with it.
 test: install-test
-	$(PY) -m pytest tests -q $(TEST_ARGS)
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m pytest tests -q $(TEST_ARGS)
 
 bench: install-test
 	$(PY) bench/encode.py

@@ -3,6 +3,11 @@
     gecko-fret --corpus ../shared/data/scifact/corpus.jsonl --output_dir /tmp/fret \\
         --llm vertex:gemini-2.0-flash --ranking rc --num_shards 8 --max_passages 2000
 
+At corpus scale, ``--llm vertex-batch:gemini-2.0-flash --batch_staging_dir gs://b/p``
+sends each stage of a shard as one Vertex batch prediction job, and
+``--worker_index I --worker_count N`` (one process per machine, one ``gs://``
+``--output_dir``, a local ``--cache`` each) splits the shards among N workers.
+
 Rerunning the same command resumes: finished shards are kept, cached LLM calls are not
 paid again. Every field of the config dataclasses (:mod:`gecko_jax.fret.config`) can
 be set with ``--gin_file`` / ``--gin.Class.field=value``; the flags below win over gin.
@@ -81,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="JSONL corpus (_id/id, title, text): path, glob or list")
     p.add_argument("--output_dir", required=True, help="rows, markers, summary (local or gs://)")
     p.add_argument("--llm", required=True, help="LLM client spec, e.g. vertex:gemini-2.0-flash, "
-                   "openai:http://host:8000/v1#model, loopback")
+                   "vertex-batch:gemini-2.0-flash, openai:http://host:8000/v1#model, loopback")
     p.add_argument("--embedder", default=None, help="Encoder name or path (default all-MiniLM-L6-v2)")
     shard = p.add_mutually_exclusive_group()
     shard.add_argument("--num_shards", type=_positive_int(), default=None, help="number of shards")
@@ -97,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="LLM cache path (default OUTPUT_DIR/llm_cache.sqlite)")
     p.add_argument("--llm_concurrency", type=_positive_int(), default=None,
                    help="LLM requests in flight at once (default: the client's, 16)")
+    p.add_argument("--batch_staging_dir", default=None,
+                   help="for --llm vertex-batch:MODEL: the batch jobs' inputs and outputs (gs://bucket/path)")
+    p.add_argument("--worker_index", type=_positive_int(0), default=None,
+                   help="this worker's index, 0..N-1: runs the shards s with s %% N == index (0)")
+    p.add_argument("--worker_count", type=_positive_int(), default=None,
+                   help="workers sharing --output_dir (1); each needs its own local --cache")
     p.add_argument("--output_format", choices=cfg.OUTPUT_FORMATS, default=None, help="jsonl (default) or tfrecord")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
@@ -116,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
         corpus=args.corpus, output_dir=args.output_dir, llm=args.llm, embedder=args.embedder,
         num_shards=args.num_shards, shard_size=args.shard_size, output_format=args.output_format,
         seed=args.seed, cache=args.cache, llm_concurrency=args.llm_concurrency,
+        batch_staging_dir=args.batch_staging_dir, worker_index=args.worker_index, worker_count=args.worker_count,
         progress=False if args.no_progress else None,
         corpus_options=cfg.CorpusConfig(**_given(max_passages=args.max_passages, max_words=args.max_words)),
         generation=cfg.GenerationConfig(**_given(task_types=args.task_types)),

@@ -83,6 +83,19 @@ def _positive(cls: str, **values: float | int | None) -> None:
             raise ValueError(f"{cls}.{name} must be > 0, got {value}")
 
 
+def check_workers(index: int, count: int) -> None:
+    """Checks worker ``index`` of ``count``.
+
+    Raises:
+      ValueError: ``count`` < 1, or ``index`` outside ``0..count-1`` (names the flags).
+    """
+    if count < 1:
+        raise ValueError(f"--worker_count (FretConfig.worker_count) must be >= 1, got {count}")
+    if not 0 <= index < count:
+        raise ValueError(f"--worker_index (FretConfig.worker_index) must be in 0..{count - 1} "
+                         f"for --worker_count {count}, got {index}")
+
+
 def _one_of(cls: str, name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{cls}.{name} must be one of {choices}, got {value!r}")
@@ -272,8 +285,15 @@ class FretConfig:
       shard_size: into shards of this many passages (default 1,000 when neither is set).
       output_format: ``"jsonl"`` or ``"tfrecord"``.
       seed: seeds task sampling, LLM sampling and random negatives.
-      cache: the LLM cache (SQLite) path; None: ``output_dir/llm_cache.sqlite``.
-      llm_concurrency: LLM requests in flight at once (None: the client's default).
+      cache: the LLM cache (SQLite) path; None: ``output_dir/llm_cache.sqlite``. Each
+        machine of a multi-worker run needs its own local one.
+      llm_concurrency: LLM requests in flight at once (None: the client's default; not
+        for ``vertex-batch``, whose calls wait in batch jobs).
+      batch_staging_dir: the jobs' inputs and outputs (``gs://bucket/path``); required by,
+        and only for, ``llm="vertex-batch:MODEL"``.
+      worker_index, worker_count: this process is worker ``worker_index`` of
+        ``worker_count`` sharing ``output_dir``: it runs the pending shards ``s`` with
+        ``s % worker_count == worker_index``. Not part of the run's pinned settings.
       progress: show tqdm progress bars.
     """
 
@@ -287,6 +307,9 @@ class FretConfig:
     seed: int = 0
     cache: str | None = None
     llm_concurrency: int | None = None
+    batch_staging_dir: str | None = None
+    worker_index: int = 0
+    worker_count: int = 1
     progress: bool = True
     corpus_options: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
     prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
@@ -303,3 +326,14 @@ class FretConfig:
         _positive("FretConfig", num_shards=self.num_shards, shard_size=self.shard_size,
                   llm_concurrency=self.llm_concurrency)
         _one_of("FretConfig", "output_format", self.output_format, OUTPUT_FORMATS)
+        check_workers(self.worker_index, self.worker_count)
+        batch = self.llm.startswith("vertex-batch:")
+        if batch and not self.batch_staging_dir:
+            raise ValueError(f"--batch_staging_dir (FretConfig.batch_staging_dir) is required by --llm {self.llm}: "
+                             "the batch jobs' inputs and outputs go there, e.g. gs://bucket/fret-batches")
+        if self.batch_staging_dir and not batch:
+            raise ValueError("--batch_staging_dir (FretConfig.batch_staging_dir) is only for "
+                             f"--llm vertex-batch:MODEL, not --llm {self.llm}")
+        if batch and self.llm_concurrency is not None:
+            raise ValueError("--llm_concurrency (FretConfig.llm_concurrency) does not apply to --llm vertex-batch: "
+                             "its calls wait in batch jobs")

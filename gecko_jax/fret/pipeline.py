@@ -22,7 +22,24 @@ At corpus scale: shards run one after another, the LLM calls of a shard all
 concurrently (the client bounds them); the corpus embeddings live on the accelerator
 (``RetrievalConfig.backend="faiss"`` when they do not fit), and one shard's rows and
 calls are in memory at a time, so ``shard_size`` bounds memory, and a few thousand
-seeds per shard keep the client's concurrency busy.
+seeds per shard keep the client's concurrency busy. Two ways past one machine's online
+calls, combinable:
+
+* **Vertex batch prediction** (``llm="vertex-batch:MODEL"``, ``batch_staging_dir``
+  ``gs://...``, ``ranking="rc"``): the client
+  (:class:`~gecko_jax.fret.llm.batching.VertexBatchClient`) turns each stage's
+  gathered calls into one batch job at half price: per shard, one job for generation,
+  a smaller one per round of re-asks, one for relevance classification.
+* **Several workers over one output directory** (``worker_index`` of ``worker_count``,
+  on one machine or many, the output directory on ``gs://``, each with its own local
+  ``cache``): worker ``i`` runs the pending shards ``s`` with ``s % n == i``; all check
+  and write the same ``run.json`` (the worker fields are not pinned) and each writes
+  ``summary.json`` over every finished shard when it is done, so the last to finish
+  writes the whole summary. A rerun with another ``worker_count`` picks up the shards
+  still pending.
+
+Apache Beam is not used: ``apache-beam`` pins protobuf and pyarrow below the versions
+this environment's TensorFlow needs, and the two ways above need no runner.
 """
 
 from __future__ import annotations
@@ -71,7 +88,8 @@ def _settings(config: FretConfig, corpus: Corpus, plan: shards.ShardPlan, prompt
     """What the rows depend on (recorded in ``run.json``), template texts included."""
     settings = dataclasses.asdict(config)
     # Not the --llm spec (a server's URL may change between runs) but the model, once known.
-    for name in ("llm", "cache", "progress", "num_shards", "shard_size", "llm_concurrency"):
+    for name in ("llm", "cache", "progress", "num_shards", "shard_size", "llm_concurrency", "batch_staging_dir",
+                 "worker_index", "worker_count"):
         del settings[name]
     texts = (prompts.generation.text, prompts.query_likelihood.text, prompts.relevance.text)
     settings.update(passages=len(corpus.passages), shards=plan.count,
@@ -101,9 +119,14 @@ def corpus_embeddings(encoder: Any, corpus: Corpus, config: FretConfig) -> np.nd
         with tf.io.gfile.GFile(tmp, "wb") as f:
             np.save(f, embeddings)
 
-    shards.atomic_write(path, write)
-    shards.write_json(meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)})
+    tmp_tag = _workers(config).tmp_tag  # workers starting at once each write the same file
+    shards.atomic_write(path, write, tmp_tag)
+    shards.write_json(meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)}, tmp_tag)
     return embeddings
+
+
+def _workers(config: FretConfig) -> shards.Workers:
+    return shards.Workers(config.worker_index, config.worker_count)
 
 
 @dataclasses.dataclass
@@ -120,7 +143,7 @@ class _Context:
 
 async def run_shard(ctx: _Context, seeds: Sequence[Passage]) -> tuple[list[output.Row], ShardStats]:
     """Generates, mines and ranks one shard's seed passages; returns its rows and stats."""
-    config, stats = ctx.config, ShardStats(seeds=len(seeds))
+    config, stats = ctx.config, ShardStats(seeds=len(seeds), worker=ctx.config.worker_index)
     before = usage_dict(ctx.client.usage)
     clock = time.perf_counter()
     types = [generate.sample_task_type(p.id, config.seed, config.generation.task_types) for p in seeds]
@@ -164,12 +187,15 @@ def _check_sizes(config: FretConfig, corpus: Corpus) -> None:
 
 
 def open_client(config: FretConfig) -> Any:
-    """The run's LLM client: ``make_client(config.llm)`` with the cache (and concurrency)."""
+    """The run's LLM client: ``make_client(config.llm)`` with the cache (and concurrency,
+    or the batch staging directory)."""
     from gecko_jax.fret.llm import make_client
 
-    options = {"cache": cache_path(config)}
+    options: dict[str, Any] = {"cache": cache_path(config)}
     if config.llm_concurrency is not None:
         options["max_concurrency"] = config.llm_concurrency
+    if config.batch_staging_dir:
+        options.update(staging_dir=config.batch_staging_dir, progress=config.progress)
     try:
         return make_client(config.llm, **options)
     except ValueError as e:
@@ -189,12 +215,15 @@ async def run_async(config: FretConfig, client_factory: ClientFactory = open_cli
     seconds["read_corpus"] = time.perf_counter() - start
     _check_sizes(config, corpus)
     plan = shards.ShardPlan.make(len(corpus.passages), config.num_shards, config.shard_size)
-    store = shards.ShardStore(config.output_dir, plan, config.output_format)
+    store = shards.ShardStore(config.output_dir, plan, config.output_format, _workers(config))
     settings = _settings(config, corpus, plan, prompts)
     store.check_manifest(settings)
     store.remove_temporary()
     pending = store.pending()
-    model = config.llm
+    if plan.count < config.worker_count:
+        log.warning("--worker_count %d exceeds the %d shards: some workers have nothing to do",
+                    config.worker_count, plan.count)
+    model = (store.recorded_settings() or {}).get("llm_model", config.llm)  # a worker with nothing to do
     if pending:
         client = client_factory(config)  # inside the event loop the client will run on
         model = getattr(client, "model_id", model)
@@ -224,13 +253,27 @@ async def run_async(config: FretConfig, client_factory: ClientFactory = open_cli
         finally:
             await client.aclose()
     seconds["wall"] = time.perf_counter() - start
-    summary = summarize(store.done_stats(), {
+    return _write_summary(store, {
         "shards": plan.count, "shards_this_run": len(pending), "passages": len(corpus.passages),
         "truncated_passages": corpus.truncated, "skipped_empty_passages": corpus.skipped_empty,
         "seconds": seconds, "llm_model": model, "embedder": config.embedder, "output_dir": config.output_dir,
+        "worker_index": config.worker_index, "worker_count": config.worker_count,
     })
-    shards.write_json(shards.join(config.output_dir, shards.SUMMARY), summary)
-    return summary
+
+
+def _write_summary(store: shards.ShardStore, run: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``summary.json`` over every finished shard; returns the summary.
+
+    With several workers, the finished shards are counted again after writing, and the
+    summary rewritten if another worker finished one meanwhile: so whoever writes last
+    has written the summary of every shard.
+    """
+    while True:
+        markers = store.done_stats()
+        summary = summarize(markers, run)
+        store.write_json(shards.SUMMARY, summary)
+        if store.workers.count == 1 or len(store.done()) == len(markers):
+            return summary
 
 
 def run(config: FretConfig, client_factory: ClientFactory = open_client, encoder: Any = None,

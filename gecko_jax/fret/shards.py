@@ -13,7 +13,14 @@ Every file is written to a temporary name and renamed, and a shard's marker is w
 after its rows, so a shard is done exactly when its marker exists: a crash leaves
 finished shards intact and the unfinished one without rows. A shard with a marker is
 never redone. Rows read with ``fret-*.jsonl`` never see temporary files (they end in
-``.tmp``) or markers. One run at a time may use an output directory.
+``.tmp``) or markers.
+
+One run at a time may use an output directory, or the workers of one run
+(:class:`Workers`), on one machine or many: worker ``i`` of ``n`` runs only the shards
+``s`` with ``s % n == i``, so no two write the same rows; their temporary files carry
+the worker's index (``.w1.tmp``), so each cleans up only its own; ``run.json`` and
+``summary.json`` are written by each (the same settings; the summary over every
+finished shard).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
+
+from gecko_jax.fret.config import check_workers
 
 ROWS_PREFIX = "fret"
 DONE_DIR = "done"
@@ -75,25 +84,52 @@ class ShardPlan:
         return start, start + base + (shard < extra)
 
 
+@dataclasses.dataclass(frozen=True)
+class Workers:
+    """This process's share of a run: worker ``index`` of ``count``.
+
+    Raises:
+      ValueError: ``count`` < 1 or ``index`` outside ``0..count-1`` (names the flags).
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        check_workers(self.index, self.count)
+
+    def owns(self, shard: int) -> bool:
+        """Whether this worker runs ``shard``."""
+        return shard % self.count == self.index
+
+    @property
+    def tmp_tag(self) -> str:
+        """What this worker's temporary file names carry before ``.tmp`` (none when alone)."""
+        return f".w{self.index}" if self.count > 1 else ""
+
+
 def join(directory: str, *parts: str) -> str:
     """``os.path.join`` that also suits ``gs://`` paths."""
     return "/".join([directory.rstrip("/"), *parts]) if directory.startswith("gs://") else os.path.join(
         directory, *parts)
 
 
-def atomic_write(path: str, write: Callable[[str], Any]) -> None:
-    """Calls ``write(temporary_path)``, then renames the temporary file to ``path``."""
-    tmp = path + TMP_SUFFIX
+def atomic_write(path: str, write: Callable[[str], Any], tmp_tag: str = "") -> None:
+    """Calls ``write(temporary_path)``, then renames the temporary file to ``path``.
+
+    ``tmp_tag`` goes into the temporary name (:attr:`Workers.tmp_tag`).
+    """
+    tmp = path + tmp_tag + TMP_SUFFIX
     write(tmp)
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
-def write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: Any, tmp_tag: str = "") -> None:
     """Writes JSON atomically (indented)."""
     def write(tmp: str) -> None:
         with tf.io.gfile.GFile(tmp, "w") as f:
             f.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    atomic_write(path, write)
+    atomic_write(path, write, tmp_tag)
 
 
 def read_json(path: str) -> Any:
@@ -109,10 +145,12 @@ class ShardStore:
       output_dir: the directory (created if missing).
       plan: the shard plan.
       extension: the rows files' extension (``"jsonl"`` or ``"tfrecord"``).
+      workers: this process's share of the shards (default: all of them).
     """
 
-    def __init__(self, output_dir: str, plan: ShardPlan, extension: str) -> None:
+    def __init__(self, output_dir: str, plan: ShardPlan, extension: str, workers: Workers | None = None) -> None:
         self.output_dir, self.plan, self.extension = output_dir, plan, extension
+        self.workers = workers or Workers()
         tf.io.gfile.makedirs(join(output_dir, DONE_DIR))
 
     def name(self, shard: int) -> str:
@@ -132,33 +170,54 @@ class ShardStore:
         return tf.io.gfile.exists(self.marker_path(shard)) and tf.io.gfile.exists(self.rows_path(shard))
 
     def pending(self) -> list[int]:
-        """The shards not done yet, in order."""
-        return [i for i in range(self.plan.count) if not self.is_done(i)]
+        """This worker's shards not done yet, in order."""
+        return [i for i in range(self.plan.count) if self.workers.owns(i) and not self.is_done(i)]
+
+    def write_json(self, name: str, value: Any) -> None:
+        """Writes ``output_dir/name`` as JSON, atomically."""
+        write_json(join(self.output_dir, name), value, self.workers.tmp_tag)
 
     def write_rows(self, shard: int, write: Callable[[str], Any]) -> None:
         """Writes a shard's rows atomically with ``write(temporary_path)``."""
-        atomic_write(self.rows_path(shard), write)
+        atomic_write(self.rows_path(shard), write, self.workers.tmp_tag)
 
     def mark_done(self, shard: int, stats: Mapping[str, Any]) -> None:
         """Writes a shard's done marker (after its rows)."""
         if not tf.io.gfile.exists(self.rows_path(shard)):
             raise ShardStateError(f"shard {shard} has no rows file {self.rows_path(shard)} to mark done")
-        write_json(self.marker_path(shard), {"shard": shard, **stats})
+        write_json(self.marker_path(shard), {"shard": shard, **stats}, self.workers.tmp_tag)
+
+    def done(self) -> list[int]:
+        """The finished shards (of every worker), in order."""
+        return [i for i in range(self.plan.count) if self.is_done(i)]
 
     def done_stats(self) -> list[dict[str, Any]]:
         """The markers of the finished shards, in shard order."""
-        return [read_json(self.marker_path(i)) for i in range(self.plan.count) if self.is_done(i)]
+        return [read_json(self.marker_path(i)) for i in self.done()]
+
+    def recorded_settings(self) -> dict[str, Any] | None:
+        """The settings in ``run.json``, or None before the first rows."""
+        path = join(self.output_dir, MANIFEST)
+        return read_json(path) if tf.io.gfile.exists(path) else None
 
     def record_manifest(self, settings: Mapping[str, Any]) -> None:
-        """Writes ``run.json`` unless it exists (called before the first rows are written)."""
+        """Writes ``run.json`` unless it exists (called before the first rows are written).
+
+        With several workers it is checked on every call too, so that of two workers
+        started at once with other settings, the one whose file lost is refused before
+        its next shard (:meth:`check_manifest`).
+        """
         path = join(self.output_dir, MANIFEST)
         if not tf.io.gfile.exists(path):
-            write_json(path, settings)
+            write_json(path, settings, self.workers.tmp_tag)
+        if self.workers.count > 1:
+            self.check_manifest(settings)
 
     def remove_temporary(self) -> int:
-        """Deletes temporary files a crash left behind; returns how many."""
-        stale = tf.io.gfile.glob(join(self.output_dir, f"*{TMP_SUFFIX}"))
-        stale += tf.io.gfile.glob(join(self.output_dir, DONE_DIR, f"*{TMP_SUFFIX}"))
+        """Deletes the temporary files a crash of this worker left behind; returns how many."""
+        pattern = f"*{self.workers.tmp_tag}{TMP_SUFFIX}"
+        stale = tf.io.gfile.glob(join(self.output_dir, pattern))
+        stale += tf.io.gfile.glob(join(self.output_dir, DONE_DIR, pattern))
         for path in stale:
             tf.io.gfile.remove(path)
         return len(stale)
@@ -169,15 +228,14 @@ class ShardStore:
         Raises:
           ShardStateError: the directory was written with other settings (names them).
         """
-        path = join(self.output_dir, MANIFEST)
-        if not tf.io.gfile.exists(path):
+        recorded = self.recorded_settings()
+        if recorded is None:
             return
         settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
-        recorded = read_json(path)
         changed = sorted(k for k in settings if recorded.get(k) != settings[k])
         if changed:
             details = "; ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5])
             raise ShardStateError(
-                f"{path}: this output directory holds rows made with other settings ({details}); "
+                f"{join(self.output_dir, MANIFEST)}: this output directory holds rows made with other settings ({details}); "
                 "use a new --output_dir, or restore the settings to resume"
             )

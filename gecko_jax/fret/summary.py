@@ -1,8 +1,9 @@
 """Per-shard statistics and the run summary (``summary.json``).
 
 Each done marker holds its shard's :class:`ShardStats`; the summary adds them up over
-every finished shard (of this run and of earlier, interrupted ones), so a resumed run
-reports the whole output directory.
+every finished shard (of this run and of earlier, interrupted ones, and of the other
+workers sharing the output directory), so a resumed run, or the worker that finishes
+last, reports the whole output directory.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ShardStats:
       task_types: seeds per sampled task type.
       usage: the LLM usage of the shard.
       seconds: wall time per stage.
+      worker: the index of the worker that ran the shard.
     """
 
     seeds: int = 0
@@ -55,6 +57,7 @@ class ShardStats:
     task_types: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     usage: dict[str, float] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    worker: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (counters as plain dicts)."""
@@ -69,6 +72,17 @@ def _sum(markers: Sequence[Mapping[str, Any]], key: str) -> dict[str, float]:
     return dict(sorted(total.items()))
 
 
+def _per_worker(markers: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Shards, seeds and rows per worker index (markers without one: worker 0)."""
+    counts: dict[int, dict[str, int]] = {}
+    for marker in markers:
+        worker = counts.setdefault(int(marker.get("worker", 0)), {"shards": 0, "seeds": 0, "rows": 0})
+        worker["shards"] += 1
+        worker["seeds"] += marker["seeds"]
+        worker["rows"] += marker["rows"]
+    return {str(index): counts[index] for index in sorted(counts)}
+
+
 def summarize(markers: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
     """The run summary from the done markers and this run's facts.
 
@@ -76,11 +90,12 @@ def summarize(markers: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> d
       markers: the finished shards' markers (:meth:`ShardStats.as_dict` plus ``shard``).
       run: facts of this run: ``shards``, ``passages``, ``truncated_passages``,
         ``skipped_empty_passages``, ``shards_this_run``, ``seconds`` (its own stages
-        and ``wall``), ``llm_model``, ``embedder``, ``output_dir``.
+        and ``wall``), ``llm_model``, ``embedder``, ``output_dir``, and optionally
+        ``worker_index`` and ``worker_count`` (default 0 of 1).
 
     Counts, LLM usage and the ``generate``/``mine``/``rank``/``write`` seconds are
     totals over every finished shard; ``read_corpus``, ``embed_corpus`` and ``wall``
-    are this run's.
+    are this run's (this worker's). ``workers`` counts shards, seeds and rows per worker.
     """
     rows = sum(m["rows"] for m in markers)
     changed = sum(m["positive_changed"] for m in markers)
@@ -106,6 +121,8 @@ def summarize(markers: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> d
         "embedder": run["embedder"],
         "seconds": seconds,
         "output_dir": run["output_dir"],
+        "workers": {"count": run.get("worker_count", 1), "written_by": run.get("worker_index", 0),
+                    "done": _per_worker(markers)},
     }
 
 
@@ -120,6 +137,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"  LLM {llm['model']}: {llm['requests']} requests, {llm['cache_hits']} cache hits, "
         f"{llm['prompt_tokens']} prompt + {llm['output_tokens']} output tokens, ${llm['cost_usd']:.4f}",
         "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
-        f"  summary: {summary['output_dir'].rstrip('/')}/summary.json",
     ]
+    workers = summary["workers"]
+    if workers["count"] > 1:
+        lines.append(f"  written by worker {workers['written_by']} of {workers['count']}; rows by worker: "
+                     + ", ".join(f"{index}: {done['rows']}" for index, done in workers["done"].items()))
+    lines.append(f"  summary: {summary['output_dir'].rstrip('/')}/summary.json")
     return "\n".join(lines)

@@ -41,6 +41,7 @@ def test_vertex_spec():
 @pytest.mark.parametrize("spec, message", [
     ("openai:http://host/v1", "openai:<base_url>#<model>"),
     ("vertex:", "vertex:<model>"),
+    ("vertex-batch:", "vertex-batch:<model>"),
     ("loopback:fast", "loopback:<latency_s>"),
     ("gpt4", "the forms are"),
     ({"kind": "bedrock"}, "unknown kind 'bedrock'"),

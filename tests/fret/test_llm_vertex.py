@@ -16,13 +16,11 @@ from gecko_jax.fret.llm.cache import SQLiteCache
 from gecko_jax.fret.llm.httpserver import Scripted
 from gecko_jax.fret.llm.loopback import generation_answer
 from gecko_jax.fret.llm.pricing import Prices
-from gecko_jax.fret.llm.transport import RetryPolicy
 from gecko_jax.fret.llm.vertex import PERMISSIVE_SAFETY_SETTINGS, VertexClient
-from gecko_jax.fret.llm.vertex_batch import BatchRequest, VertexBatchJob
+from gecko_jax.fret.llm.vertex_batch import BatchRequest, LogprobsRequest, VertexBatchJob
 
-from .vertex_server import VertexFakeServer
+from .vertex_server import FAST_RETRY, VertexFakeServer, client_options
 
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 MODEL = "gemini-2.0-flash"
 PROMPT = "Passage: Sourdough starters need regular feeding with flour and water.\nTask type: search result"
 TOP = [("3", math.log(0.5)), (" 2", math.log(0.25)), ("Ok", math.log(0.15)), ("0", math.log(0.05))]
@@ -35,9 +33,7 @@ def server():
 
 
 def _vertex(server, cls=VertexClient, **options):
-    options.setdefault("retry", FAST_RETRY)
-    return cls(MODEL, project="proj", location="europe-west4", credentials=Credentials(token="test-token"),
-               base_url=server.url, **options)
+    return cls(MODEL, **client_options(server, **options))
 
 
 def _run(client, make):
@@ -185,4 +181,45 @@ def test_batch_job_polls_until_done(tmp_path):
         job = _batch(server, tmp_path)
         results = _run(job, lambda j: j.run({"x": "Passage: Waiting is fine."}))
         assert isinstance(results["x"], Generation)
-        assert [r.method for r in server.requests] == ["POST", "GET", "GET", "GET", "GET"]
+        jobs = "/v1/projects/proj/locations/europe-west4/batchPredictionJobs"
+        assert [(r.method, r.path) for r in server.requests] == [
+            ("GET", jobs), ("POST", jobs), *[("GET", f"{jobs}/1000")] * 4]  # list, create, 4 polls
+
+
+def test_batch_job_retried_create_finds_the_job_whose_reply_was_lost(tmp_path):
+    requests = {"g": BatchRequest("Passage: Owls hunt at night."), "l": LogprobsRequest("Query: q\nPassage: p", 4)}
+    with VertexFakeServer(TOP, lost_create_replies=1) as server:
+        job = _batch(server, tmp_path)
+        results = _run(job, lambda j: j.run(requests))
+        assert len(server.jobs) == 1  # the retry listed the jobs and found it: no second job
+        assert [r.method for r in server.requests[:4]] == ["GET", "POST", "GET", "GET"]  # list, create, list, poll
+        assert job.usage.retries == 1 and job.usage.requests == 2
+        assert results["g"].text == generation_answer("Passage: Owls hunt at night.")
+        assert results["l"].candidates == [(token, value) for token, value in TOP]
+
+
+def test_batch_job_rerun_after_a_lost_marker_reuses_the_live_job_not_a_failed_one(server, tmp_path, monkeypatch):
+    from google.genai.batches import AsyncBatches
+
+    filters, list_jobs = [], AsyncBatches.list
+
+    async def spy(self, *, config=None):
+        filters.append(config.filter)
+        return await list_jobs(self, config=config)
+
+    monkeypatch.setattr(AsyncBatches, "list", spy)
+    requests = [BatchRequest("Passage: one"), BatchRequest("Passage: two")]
+    first = _run(_batch(server, tmp_path), lambda j: j.submit(requests))
+    (marker,) = (tmp_path / "staging").glob("*/job.json")
+    display_name = json.loads(marker.read_text())["display_name"]
+    assert display_name == marker.parent.name and display_name.startswith("gecko-fret-")
+    assert server.jobs[first.rsplit("/", 1)[-1]]["displayName"] == display_name
+    assert filters == [f'display_name="{display_name}"']
+
+    marker.unlink()  # a crash between the create and the marker
+    assert _run(_batch(server, tmp_path), lambda j: j.submit(requests)) == first and len(server.jobs) == 1
+
+    server.jobs[first.rsplit("/", 1)[-1]]["state"] = "JOB_STATE_FAILED"
+    marker.unlink()
+    third = _run(_batch(server, tmp_path), lambda j: j.submit(requests))
+    assert third != first and len(server.jobs) == 2  # a failed job is not reused

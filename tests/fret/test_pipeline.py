@@ -5,7 +5,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from gecko_jax.data import examples as ex
 from gecko_jax.data import sources
 from gecko_jax.fret import cli, pipeline
-from gecko_jax.fret.config import CorpusConfig, FretConfig, PromptConfig, RetrievalConfig
+from gecko_jax.fret.config import FretConfig, PromptConfig, RetrievalConfig
 from gecko_jax.fret.corpus import CorpusError
 from gecko_jax.fret.llm.base import NotSupportedError
 from gecko_jax.fret.llm.cache import SQLiteCache
@@ -26,7 +25,7 @@ from gecko_jax.fret.rank import RankingUnsupportedError
 from gecko_jax.fret.shards import ShardPlan, ShardStateError
 from gecko_jax.fret.templates import TemplateError
 
-PASSAGES, SHARDS, TOP_N, MAX_WORDS = 30, 3, 5, 64
+from .pipeline_helpers import MAX_WORDS, PASSAGES, SHARDS, TOP_N, fret_config, read_rows, reuse_embeddings
 
 
 @pytest.fixture(autouse=True)
@@ -34,54 +33,6 @@ def _clean_gin():
     """The CLI parses gin bindings into the process's config: clear them after each test."""
     yield
     gin.clear_config()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as loopback:
-        yield loopback
-
-
-@pytest.fixture(scope="module")
-def encoder(minilm_dir):
-    from gecko_jax.encoder import Encoder
-
-    return Encoder.load(minilm_dir)
-
-
-@pytest.fixture(scope="module")
-def corpus_path(shared_data_dir):
-    return os.path.join(shared_data_dir, "scifact", "corpus.jsonl")
-
-
-def _config(corpus_path, server, output_dir, **overrides) -> FretConfig:
-    settings = dict(
-        corpus=corpus_path, output_dir=str(output_dir), llm=f"openai:{server.base_url}#loopback",
-        num_shards=SHARDS, progress=False, corpus_options=CorpusConfig(max_passages=PASSAGES, max_words=MAX_WORDS),
-        retrieval=RetrievalConfig(top_n=TOP_N, batch_size=32))
-    return FretConfig(**{**settings, **overrides})
-
-
-def _reuse_embeddings(reference_dir, output_dir):
-    """Copies the reference run's corpus embeddings (a restarted run reuses them the same way)."""
-    os.makedirs(output_dir, exist_ok=True)
-    for name in (pipeline.EMBEDDINGS, pipeline.EMBEDDINGS + ".json"):
-        shutil.copy(os.path.join(reference_dir, name), os.path.join(output_dir, name))
-
-
-def _rows(output_dir, extension="jsonl"):
-    rows = []
-    for path in sorted(glob.glob(os.path.join(output_dir, f"fret-*.{extension}"))):
-        with open(path, encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f]
-    return rows
-
-
-@pytest.fixture(scope="module")
-def reference(corpus_path, server, encoder, tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("reference")
-    summary = pipeline.run(_config(corpus_path, server, output_dir), encoder=encoder, echo=False)
-    return output_dir, summary, _rows(output_dir)
 
 
 def test_rows_are_complete_and_consistent(reference, corpus_path):
@@ -127,9 +78,9 @@ def test_rows_are_complete_and_consistent(reference, corpus_path):
 
 def test_tfrecord_output_is_read_by_the_data_side(reference, corpus_path, server, encoder, tmp_path):
     output_dir, _, rows = reference
-    config = _config(corpus_path, server, tmp_path, output_format="tfrecord",
+    config = fret_config(corpus_path, server, tmp_path, output_format="tfrecord",
                      cache=os.path.join(output_dir, pipeline.CACHE_FILE))
-    _reuse_embeddings(output_dir, tmp_path)
+    reuse_embeddings(output_dir, tmp_path)
     summary = pipeline.run(config, encoder=encoder, echo=False)
     assert summary["llm"]["requests"] == 0  # every call answered by the first run's cache
     source = sources.file_source(str(tmp_path / "fret-*.tfrecord"))
@@ -175,8 +126,8 @@ class CrashingClient:
 
 def test_resume_after_a_crash_loses_and_repeats_nothing(reference, corpus_path, server, encoder, tmp_path):
     reference_dir, _, reference_rows = reference
-    config = _config(corpus_path, server, tmp_path)
-    _reuse_embeddings(reference_dir, tmp_path)
+    config = fret_config(corpus_path, server, tmp_path)
+    reuse_embeddings(reference_dir, tmp_path)
     marker = os.path.join(tmp_path, "done", f"fret-00000-of-{SHARDS:05d}.json")
     # 10 generation calls, then ranking calls: the crash lands in shard 2's ranking.
     crashing = lambda c: CrashingClient(pipeline.open_client(c), marker, 30)  # noqa: E731
@@ -193,7 +144,7 @@ def test_resume_after_a_crash_loses_and_repeats_nothing(reference, corpus_path, 
     summary = pipeline.run(config, encoder=encoder, echo=False)
     assert summary["shards"] == {"total": SHARDS, "done": SHARDS, "done_this_run": SHARDS - 1}
     assert first_shard.read_bytes() == kept
-    rows = _rows(tmp_path)
+    rows = read_rows(tmp_path)
     assert rows == reference_rows  # no row lost, none duplicated, same content
     assert summary["rows"] == len(rows)
     cache = SQLiteCache(os.path.join(tmp_path, pipeline.CACHE_FILE))
@@ -220,10 +171,10 @@ def _wait_for(condition, proc, what, timeout_s=180.0):
 
 def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path):
     reference_dir, _, reference_rows = reference
-    _reuse_embeddings(reference_dir, tmp_path)
+    reuse_embeddings(reference_dir, tmp_path)
     cache_file = os.path.join(tmp_path, pipeline.CACHE_FILE)
     with LoopbackServer(latency_s=0.1) as slow:  # slow answers keep shard 2 in flight for a while
-        config = _config(corpus_path, slow, tmp_path)
+        config = fret_config(corpus_path, slow, tmp_path)
         proc = subprocess.Popen(
             [sys.executable, "-m", "gecko_jax.fret.cli", "--corpus", corpus_path, "--output_dir", str(tmp_path),
              "--llm", config.llm, "--max_passages", str(PASSAGES), "--max_words", str(MAX_WORDS),
@@ -245,7 +196,7 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
         assert not glob.glob(str(tmp_path / "fret-00001-*"))
         summary = pipeline.run(config, encoder=encoder, echo=False)
     assert summary["shards"]["done_this_run"] == SHARDS - 1
-    assert _rows(tmp_path) == reference_rows
+    assert read_rows(tmp_path) == reference_rows
     cache = SQLiteCache(cache_file)
     assert set(cache.call_counts().values()) == {1}
     cache.close()
@@ -254,14 +205,14 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
 def test_other_settings_in_the_same_output_dir_are_refused(reference, corpus_path, server):
     output_dir, _, _ = reference
     with pytest.raises(ShardStateError, match=r"run\.json: .*other settings \(seed: 0 -> 5\)"):
-        pipeline.run(_config(corpus_path, server, output_dir, seed=5), echo=False)
+        pipeline.run(fret_config(corpus_path, server, output_dir, seed=5), echo=False)
 
 
 def test_bad_template_fails_before_any_output(corpus_path, server, tmp_path):
     template = tmp_path / "gen.txt"
     template.write_text("Write a query.\nTask type: {task_type}\n", encoding="utf-8")
     output_dir = tmp_path / "out"
-    config = _config(corpus_path, server, output_dir, prompts=PromptConfig(generation_template=str(template)))
+    config = fret_config(corpus_path, server, output_dir, prompts=PromptConfig(generation_template=str(template)))
     with pytest.raises(TemplateError, match=r"gen\.txt lacks the required placeholder \{passage\}"):
         pipeline.run(config, echo=False)
     assert not output_dir.exists()
@@ -271,17 +222,17 @@ def test_empty_corpus_is_an_error(server, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(CorpusError, match=r"empty\.jsonl has no passage"):
-        pipeline.run(_config(str(empty), server, tmp_path / "out"), echo=False)
+        pipeline.run(fret_config(str(empty), server, tmp_path / "out"), echo=False)
 
 
 def test_bad_llm_spec_records_nothing(corpus_path, server, tmp_path):
     with pytest.raises(ValueError, match="--llm: unknown LLM spec 'gpt'"):
-        pipeline.run(_config(corpus_path, server, tmp_path, llm="gpt"), echo=False)
+        pipeline.run(fret_config(corpus_path, server, tmp_path, llm="gpt"), echo=False)
     assert not (tmp_path / "run.json").exists()  # a corrected rerun is not refused
 
 
 def test_top_n_larger_than_the_corpus(corpus_path, server, tmp_path):
-    config = _config(corpus_path, server, tmp_path, retrieval=RetrievalConfig(top_n=PASSAGES + 1))
+    config = fret_config(corpus_path, server, tmp_path, retrieval=RetrievalConfig(top_n=PASSAGES + 1))
     with pytest.raises(ValueError, match=rf"--top_n {PASSAGES + 1} exceeds the corpus.s {PASSAGES} passages"):
         pipeline.run(config, echo=False)
 
@@ -318,6 +269,14 @@ def test_cli_run(corpus_path, server, encoder, tmp_path, capsys, monkeypatch):
     (["--num_shards", "2", "--shard_size", "3"], "argument --shard_size: not allowed with argument --num_shards"),
     (["--ranking", "bm25"], "argument --ranking: invalid choice: 'bm25'"),
     (["--gin.GenerationConfig.max_atempts=2"], "max_atempts"),
+    (["--worker_index", "-1"], "argument --worker_index: must be >= 0, got -1"),
+    (["--worker_count", "0"], "argument --worker_count: must be >= 1, got 0"),
+    (["--worker_index", "2", "--worker_count", "2"], r"--worker_index .* must be in 0\.\.1 for --worker_count 2, got 2"),
+    (["--worker_index", "1"], r"--worker_index .* must be in 0\.\.0 for --worker_count 1, got 1"),
+    (["--llm", "vertex-batch:gemini-2.0-flash"], "--batch_staging_dir .* is required by --llm vertex-batch"),
+    (["--batch_staging_dir", "gs://b/p"], "--batch_staging_dir .* is only for --llm vertex-batch:MODEL"),
+    (["--llm", "vertex-batch:m", "--batch_staging_dir", "gs://b/p", "--llm_concurrency", "4"],
+     "--llm_concurrency .* does not apply to --llm vertex-batch"),
 ])
 def test_cli_bad_flags_name_the_flag(flags, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
@@ -364,7 +323,7 @@ class UnusedEncoder:
 
 
 def test_ranking_without_query_likelihood_fails_before_embedding(corpus_path, server, tmp_path):
-    config = _config(corpus_path, server, tmp_path)
+    config = fret_config(corpus_path, server, tmp_path)
     factory = lambda c: NoQueryLikelihood(pipeline.open_client(c), "", 0)  # noqa: E731
     with pytest.raises(RankingUnsupportedError, match="--ranking rrf needs query likelihood.*use --ranking rc"):
         pipeline.run(config, client_factory=factory, encoder=UnusedEncoder(), echo=False)

@@ -1,6 +1,9 @@
 """A local stand-in for Vertex AI: ``generateContent`` and batch prediction jobs.
 
-It speaks the REST shapes the Gen AI SDK uses (``/{version}/projects/P/locations/L/...``).
+It speaks the REST shapes the Gen AI SDK uses (``/{version}/projects/P/locations/L/...``):
+``batchPredictionJobs`` create (POST), get (GET ``.../batchPredictionJobs/ID``) and list
+(GET ``.../batchPredictionJobs``; the test server drops query strings, so the list is
+every job, unfiltered and in one page, and clients must check names themselves).
 Generated texts come from the loopback model (:func:`generation_answer`); batch jobs read
 their input JSONL from the local paths given as ``gcsSource.uris`` and write prediction
 JSONL under ``outputUriPrefix``, as Vertex does on Cloud Storage.
@@ -13,13 +16,25 @@ import os
 import re
 from typing import Any, Sequence
 
+from google.oauth2.credentials import Credentials
+
 from gecko_jax.fret.llm.httpserver import Request, Response, ScriptedHTTPServer, error_response
-from gecko_jax.fret.llm.loopback import generation_answer
+from gecko_jax.fret.llm.loopback import generation_answer, label_logprobs
+from gecko_jax.fret.llm.transport import RetryPolicy
 
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 _GENERATE = re.compile(_PREFIX + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
 _JOBS = re.compile(_PREFIX + r"/batchPredictionJobs$")
 _JOB = re.compile(_PREFIX + r"/batchPredictionJobs/(?P<id>\d+)$")
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
+
+
+def client_options(server: ScriptedHTTPServer, **options: Any) -> dict[str, Any]:
+    """Arguments of a Vertex client or job talking to ``server`` (project ``proj`` in
+    ``europe-west4``, a fixed token, fast retries), ``options`` over them."""
+    return {"project": "proj", "location": "europe-west4", "credentials": Credentials(token="test-token"),
+            "base_url": server.url, "retry": FAST_RETRY, **options}
 
 
 class VertexFakeServer(ScriptedHTTPServer):
@@ -28,17 +43,24 @@ class VertexFakeServer(ScriptedHTTPServer):
     Args:
       top_candidates: ``(token, logProbability)`` pairs returned as the first position's
         ``logprobsResult.topCandidates`` (cut to the request's ``logprobs``).
+      rc_labels: without ``top_candidates``, the candidates are the loopback model's
+        relevance labels for the prompt's query and passage (:func:`label_logprobs`).
       polls_until_done: GETs of a batch job before it succeeds (it runs until then).
       models: the model names that exist (others get 404).
+      lost_create_replies: the next this many job creations create the job but answer
+        503, as if the reply were lost on the way.
     """
 
     def __init__(self, top_candidates: Sequence[tuple[str, float]] = (), *,
-                 polls_until_done: int = 2, models: Sequence[str] = ("gemini-2.0-flash",),
+                 rc_labels: Sequence[str] = (), polls_until_done: int = 2,
+                 models: Sequence[str] = ("gemini-2.0-flash",), lost_create_replies: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.top_candidates = list(top_candidates)
+        self.rc_labels = tuple(rc_labels)
         self.polls_until_done = polls_until_done
         self.models = set(models)
+        self.lost_create_replies = lost_create_replies
         self.jobs: dict[str, dict[str, Any]] = {}
         self.polls: dict[str, int] = {}
 
@@ -49,7 +71,13 @@ class VertexFakeServer(ScriptedHTTPServer):
                 return error_response(404, f"Publisher Model `{match['model']}` was not found")
             return Response(200, self.generate(request.json(), content))
         if request.method == "POST" and (match := _JOBS.match(path)):
-            return Response(200, self._create_job(match, request.json()))
+            job = self._create_job(match, request.json())
+            if self.lost_create_replies > 0:
+                self.lost_create_replies -= 1
+                return error_response(503, "the reply to this create was lost")
+            return Response(200, job)
+        if request.method == "GET" and _JOBS.match(path):
+            return Response(200, {"batchPredictionJobs": list(self.jobs.values())} if self.jobs else {})
         if request.method == "GET" and (match := _JOB.match(path)):
             return self._get_job(match["id"])
         return error_response(404, f"no route for {request.method} {path}")
@@ -65,7 +93,8 @@ class VertexFakeServer(ScriptedHTTPServer):
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]},
                                      "finishReason": "STOP"}
         if config.get("responseLogprobs"):
-            top = self.top_candidates[:config.get("logprobs", 0)]
+            top = self.top_candidates or (label_logprobs(prompt, self.rc_labels) if self.rc_labels else [])
+            top = top[:config.get("logprobs", 0)]
             candidate["logprobsResult"] = {
                 "topCandidates": [{"candidates": [
                     {"token": token, "logProbability": value} for token, value in top]}],

@@ -5,8 +5,10 @@
 * ``openai_compatible``: vLLM, llama.cpp, Ollama, TGI (``/v1/chat/completions``,
   ``/v1/completions``).
 * ``vertex``: Gemini on Vertex AI (Google Gen AI SDK); ``vertex_batch``: Vertex batch
-  prediction jobs, for corpus-scale generation.
-* ``factory``: ``make_client("vertex:gemini-2.0-flash")`` and the other spec forms.
+  prediction jobs; ``batching``: a client that sends each pipeline stage's calls as one
+  such job, for corpus-scale runs.
+* ``factory``: ``make_client("vertex:gemini-2.0-flash")`` and the other spec forms
+  (``vertex-batch:gemini-2.0-flash`` with ``staging_dir=``).
 * ``transport``, ``ratelimit``: concurrency bound, timeouts, retries with backoff, rate limits.
 * ``cache``, ``pricing``: the SQLite call cache; token prices.
 * ``parsing``: JSON objects and label distributions from model output.
@@ -30,6 +32,7 @@ _EXPORTS = {
     "parse_json_object": "parsing", "label_distribution": "parsing",
     "OpenAICompatibleClient": "openai_compatible", "VertexClient": "vertex",
     "VertexBatchJob": "vertex_batch", "BatchRequest": "vertex_batch",
+    "LogprobsRequest": "vertex_batch", "TopLogprobs": "vertex_batch", "VertexBatchClient": "batching",
     "make_client": "factory", "LoopbackServer": "loopback", "Scripted": "httpserver",
 }
 __all__ = sorted(_EXPORTS)

@@ -11,8 +11,10 @@ SPEC_FORMS = (
     "openai:<base_url>#<model>  e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct",
     "vertex:<model>             e.g. vertex:gemini-2.0-flash (project and location from "
     "keyword arguments or GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION)",
+    "vertex-batch:<model>       e.g. vertex-batch:gemini-2.0-flash with staging_dir=gs://bucket/path: "
+    "each pipeline stage as one Vertex batch prediction job, at batch prices",
     "loopback[:<latency_s>]     a deterministic server on 127.0.0.1 started for the client",
-    '{"kind": "openai"|"vertex"|"loopback", ...constructor arguments}',
+    '{"kind": "openai"|"vertex"|"vertex-batch"|"loopback", ...constructor arguments}',
 )
 _LOOPBACK_SERVER_ARGS = ("latency_s", "rc_labels", "model")
 
@@ -36,10 +38,10 @@ def _parse(spec: str) -> dict[str, Any]:
         if not base_url or not model:
             raise ValueError(f"LLM spec {spec!r}: expected openai:<base_url>#<model>")
         return {"kind": "openai", "base_url": base_url, "model": model}
-    if kind == "vertex":
+    if kind in ("vertex", "vertex-batch"):
         if not rest:
-            raise ValueError(f"LLM spec {spec!r}: expected vertex:<model>")
-        return {"kind": "vertex", "model": rest}
+            raise ValueError(f"LLM spec {spec!r}: expected {kind}:<model>")
+        return {"kind": kind, "model": rest}
     if kind == "loopback":
         try:
             return {"kind": "loopback", **({"latency_s": float(rest)} if rest else {})}
@@ -54,11 +56,12 @@ def make_client(spec: str | Mapping[str, Any], **kwargs: Any) -> LLMClient:
     Args:
       spec: one of :data:`SPEC_FORMS`.
       **kwargs: constructor arguments (``cache=``, ``max_concurrency=``, ``prices=``,
-        ``project=``, ...), over those of a dict spec. For ``loopback``, ``latency_s``,
-        ``rc_labels`` and ``model`` configure the server.
+        ``project=``, ``staging_dir=`` for vertex-batch, ...), over those of a dict spec.
+        For ``loopback``, ``latency_s``, ``rc_labels`` and ``model`` configure the server.
 
     Raises:
-      ValueError: a malformed spec, naming the accepted forms.
+      ValueError: a malformed spec, naming the accepted forms; vertex-batch without
+        ``staging_dir``.
     """
     options = {**(_parse(spec) if isinstance(spec, str) else dict(spec)), **kwargs}
     kind = options.pop("kind", None)
@@ -68,6 +71,13 @@ def make_client(spec: str | Mapping[str, Any], **kwargs: Any) -> LLMClient:
         from gecko_jax.fret.llm.vertex import VertexClient
 
         return VertexClient(options.pop("model"), **options)
+    if kind == "vertex-batch":
+        from gecko_jax.fret.llm.batching import VertexBatchClient
+
+        if not options.get("staging_dir"):
+            raise ValueError("vertex-batch needs a staging directory for the jobs' inputs and outputs: "
+                             "staging_dir=gs://bucket/path (gecko-fret: --batch_staging_dir)")
+        return VertexBatchClient(options.pop("model"), **options)
     if kind == "loopback":
         from gecko_jax.fret.llm.loopback import LoopbackServer
 

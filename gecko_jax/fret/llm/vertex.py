@@ -120,6 +120,20 @@ def request_config(*, system: str | None = None, json_mode: bool = False,
     return config
 
 
+def top_logprobs_config(k: int, safety_settings: Sequence[Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """The :func:`request_config` of a ``label_probabilities`` call: one output token, its
+    top ``k`` candidates with their log-probabilities (online and batch alike)."""
+    return request_config(max_output_tokens=1, logprobs=k, safety_settings=safety_settings)
+
+
+def log_likelihood_unsupported(model_id: str) -> NotSupportedError:
+    """The error ``log_likelihood`` raises for Gemini (online and batch alike)."""
+    return NotSupportedError(
+        f"model {model_id!r} on Vertex AI cannot score a given continuation "
+        "(Gemini returns log-probabilities of its own output only); score query "
+        "likelihood with an OpenAI-compatible server (e.g. vLLM) instead")
+
+
 def rest_request(prompt: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """The REST ``GenerateContentRequest`` of ``prompt`` with a :func:`request_config`."""
     config = dict(config)
@@ -215,14 +229,10 @@ class VertexClient(CachingClient):
         return CallResult(response_text(self.model_id, response), *response_tokens(response))
 
     async def log_likelihood(self, prompt: str, continuation: str) -> float:
-        raise NotSupportedError(
-            f"model {self.model_id!r} on Vertex AI cannot score a given continuation "
-            "(Gemini returns log-probabilities of its own output only); score query "
-            "likelihood with an OpenAI-compatible server (e.g. vLLM) instead")
+        raise log_likelihood_unsupported(self.model_id)
 
     async def _top_logprobs_once(self, prompt: str, k: int) -> CallResult:
-        response = await self._request(prompt, request_config(
-            max_output_tokens=1, logprobs=k, safety_settings=self.safety_settings))
+        response = await self._request(prompt, top_logprobs_config(k, self.safety_settings))
         return CallResult(response_top_candidates(self.model_id, response),
                           *response_tokens(response))
 

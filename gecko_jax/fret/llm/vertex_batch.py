@@ -1,22 +1,28 @@
-"""Vertex AI batch prediction of Gemini ``generate`` calls, for corpus-scale runs.
+"""Vertex AI batch prediction of Gemini calls, for corpus-scale runs.
 
-When to use it: generation over hundreds of thousands of passages or more, where the
-answers may take hours (Vertex aims to finish a batch within 24 hours) but cost half the
-online price and do not count against online quotas. For a few thousand calls, or when
-the next stage waits on the answers, :class:`~gecko_jax.fret.llm.vertex.VertexClient`
-is simpler and faster.
+When to use it: generation and relevance scoring over hundreds of thousands of passages
+or more, where the answers may take hours (Vertex aims to finish a batch within 24
+hours) but cost half the online price and do not count against online quotas. For a
+few thousand calls, or when the next stage waits on the answers,
+:class:`~gecko_jax.fret.llm.vertex.VertexClient` is simpler and faster. The pipeline
+uses jobs through :class:`~gecko_jax.fret.llm.batching.VertexBatchClient`.
 
-How: the requests are written as Vertex batch JSONL (``{"request": GenerateContentRequest}``
-a line, each tagged with a ``labels.gecko_row`` index) under ``staging_dir`` (a
-``gs://`` URI for real jobs; a local directory for tests), a ``batchPredictionJobs`` job
-is created through the Gen AI SDK (``batches.create``), its state is polled with growing
-intervals, and the prediction JSONL it writes is read back and mapped to the request keys.
+How: the requests (``generate`` calls as :class:`BatchRequest`, ``label_probabilities``
+calls as :class:`LogprobsRequest`) are written as Vertex batch JSONL
+(``{"request": GenerateContentRequest}`` a line, each tagged with a ``labels.gecko_row``
+index) under ``staging_dir`` (a ``gs://`` URI for real jobs; a local directory for
+tests), a ``batchPredictionJobs`` job is created through the Gen AI SDK
+(``batches.create``), its state is polled with growing intervals, and the prediction
+JSONL it writes is read back and mapped to the request keys.
 
-It shares :class:`~gecko_jax.fret.llm.cache.SQLiteCache` keys with ``VertexClient.generate``:
-requests already cached are not sent, and answers are stored in the cache, so the
-pipeline's generation stage run afterwards with the same cache makes no online calls for
-them. The staging directory is named by a hash of the requests and holds the job's name,
-so rerunning an interrupted ``run`` resumes waiting on the same job instead of paying twice.
+It shares :class:`~gecko_jax.fret.llm.cache.SQLiteCache` keys, request settings and
+response parsing with ``VertexClient``: requests already cached are not sent, and
+answers are stored in the cache, so an online client run afterwards with the same cache
+makes no calls for them. The staging directory is named by a hash of the requests and
+holds the job's name, so rerunning an interrupted ``run`` resumes waiting on the same
+job instead of paying twice. The job's display name carries the same hash, and before
+creating a job the live jobs of that name are listed: a create whose reply was lost (a
+timeout, a crash before the name was recorded) is found, not created twice.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import glob as globlib
 import hashlib
 import json
 import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -38,7 +44,8 @@ from gecko_jax.fret.llm.pricing import BATCH_DISCOUNT, Prices, prices_for
 from gecko_jax.fret.llm.transport import CallRunner, RetryPolicy
 from gecko_jax.fret.llm.vertex import (call_vertex, default_credentials, make_genai_client,
                                        request_config, resolve_project, response_text,
-                                       response_tokens, rest_request)
+                                       response_tokens, response_top_candidates, rest_request,
+                                       top_logprobs_config)
 
 ROW_LABEL = "gecko_row"
 _DONE = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
@@ -55,6 +62,76 @@ class BatchRequest:
     temperature: float = 0.0
     max_output_tokens: int = 512
     seed: int | None = None
+
+    method: ClassVar[str] = "generate"
+
+    def params(self) -> dict[str, Any]:
+        """The parameters in the call's cache key (as ``VertexClient.generate``'s)."""
+        return generate_params(system=self.system, json_mode=self.json_mode, temperature=self.temperature,
+                               max_output_tokens=self.max_output_tokens, seed=self.seed)
+
+    def config(self, safety_settings: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
+        """The REST generation settings."""
+        return request_config(**self.params(), safety_settings=safety_settings)
+
+    @staticmethod
+    def parse(model_id: str, response: Mapping[str, Any]) -> str:
+        """The cached value of a response: its text."""
+        return response_text(model_id, response)
+
+    @staticmethod
+    def answer(record: Mapping[str, Any], cached: bool) -> Generation:
+        """The caller's answer from a cache record."""
+        return Generation(record["value"], record["prompt_tokens"], record["output_tokens"], cached)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopLogprobs:
+    """The top candidates of a :class:`LogprobsRequest`'s first output token.
+
+    Attributes:
+      candidates: ``[(token, logprob), ...]``, most likely first.
+      prompt_tokens, output_tokens: what the call cost.
+      cached: served from the cache.
+    """
+
+    candidates: list[tuple[str, float]]
+    prompt_tokens: int
+    output_tokens: int
+    cached: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class LogprobsRequest:
+    """One ``label_probabilities`` call: the top ``top_logprobs`` first tokens of the answer."""
+
+    prompt: str
+    top_logprobs: int = 20
+
+    method: ClassVar[str] = "top_logprobs"
+
+    def params(self) -> dict[str, Any]:
+        """The parameters in the call's cache key (as ``VertexClient.label_probabilities``')."""
+        return {"top_logprobs": self.top_logprobs}
+
+    def config(self, safety_settings: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
+        """The REST generation settings (``responseLogprobs``, ``logprobs``)."""
+        return top_logprobs_config(self.top_logprobs, safety_settings)
+
+    @staticmethod
+    def parse(model_id: str, response: Mapping[str, Any]) -> list[list[Any]]:
+        """The cached value of a response: ``[[token, logprob], ...]``."""
+        return response_top_candidates(model_id, response)
+
+    @staticmethod
+    def answer(record: Mapping[str, Any], cached: bool) -> TopLogprobs:
+        """The caller's answer from a cache record."""
+        return TopLogprobs([(str(token), float(value)) for token, value in record["value"]],
+                           record["prompt_tokens"], record["output_tokens"], cached)
+
+
+AnyRequest = BatchRequest | LogprobsRequest
+Answer = Generation | TopLogprobs
 
 
 def _is_url(path: str) -> bool:
@@ -101,7 +178,8 @@ def _jsonl(paths: Sequence[str]) -> Iterator[dict[str, Any]]:
 
 
 class VertexBatchJob:
-    """Runs many ``generate`` calls as one Vertex AI batch prediction job.
+    """Runs many ``generate`` and ``label_probabilities`` calls as one Vertex AI batch
+    prediction job.
 
     Args:
       model: e.g. ``gemini-2.0-flash``.
@@ -113,8 +191,9 @@ class VertexBatchJob:
         ``batch_discount`` of them.
       poll_initial_s, poll_max_s: the first polling interval and its cap (it grows 1.5x).
       max_wait_s: give up waiting after this long (the job keeps running).
-      timeout_s, retry: per API call (create, get), as for clients.
+      timeout_s, retry: per API call (list, create, get), as for clients.
       display_name: the job's name in the console and in the staging path.
+      progress: show a progress bar per job.
     """
 
     def __init__(self, model: str = "gemini-2.0-flash", *, staging_dir: str,
@@ -126,7 +205,7 @@ class VertexBatchJob:
                  batch_discount: float = BATCH_DISCOUNT, poll_initial_s: float = 30.0,
                  poll_max_s: float = 300.0, max_wait_s: float = 48 * 3600.0,
                  timeout_s: float = 120.0, retry: RetryPolicy | None = None,
-                 display_name: str = "gecko-fret") -> None:
+                 display_name: str = "gecko-fret", progress: bool = True) -> None:
         self.model_id = model
         self.staging_dir = staging_dir.rstrip("/")
         self.safety_settings = list(safety_settings) if safety_settings else None
@@ -135,6 +214,7 @@ class VertexBatchJob:
         self.prices = prices_for(model, prices).scaled(batch_discount)
         self.poll_initial_s, self.poll_max_s, self.max_wait_s = poll_initial_s, poll_max_s, max_wait_s
         self.display_name = display_name
+        self.progress = progress
         self.project, self.location = resolve_project(project, location)
         self._client = make_genai_client(
             project=self.project, location=self.location,
@@ -148,17 +228,20 @@ class VertexBatchJob:
         """Rows answered, cache hits, tokens and cost (at batch prices) so far."""
         return self._usage
 
-    def _cache_key(self, request: BatchRequest) -> str:
-        params = generate_params(system=request.system, json_mode=request.json_mode,
-                                 temperature=request.temperature,
-                                 max_output_tokens=request.max_output_tokens, seed=request.seed)
-        return cache_key(self.model_id, "generate", request.prompt, params)
+    def cache_key(self, request: AnyRequest) -> str:
+        """The request's key in the cache (the online ``VertexClient``'s key for the call)."""
+        return cache_key(self.model_id, request.method, request.prompt, request.params())
 
-    def _line(self, row: int, request: BatchRequest) -> dict[str, Any]:
-        body = rest_request(request.prompt, request_config(
-            system=request.system, json_mode=request.json_mode, temperature=request.temperature,
-            max_output_tokens=request.max_output_tokens, seed=request.seed,
-            safety_settings=self.safety_settings))
+    def cached(self, request: AnyRequest) -> Answer | None:
+        """The cached answer to ``request`` (counted as a cache hit), or None."""
+        record = self.cache.get(self.cache_key(request)) if self.cache is not None else None
+        if record is None:
+            return None
+        self._count(cache_hits=1)
+        return request.answer(record, cached=True)
+
+    def _line(self, row: int, request: AnyRequest) -> dict[str, Any]:
+        body = rest_request(request.prompt, request.config(self.safety_settings))
         body["labels"] = {ROW_LABEL: str(row)}
         return {"request": body}
 
@@ -169,29 +252,52 @@ class VertexBatchJob:
     def _count(self, **increments: Any) -> None:
         self._usage = self._usage.add(**increments)
 
-    async def submit(self, requests: Sequence[BatchRequest]) -> str:
-        """Writes the input JSONL and creates the job (or finds the one already created
-        for these exact requests); returns the job's resource name."""
+    async def find(self, display_name: str, source_uri: str) -> Any | None:
+        """A job named ``display_name`` reading ``source_uri`` that has not failed, or None."""
         from google.genai import types
 
+        pager = await self._client.aio.batches.list(
+            config=types.ListBatchJobsConfig(filter=f'display_name="{display_name}"'))
+        async for job in pager:  # the name is checked here too: the filter is the server's
+            state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+            sources = job.src.gcs_uri if job.src is not None else None
+            if job.display_name == display_name and sources == [source_uri] and state not in _FAILED:
+                return job
+        return None
+
+    async def _find_or_create(self, display_name: str, run_dir: str) -> Any:
+        from google.genai import types
+
+        source_uri = f"{run_dir}/requests.jsonl"
+        job = await self.find(display_name, source_uri)
+        if job is not None:
+            return job
+        return await self._client.aio.batches.create(
+            model=self.model_id,
+            src=types.BatchJobSource(format="jsonl", gcs_uri=[source_uri]),
+            config=types.CreateBatchJobConfig(
+                display_name=display_name,
+                dest=types.BatchJobDestination(format="jsonl", gcs_uri=f"{run_dir}/output")))
+
+    async def submit(self, requests: Sequence[AnyRequest]) -> str:
+        """Writes the input JSONL and creates the job, or finds the one already created for
+        these exact requests (its name recorded in the staging directory, or a live job of
+        its display name); returns the job's resource name."""
         lines = [json.dumps(self._line(row, request), ensure_ascii=False, sort_keys=True)
                  for row, request in enumerate(requests)]
         digest = hashlib.sha256("\n".join([self.model_id, *lines]).encode()).hexdigest()[:16]
-        run_dir = f"{self.staging_dir}/{self.display_name}-{digest}"
+        name = f"{self.display_name}-{digest}"
+        run_dir = f"{self.staging_dir}/{name}"
         marker = f"{run_dir}/job.json"
         if _exists(marker):
             with _open(marker, "r") as f:
                 return str(json.load(f)["name"])
         with _open(f"{run_dir}/requests.jsonl", "w") as f:
             f.write("\n".join(lines) + "\n")
-        job = await self._api(lambda: self._client.aio.batches.create(
-            model=self.model_id,
-            src=types.BatchJobSource(format="jsonl", gcs_uri=[f"{run_dir}/requests.jsonl"]),
-            config=types.CreateBatchJobConfig(
-                display_name=f"{self.display_name}-{digest}",
-                dest=types.BatchJobDestination(format="jsonl", gcs_uri=f"{run_dir}/output"))))
+        # Listing inside the attempt: a retried create whose first reply was lost finds that job.
+        job = await self._api(lambda: self._find_or_create(name, run_dir))
         with _open(marker, "w") as f:
-            json.dump({"name": job.name, "rows": len(lines)}, f)
+            json.dump({"name": job.name, "display_name": name, "rows": len(lines)}, f)
         return str(job.name)
 
     async def wait(self, name: str, rows: int | None = None) -> Any:
@@ -202,7 +308,8 @@ class VertexBatchJob:
             within ``max_wait_s``.
         """
         interval, waited = self.poll_initial_s, 0.0
-        with tqdm(total=rows, desc=f"batch {name.rsplit('/', 1)[-1]}", unit="row") as bar:
+        with tqdm(total=rows, desc=f"batch {name.rsplit('/', 1)[-1]}", unit="row",
+                  disable=not self.progress) as bar:
             while True:
                 job = await self._api(lambda: self._client.aio.batches.get(name=name))
                 state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
@@ -223,13 +330,13 @@ class VertexBatchJob:
                 waited += interval
                 interval = min(interval * 1.5, self.poll_max_s)
 
-    def collect(self, job: Any, requests: Sequence[BatchRequest]) -> list[Generation | LLMError]:
+    def collect(self, job: Any, requests: Sequence[AnyRequest]) -> list[Answer | LLMError]:
         """Reads a finished job's predictions, in request order (an error for a row that
         failed or has no prediction), and stores the answers in the cache."""
         output_dir = job.output_info.gcs_output_directory if job.output_info else None
         if not output_dir:
             raise LLMError(f"batch job {job.name} reports no outputInfo.gcsOutputDirectory")
-        results: list[Generation | LLMError] = [
+        results: list[Answer | LLMError] = [
             LLMUnavailableError(f"batch job {job.name}: no prediction for row {row}")
             for row in range(len(requests))]
         for line in _jsonl(_glob(f"{output_dir.rstrip('/')}/predictions*.jsonl")):
@@ -240,34 +347,37 @@ class VertexBatchJob:
                 results[row] = LLMError(f"batch job {job.name}, row {row}: "
                                         f"{line.get('status') or 'no response'}")
                 continue
+            request = requests[row]
             try:
-                text = response_text(self.model_id, line["response"])
+                value = request.parse(self.model_id, line["response"])
             except LLMError as e:
                 results[row] = e
                 continue
             prompt_tokens, output_tokens = response_tokens(line["response"])
-            results[row] = Generation(text, prompt_tokens, output_tokens)
+            record = {"value": value, "prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
+            results[row] = request.answer(record, cached=False)
             self._count(requests=1, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                         cost_usd=self.prices.cost(prompt_tokens, output_tokens))
             if self.cache is not None:
-                self.cache.put(self._cache_key(requests[row]),
-                               {"value": text, "prompt_tokens": prompt_tokens,
-                                "output_tokens": output_tokens},
-                               model=self.model_id, method="generate")
+                self.cache.put(self.cache_key(request), record, model=self.model_id, method=request.method)
         return results
 
-    async def run(self, requests: Mapping[str, BatchRequest | str]) -> dict[str, Generation | LLMError]:
-        """Answers ``{key: request}`` (a str is a prompt with default parameters); cached
-        requests are answered from the cache, the rest by one batch job."""
-        todo: dict[str, BatchRequest] = {}
-        results: dict[str, Generation | LLMError] = {}
+    async def run(self, requests: Mapping[str, AnyRequest | str]) -> dict[str, Answer | LLMError]:
+        """Answers ``{key: request}`` (a str is a ``generate`` prompt with default
+        parameters); cached requests are answered from the cache, the rest by one batch job.
+
+        Returns:
+          Per key, in the given order: a :class:`Generation` for a :class:`BatchRequest`,
+          a :class:`TopLogprobs` for a :class:`LogprobsRequest`, or the row's
+          :class:`LLMError`.
+        """
+        todo: dict[str, AnyRequest] = {}
+        results: dict[str, Answer | LLMError] = {}
         for key, request in requests.items():
             request = BatchRequest(request) if isinstance(request, str) else request
-            record = self.cache.get(self._cache_key(request)) if self.cache is not None else None
-            if record is not None:
-                self._count(cache_hits=1)
-                results[key] = Generation(record["value"], record["prompt_tokens"],
-                                          record["output_tokens"], cached=True)
+            answer = self.cached(request)
+            if answer is not None:
+                results[key] = answer
             else:
                 todo[key] = request
         if todo:
