@@ -61,7 +61,7 @@ def check_chunk_size(batch_size: int, chunk_size: int, data_axis_size: int = 1) 
     if chunk_size % data_axis_size:
         raise ValueError(
             f"grad_cache_chunk_size {chunk_size} is not divisible by the data axis size "
-            f"{data_axis_size} (each chunk is split over the 'data' devices)"
+            f"{data_axis_size} (each chunk is split over the replica x data devices)"
         )
     return batch_size // chunk_size
 
@@ -76,7 +76,7 @@ def constrain_rows(x: jax.Array, leading: int = 0, mesh: Mesh | None = None) -> 
 
 
 def to_chunks(tree: Any, num_chunks: int, mesh: Mesh | None = None) -> Any:
-    """``[B, ...] -> [num_chunks, B / num_chunks, ...]``, each chunk's rows over 'data'."""
+    """``[B, ...] -> [num_chunks, B / num_chunks, ...]``, each chunk's rows over the batch axes."""
 
     def split(x: jax.Array) -> jax.Array:
         x = x.reshape((num_chunks, x.shape[0] // num_chunks) + x.shape[1:])

@@ -1,8 +1,13 @@
 """Logical axis names and the rules that map them onto a device mesh.
 
 Parameters and activations in gecko_jax carry T5X-style logical axis names. The
-rules below map them to the mesh axes ``('data', 'model')``: a 1-D mesh gives pure
-data parallelism, a 2-D mesh adds tensor (model) parallelism over the named axes.
+rules below map them to the mesh axes ``('replica', 'data', 'model')``: examples are
+split over ``replica`` x ``data``, the wide dimensions of weights over ``model``, and
+weights are never split over ``replica``. So ``data`` alone gives data parallelism,
+``model`` adds tensor parallelism, and ``replica`` is the multi-slice axis: on a
+multi-slice TPU job (devices with a ``slice_index``) it spans the slices, whose link
+(DCN) then carries only the gradient all-reduce, while ``data`` and ``model`` stay
+inside a slice (ICI). A ``replica`` of 1 (the default) is a plain ``(data, model)`` mesh.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ KV = "kv"
 VOCAB = "vocab"
 RELPOS_BUCKETS = "relpos_buckets"
 
-MESH_AXES: tuple[str, str] = ("data", "model")
+MESH_AXES: tuple[str, str, str] = ("replica", "data", "model")
+BATCH_MESH_AXES: tuple[str, str] = ("replica", "data")  # the examples' split
 
-# As T5X's ``standard_logical_axis_rules``: activations' batch over 'data'; the wide
-# dimensions of weights (mlp, heads, vocab) over 'model'; the rest replicated.
-STANDARD_LOGICAL_AXIS_RULES: tuple[tuple[str, str | None], ...] = (
-    (BATCH, "data"),
+# As T5X's ``standard_logical_axis_rules``: activations' batch over 'replica' x 'data';
+# the wide dimensions of weights (mlp, heads, vocab) over 'model'; the rest replicated.
+STANDARD_LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    (BATCH, BATCH_MESH_AXES),
     (VOCAB, "model"),
     (MLP, "model"),
     (HEADS, "model"),
@@ -44,8 +50,8 @@ STANDARD_LOGICAL_AXIS_RULES: tuple[tuple[str, str | None], ...] = (
 
 
 def logical_axis_rules(
-    extra: Sequence[tuple[str, str | None]] = (),
-) -> tuple[tuple[str, str | None], ...]:
+    extra: Sequence[tuple[str, str | tuple[str, ...] | None]] = (),
+) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
     """Returns the standard rules, with ``extra`` rules taking precedence."""
     return tuple(extra) + STANDARD_LOGICAL_AXIS_RULES
 
@@ -53,19 +59,8 @@ def logical_axis_rules(
 # ----------------------------------------------------------------------------- meshes
 
 
-def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
-    """Builds a ``('data', 'model')`` mesh.
-
-    Args:
-      data: size of the data-parallel axis; -1 takes all devices not used by ``model``.
-      model: size of the tensor-parallel axis; -1 takes the remaining devices.
-      devices: devices to use (default: ``jax.devices()``, every process's).
-
-    Raises:
-      ValueError: the sizes do not multiply to the number of devices.
-    """
-    devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
+def _resolve_sizes(n: int, data: int, model: int) -> tuple[int, int]:
+    """``(data, model)`` for ``n`` devices, one of them possibly -1."""
     if data == -1 and model == -1:
         raise ValueError("At most one of the mesh sizes (data, model) may be -1")
     if data == -1 or model == -1:
@@ -73,22 +68,55 @@ def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = No
         if known < 1 or n % known:
             raise ValueError(f"{n} devices cannot be split into a mesh with an axis of size {known}")
         data, model = (n // known, model) if data == -1 else (data, n // known)
+    return data, model
+
+
+def _slice_count(devices: Sequence[Any]) -> int:
+    """How many TPU slices ``devices`` span (1 without ``slice_index``)."""
+    return len({getattr(d, "slice_index", 0) for d in devices})
+
+
+def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None, replica: int = 1) -> Mesh:
+    """Builds a ``('replica', 'data', 'model')`` mesh.
+
+    Args:
+      data: size of the data-parallel axis (per replica); -1 takes all devices not used
+        by ``replica`` and ``model``.
+      model: size of the tensor-parallel axis; -1 takes the remaining devices.
+      devices: devices to use (default: ``jax.devices()``, every process's).
+      replica: size of the replica axis; on multi-slice TPUs, the number of slices.
+
+    Raises:
+      ValueError: the sizes do not multiply to the number of devices, or ``replica``
+        does not match the slices the devices span.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if replica < 1 or len(devices) % replica:
+        raise ValueError(f"{len(devices)} devices cannot be split into {replica} replicas")
+    n = len(devices) // replica
+    data, model = _resolve_sizes(n, data, model)
     if data < 1 or model < 1 or data * model != n:
         raise ValueError(
-            f"mesh shape (data={data}, model={model}) needs {data * model} devices, "
-            f"but there are {n}"
+            f"mesh shape (replica={replica}, data={data}, model={model}) needs "
+            f"{replica * data * model} devices, but there are {len(devices)}"
         )
+    slices = _slice_count(devices)
+    if slices > 1 and slices != replica:
+        raise ValueError(f"the devices span {slices} slices: give replica={slices} (got {replica})")
     try:
-        device_array = mesh_utils.create_device_mesh((data, model), devices=devices)
+        if slices > 1:  # ICI inside a slice, DCN between slices, for the replica axis only
+            device_array = mesh_utils.create_hybrid_device_mesh((1, data, model), (replica, 1, 1), devices)
+        else:
+            device_array = mesh_utils.create_device_mesh((replica, data, model), devices=devices)
     except (AssertionError, NotImplementedError, ValueError):
         # Topology-aware placement is for TPUs; anything else gets the plain order.
-        device_array = np.asarray(devices, dtype=object).reshape(data, model)
+        device_array = np.asarray(devices, dtype=object).reshape(replica, data, model)
     return Mesh(device_array, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
 def data_axis_size(mesh: Mesh) -> int:
-    """Number of data-parallel shards of a mesh."""
-    return int(mesh.shape[MESH_AXES[0]])
+    """Number of batch shards of a mesh: ``replica`` x ``data``."""
+    return int(np.prod([mesh.shape[axis] for axis in BATCH_MESH_AXES if axis in mesh.shape]))
 
 
 # -------------------------------------------------------------------------- shardings
@@ -173,8 +201,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of every batch leaf: the leading (example) dimension over 'data'."""
-    return NamedSharding(mesh, PartitionSpec(MESH_AXES[0]))
+    """Sharding of every batch leaf: the leading (example) dimension over
+    ``replica`` x ``data``."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_MESH_AXES))
 
 
 def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
@@ -183,6 +212,7 @@ def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
     if global_batch % size:
         raise ValueError(
             f"global batch size {global_batch} is not divisible by the data axis size {size}"
+            f" (replica x data)"
         )
 
 
@@ -230,7 +260,7 @@ def host_local_batch_to_global(batch: Any, mesh: Mesh) -> Any:
     """Assembles each process's slice of the batch into global ``jax.Array``s.
 
     Every process passes its own rows (``global_batch / process_count`` of them, in
-    process order); the result is sharded over 'data' along the leading dimension.
+    process order); the result is sharded over ``replica`` x ``data`` along the leading dimension.
     On one process this is a plain sharded ``device_put``.
     """
     sharding = batch_sharding(mesh)

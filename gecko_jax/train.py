@@ -153,7 +153,7 @@ def train(
     query_length: int = 64,
     document_length: int = 256,
     train_config: TrainConfig = TrainConfig(),
-    mesh_shape: tuple[int, int] = (-1, 1),
+    mesh_shape: tuple[int, ...] = (-1, 1),
     checkpoint_every: int = 1000,
     keep_checkpoints: int = 3,
     log_every: int = 50,
@@ -188,7 +188,8 @@ def train(
       dropout_rate: overrides the checkpoint's dropout.
       query_length, document_length: token lengths of the two sides.
       train_config: loss, optimizer, temperature and GradCache settings.
-      mesh_shape: ``(data, model)`` mesh; -1 takes the remaining devices.
+      mesh_shape: ``(data, model)`` or ``(replica, data, model)`` (multi-slice: replica =
+        slices); -1 in data or model takes the remaining devices.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: newest checkpoints kept.
       log_every: steps between console/TensorBoard metric logs.
@@ -203,7 +204,7 @@ def train(
       keep_best: how many best checkpoints to keep.
     """
     partitioning.initialize_distributed()
-    mesh = partitioning.make_mesh(*mesh_shape)
+    mesh = make_mesh_from_shape(mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
     os.makedirs(model_dir, exist_ok=True)
     with open(os.path.join(model_dir, "config.gin"), "w", encoding="utf-8") as f:
@@ -277,6 +278,20 @@ def train(
             in_training_eval.close()
         writer.flush()
     return metrics
+
+
+def make_mesh_from_shape(mesh_shape: Sequence[int]) -> Any:
+    """The mesh of ``train.mesh_shape``: ``(data, model)`` or ``(replica, data, model)``.
+
+    Raises:
+      ValueError: another length (names the binding).
+    """
+    if len(mesh_shape) == 2:
+        return partitioning.make_mesh(*mesh_shape)
+    if len(mesh_shape) == 3:
+        replica, data, model = mesh_shape
+        return partitioning.make_mesh(data, model, replica=replica)
+    raise ValueError(f"train.mesh_shape must be (data, model) or (replica, data, model), got {tuple(mesh_shape)}")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -2,7 +2,7 @@
 
 One ``Trainer`` owns a :class:`DualEncoder`, a mesh, logical axis rules and a
 :class:`TrainConfig`. Its steps are single ``jax.jit`` programs with explicit in/out
-shardings (state sharded by the parameters' logical axes, batch over 'data', state
+shardings (state sharded by the parameters' logical axes, batch over 'replica' x 'data', state
 donated), traced under the rules and the mesh so the model's activation constraints
 apply. The loss sees the whole global batch as its negative pool.
 
@@ -100,7 +100,7 @@ class Trainer:
 
     Args:
       model: the dual encoder (its backbone config sets the compute dtype and dropout).
-      mesh: a ``('data', 'model')`` mesh, see :func:`partitioning.make_mesh`.
+      mesh: a ``('replica', 'data', 'model')`` mesh, see :func:`partitioning.make_mesh`.
       rules: logical axis rules (default: the standard ones).
       config: the training options.
     """

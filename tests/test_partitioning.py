@@ -24,16 +24,17 @@ def _boxed_params(model: DualEncoder = TINY) -> dict:
 @pytest.mark.parametrize("shape", [(8, 1), (4, 2), (2, 4)])
 def test_make_mesh_shapes(shape: tuple[int, int]) -> None:
     mesh = P.make_mesh(*shape)
-    assert mesh.axis_names == ("data", "model")
-    assert dict(mesh.shape) == {"data": shape[0], "model": shape[1]}
+    assert mesh.axis_names == ("replica", "data", "model")
+    assert dict(mesh.shape) == {"replica": 1, "data": shape[0], "model": shape[1]}
     assert P.data_axis_size(mesh) == shape[0]
     assert sorted(d.id for d in mesh.devices.flat) == sorted(d.id for d in jax.devices())
 
 
 def test_make_mesh_fills_in_minus_one_and_takes_devices() -> None:
-    assert dict(P.make_mesh().shape) == {"data": 8, "model": 1}
-    assert dict(P.make_mesh(model=2).shape) == {"data": 4, "model": 2}
-    assert dict(P.make_mesh(2, -1).shape) == {"data": 2, "model": 4}
+    assert dict(P.make_mesh().shape) == {"replica": 1, "data": 8, "model": 1}
+    assert dict(P.make_mesh(model=2).shape) == {"replica": 1, "data": 4, "model": 2}
+    assert dict(P.make_mesh(2, -1).shape) == {"replica": 1, "data": 2, "model": 4}
+    assert dict(P.make_mesh(model=2, replica=2).shape) == {"replica": 2, "data": 2, "model": 2}
     one = P.make_mesh(1, 1, devices=jax.devices()[:1])
     assert one.devices.size == 1
 
@@ -41,7 +42,7 @@ def test_make_mesh_fills_in_minus_one_and_takes_devices() -> None:
 @pytest.mark.parametrize(
     "shape, message",
     [
-        ((3, 2), r"mesh shape \(data=3, model=2\) needs 6 devices, but there are 8"),
+        ((3, 2), r"mesh shape \(replica=1, data=3, model=2\) needs 6 devices, but there are 8"),
         ((16, 1), r"needs 16 devices, but there are 8"),
         ((-1, 3), r"8 devices cannot be split into a mesh with an axis of size 3"),
         ((-1, -1), r"At most one of the mesh sizes"),
@@ -99,7 +100,7 @@ def test_logical_to_mesh_shardings_accepts_spec_trees() -> None:
     specs = {"a": PS("embed", "mlp"), "b": PS("batch", "length")}
     shardings = P.logical_to_mesh_shardings(specs, mesh, P.logical_axis_rules())
     assert shardings["a"].spec == PS(None, "model")
-    assert shardings["b"].spec == PS("data", None)
+    assert shardings["b"].spec == PS(("replica", "data"), None)
 
 
 def test_batch_sharding_splits_the_leading_dim() -> None:
@@ -109,6 +110,34 @@ def test_batch_sharding_splits_the_leading_dim() -> None:
     P.check_batch_divisible(16, mesh)
     with pytest.raises(ValueError, match="global batch size 10 is not divisible by the data axis size 4"):
         P.check_batch_divisible(10, mesh)
+
+
+def test_replica_axis_splits_examples_and_replicates_weights() -> None:
+    mesh = P.make_mesh(2, 2, replica=2)
+    assert P.data_axis_size(mesh) == 4
+    x = jax.device_put(np.arange(16 * 3).reshape(16, 3), P.batch_sharding(mesh))
+    shards = {(s.device.id, s.index[0].start) for s in x.addressable_shards}
+    assert {start for _, start in shards} == {0, 4, 8, 12}
+    replica_of = {d.id: r for r in range(2) for d in mesh.devices[r].flat}
+    # Rows 0-7 live on replica 0, rows 8-15 on replica 1.
+    assert {replica_of[device] for device, start in shards if start < 8} == {0}
+    shardings = P.logical_to_mesh_shardings(_boxed_params(), mesh, P.STANDARD_LOGICAL_AXIS_RULES)
+    for sharding in jax.tree_util.tree_leaves(shardings):
+        assert "replica" not in jax.tree_util.tree_leaves(tuple(sharding.spec))
+    with pytest.raises(ValueError, match="global batch size 6 is not divisible by the data axis size 4"):
+        P.check_batch_divisible(6, mesh)
+
+
+def test_replica_axis_errors() -> None:
+    with pytest.raises(ValueError, match="8 devices cannot be split into 3 replicas"):
+        P.make_mesh(replica=3)
+
+    class SliceDevice:
+        def __init__(self, index: int) -> None:
+            self.id, self.slice_index = index, index // 4
+
+    with pytest.raises(ValueError, match=r"the devices span 2 slices: give replica=2 \(got 1\)"):
+        P.make_mesh(devices=[SliceDevice(i) for i in range(8)])
 
 
 def test_host_local_batch_to_global_on_one_process() -> None:

@@ -253,3 +253,12 @@ def test_in_training_evaluation_keeps_the_best_checkpoint(
     encoder = Encoder.load(model_dir, checkpoint="best")
     scores = build_evaluator("stsb", shared_data_dir, "dev").evaluate(encoder)
     assert abs(scores[32]["spearman"] - logged[best]) < 0.01
+
+
+def test_mesh_shape_takes_an_optional_replica_axis():
+    from gecko_jax.train import make_mesh_from_shape
+
+    assert dict(make_mesh_from_shape((-1, 1)).shape) == {"replica": 1, "data": 8, "model": 1}
+    assert dict(make_mesh_from_shape((2, -1, 2)).shape) == {"replica": 2, "data": 2, "model": 2}
+    with pytest.raises(ValueError, match=r"train.mesh_shape must be \(data, model\) or \(replica, data, model\)"):
+        make_mesh_from_shape((8,))

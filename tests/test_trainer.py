@@ -22,7 +22,11 @@ BERT = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attent
                   intermediate_size=32, max_position_embeddings=16)
 MODEL = DualEncoder(BERT, HeadConfig(projection_dim=16))
 MRL = ContrastiveLossConfig(mrl_dims=(16, 8))
-MESH_SHAPES = [(8, 1), (4, 2), (2, 4)]
+MESH_SHAPES = [(8, 1), (4, 2), (2, 4), (2, 2, 2)]  # (data, model) or (replica, data, model)
+
+
+def make_mesh(shape: tuple[int, ...]) -> jax.sharding.Mesh:
+    return P.make_mesh(*shape[-2:], replica=shape[0] if len(shape) == 3 else 1)
 
 
 def one_device_mesh() -> jax.sharding.Mesh:
@@ -93,7 +97,7 @@ def test_sharded_loss_and_grads_equal_one_device(option: str) -> None:
         assert abs(float(grads["log_logit_scale"])) > 1e-3
 
     for shape in MESH_SHAPES:
-        trainer = Trainer(MODEL, P.make_mesh(*shape), P.STANDARD_LOGICAL_AXIS_RULES, config)
+        trainer = Trainer(MODEL, make_mesh(shape), P.STANDARD_LOGICAL_AXIS_RULES, config)
         sharded = jax.device_put(state, trainer.state_shardings)
         sharded_loss, sharded_metrics, sharded_grads = trainer.loss_and_grads(sharded, batch)
         np.testing.assert_allclose(float(sharded_loss), float(loss), rtol=1e-5, err_msg=str(shape))
@@ -119,7 +123,7 @@ def test_sharded_train_step_equals_one_device_and_donates() -> None:
     assert float(eval_metrics["loss"]) == pytest.approx(float(expected["loss"]), rel=1e-6)
 
     for shape in MESH_SHAPES:
-        trainer = Trainer(MODEL, P.make_mesh(*shape), P.STANDARD_LOGICAL_AXIS_RULES, config)
+        trainer = Trainer(MODEL, make_mesh(shape), P.STANDARD_LOGICAL_AXIS_RULES, config)
         sharded = jax.device_put(state, trainer.state_shardings)
         new_state, metrics = trainer.train_step(sharded, batch)
         assert sharded.params["projection"]["dense"]["kernel"].is_deleted()  # donated

@@ -23,7 +23,7 @@ from typing import Any
 
 import gin
 
-from gecko_jax import gin_utils
+from gecko_jax import gin_utils, host_memory
 from gecko_jax.fret import config as cfg
 
 
@@ -137,7 +137,13 @@ def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command; returns the exit status."""
+    """Runs the command; returns the exit status.
+
+    With ``argv`` None (the console script) the process first re-executes itself with
+    huge-page malloc (:mod:`gecko_jax.host_memory`): embedding the corpus runs faster.
+    """
+    if argv is None:
+        host_memory.reexec_with_hugepage_malloc()
     parser = build_parser()
     args = parser.parse_args(gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv))
     from gecko_jax.fret import pipeline  # heavy imports once the flags are known good
