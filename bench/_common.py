@@ -30,6 +30,15 @@ def use_repo() -> None:
         sys.path.insert(0, REPO)
 
 
+def start_like_the_commands() -> None:
+    """Re-executes this worker with huge-page malloc, as the ``gecko-*`` commands start
+    (:mod:`gecko_jax.host_memory`); returns at once where that does not apply."""
+    use_repo()
+    from gecko_jax import host_memory
+
+    host_memory.reexec_with_hugepage_malloc()
+
+
 def child_env() -> dict[str, str]:
     """The environment of worker processes: offline, quiet, the repository importable."""
     path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)

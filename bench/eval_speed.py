@@ -6,7 +6,8 @@ corpus): gecko_jax with ``Encoder`` + ``gecko_jax.eval`` 's ``RetrievalEvaluator
 sentence-transformers with its ``InformationRetrievalEvaluator``. Each side runs once, in
 its own process; the timed span is encoding + scoring (model loading and file reading
 are reported apart; gecko_jax's span includes its XLA compilations, since one evaluation
-pays them). Prints nDCG@10 and seconds of each side and the ratio, and writes
+pays them). The gecko_jax worker starts as ``gecko-eval`` does, with huge-page malloc
+(``gecko_jax/host_memory.py``). Prints nDCG@10 and seconds of each side and the ratio, and writes
 ``bench/results/eval_speed.json``.
 
     python bench/eval_speed.py [--batch_size 32]
@@ -57,6 +58,8 @@ def _sentence_transformers(data, batch_size: int) -> tuple[float, float]:  # typ
 
 def worker(args: argparse.Namespace) -> None:
     """One side in this process; prints one JSON line."""
+    if args.worker == "gecko_jax":
+        _common.start_like_the_commands()  # as gecko-eval starts
     _common.use_repo()
     from gecko_jax.eval.retrieval import read_beir_split
 

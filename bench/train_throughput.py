@@ -143,10 +143,7 @@ def st_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) -> St
 def worker(args: argparse.Namespace) -> None:
     """One side in this process: warm-up steps, timed steps; emits a JSON line."""
     if args.hugepage_malloc:
-        C.use_repo()
-        from gecko_jax import host_memory
-
-        host_memory.reexec_with_hugepage_malloc()
+        C.start_like_the_commands()
     pairs = load_pairs(args.data_dir, (args.warmup + args.steps) * args.batch_size, args.min_words)
     make = gecko_step_fn if args.worker == "gecko_jax" else st_step_fn
     step = make(pairs, args.batch_size, args.length)
