@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
-from gecko_jax.eval import plots
-from gecko_jax.eval.report import Report, markdown_table, write_json_atomic
+from gecko_jax.eval.report import Report, markdown_table, write_outputs
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -84,12 +82,6 @@ def compare_reports(
 
 def write_comparison(comparison: Comparison, output_dir: str) -> dict[str, str]:
     """Writes ``compare.json``, ``compare.md`` and ``compare.png`` (one panel per task)."""
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {kind: os.path.join(output_dir, name)
-             for kind, name in (("json", COMPARE_JSON), ("markdown", COMPARE_MD), ("plot", COMPARE_PNG))}
-    write_json_atomic(paths["json"], comparison.to_json())
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(comparison.table() + "\n")
     panels = {
         f"{task} ({metric})": {
             label: {d: r.tasks[task].main(d) for d in r.dims}
@@ -97,5 +89,5 @@ def write_comparison(comparison: Comparison, output_dir: str) -> dict[str, str]:
         }
         for task, metric, _ in comparison.rows
     }
-    plots.plot_panels(panels, paths["plot"], title="main metric by Matryoshka dimension")
-    return paths
+    return write_outputs(output_dir, (COMPARE_JSON, COMPARE_MD, COMPARE_PNG), comparison.to_json(),
+                         comparison.table() + "\n", panels)

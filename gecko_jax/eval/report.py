@@ -231,14 +231,30 @@ def render_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
+PLOT_TITLE = "main metric by Matryoshka dimension"
+
+
+def write_outputs(output_dir: str, names: tuple[str, str, str], record: Any, markdown: str,
+                  panels: dict[str, dict[str, dict[int, float]]]) -> dict[str, str]:
+    """Writes a JSON record, a Markdown table and a PNG of ``panels`` under ``output_dir``.
+
+    Args:
+      names: file names of the JSON, Markdown and PNG files.
+
+    Returns:
+      Their paths, keyed ``json``, ``markdown`` and ``plot``.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {kind: os.path.join(output_dir, name) for kind, name in zip(("json", "markdown", "plot"), names)}
+    write_json_atomic(paths["json"], record)
+    with open(paths["markdown"], "w", encoding="utf-8") as f:
+        f.write(markdown)
+    plots.plot_panels(panels, paths["plot"], title=PLOT_TITLE)
+    return paths
+
+
 def write_report(report: Report, output_dir: str) -> dict[str, str]:
     """Writes ``report.json``, ``report.md`` and ``report.png``; returns their paths."""
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {kind: os.path.join(output_dir, name)
-             for kind, name in (("json", REPORT_JSON), ("markdown", REPORT_MD), ("plot", REPORT_PNG))}
-    write_json_atomic(paths["json"], report.to_json())
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(render_markdown(report))
     lines = {f"{name} ({t.main_metric})": {d: t.main(d) for d in report.dims} for name, t in report.tasks.items()}
-    plots.plot_panels({report.model: lines}, paths["plot"], title="main metric by Matryoshka dimension")
-    return paths
+    return write_outputs(output_dir, (REPORT_JSON, REPORT_MD, REPORT_PNG), report.to_json(),
+                         render_markdown(report), {report.model: lines})
