@@ -12,14 +12,14 @@ from google.oauth2.credentials import Credentials
 
 from gecko_jax.fret.llm.base import (BlockedOutputError, CredentialsError, Generation, LLMError,
                                      LLMInputError, NotSupportedError, Usage)
-from gecko_jax.fret.llm.cache import SQLiteCache
+from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
 from gecko_jax.fret.llm.httpserver import Scripted
 from gecko_jax.fret.llm.loopback import generation_answer
 from gecko_jax.fret.llm.pricing import Prices
 from gecko_jax.fret.llm.vertex import PERMISSIVE_SAFETY_SETTINGS, VertexClient
 from gecko_jax.fret.llm.vertex_batch import BatchRequest, LogprobsRequest, VertexBatchJob
 
-from .vertex_server import FAST_RETRY, VertexFakeServer, client_options
+from .vertex_server import FAST_RETRY, VertexFakeServer, client_options, thinking_budget
 
 MODEL = "gemini-2.0-flash"
 PROMPT = "Passage: Sourdough starters need regular feeding with flour and water.\nTask type: search result"
@@ -223,3 +223,53 @@ def test_batch_job_rerun_after_a_lost_marker_reuses_the_live_job_not_a_failed_on
     marker.unlink()
     third = _run(_batch(server, tmp_path), lambda j: j.submit(requests))
     assert third != first and len(server.jobs) == 2  # a failed job is not reused
+
+
+THINKING_MODEL = "gemini-2.5-flash"
+
+
+@pytest.fixture
+def thinking_server():
+    with VertexFakeServer(TOP, models=(MODEL, THINKING_MODEL), thinking_models=(THINKING_MODEL,)) as s:
+        yield s
+
+
+def test_a_thinking_model_without_a_budget_names_the_fix(thinking_server):
+    client = VertexClient(THINKING_MODEL, **client_options(thinking_server))
+    with pytest.raises(LLMError, match=r"spent the one-token relevance answer on 1 thinking tokens: "
+                                       r"give the client thinking_budget=0"):
+        _run(client, lambda c: c.label_probabilities(PROMPT, ["3", "2"]))
+    body = thinking_server.requests[0].json()
+    assert "thinkingConfig" not in body["generationConfig"]
+
+
+def test_thinking_budget_is_sent_and_keys_the_cache(thinking_server, tmp_path):
+    cache = SQLiteCache(tmp_path / "cache.sqlite")
+    client = VertexClient(THINKING_MODEL, **client_options(thinking_server, cache=cache), thinking_budget=0)
+    probabilities = _run(client, lambda c: c.label_probabilities(PROMPT, ["3", "2"]))
+    assert probabilities == pytest.approx({"3": 0.5 / 0.75, "2": 0.25 / 0.75})
+    _run(VertexClient(THINKING_MODEL, **client_options(thinking_server, cache=cache), thinking_budget=0),
+         lambda c: c.generate(PROMPT, max_output_tokens=256))
+    bodies = [r.json()["generationConfig"] for r in thinking_server.requests]
+    assert [thinking_budget(b) for b in bodies] == [0, 0]
+    # Same call, the model's default thinking: another cache entry, so another request.
+    _run(VertexClient(THINKING_MODEL, **client_options(thinking_server, cache=cache)),
+         lambda c: c.generate(PROMPT, max_output_tokens=256))
+    assert len(thinking_server.requests) == 3 and "thinkingConfig" not in thinking_server.requests[2].json()[
+        "generationConfig"]
+    with pytest.raises(ValueError, match="thinking_budget must be -1"):
+        VertexClient(THINKING_MODEL, **client_options(thinking_server), thinking_budget=-2)
+
+
+def test_batch_lines_carry_the_thinking_budget_and_its_key(server, tmp_path):
+    plain = _batch(server, tmp_path)
+    thinking = _batch(server, tmp_path, thinking_budget=0)
+    request = LogprobsRequest(PROMPT, 4)
+    assert plain.cache_key(request) != thinking.cache_key(request)
+    online = VertexClient(MODEL, **client_options(server), thinking_budget=0)
+    assert thinking.cache_key(request) == cache_key(MODEL, "top_logprobs", PROMPT,
+                                                    {"top_logprobs": 4, **online.key_extras})
+    assert thinking._line(0, request)["request"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    assert "thinkingConfig" not in plain._line(0, request)["request"]["generationConfig"]
+    for client in (plain, thinking, online):
+        asyncio.run(client.aclose())

@@ -28,6 +28,14 @@ _JOBS = re.compile(_PREFIX + r"/batchPredictionJobs$")
 _JOB = re.compile(_PREFIX + r"/batchPredictionJobs/(?P<id>\d+)$")
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
+THOUGHT_TOKENS = 64  # a thinking model's thoughts before it answers
+
+
+def thinking_budget(generation_config: dict[str, Any]) -> int | None:
+    """A request's thinking budget. Proto JSON takes either field spelling, and the Gen AI
+    SDK sends ``thinkingConfig`` with a snake-case ``thinking_budget`` inside."""
+    config = generation_config.get("thinkingConfig") or {}
+    return config.get("thinkingBudget", config.get("thinking_budget"))
 
 
 def client_options(server: ScriptedHTTPServer, **options: Any) -> dict[str, Any]:
@@ -49,18 +57,23 @@ class VertexFakeServer(ScriptedHTTPServer):
       models: the model names that exist (others get 404).
       lost_create_replies: the next this many job creations create the job but answer
         503, as if the reply were lost on the way.
+      thinking_models: models that think first, as Gemini 2.5 Flash does: unless the
+        request's ``thinkingConfig.thinkingBudget`` is 0, thinking takes up to
+        :data:`THOUGHT_TOKENS` of ``maxOutputTokens``, and an answer left no room
+        ends with ``MAX_TOKENS``, no text and no log-probabilities.
     """
 
     def __init__(self, top_candidates: Sequence[tuple[str, float]] = (), *,
                  rc_labels: Sequence[str] = (), polls_until_done: int = 2,
                  models: Sequence[str] = ("gemini-2.0-flash",), lost_create_replies: int = 0,
-                 **kwargs: Any) -> None:
+                 thinking_models: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.top_candidates = list(top_candidates)
         self.rc_labels = tuple(rc_labels)
         self.polls_until_done = polls_until_done
         self.models = set(models)
         self.lost_create_replies = lost_create_replies
+        self.thinking_models = set(thinking_models)
         self.jobs: dict[str, dict[str, Any]] = {}
         self.polls: dict[str, int] = {}
 
@@ -69,7 +82,12 @@ class VertexFakeServer(ScriptedHTTPServer):
         if request.method == "POST" and (match := _GENERATE.match(path)):
             if match["model"] not in self.models:
                 return error_response(404, f"Publisher Model `{match['model']}` was not found")
-            return Response(200, self.generate(request.json(), content))
+            body = request.json()
+            if match["model"] in self.thinking_models:
+                thought = self.thinking(body)
+                if thought is not None:
+                    return Response(200, thought)
+            return Response(200, self.generate(body, content))
         if request.method == "POST" and (match := _JOBS.match(path)):
             job = self._create_job(match, request.json())
             if self.lost_create_replies > 0:
@@ -81,6 +99,18 @@ class VertexFakeServer(ScriptedHTTPServer):
         if request.method == "GET" and (match := _JOB.match(path)):
             return self._get_job(match["id"])
         return error_response(404, f"no route for {request.method} {path}")
+
+    @staticmethod
+    def thinking(body: dict[str, Any]) -> dict[str, Any] | None:
+        """A thinking model's reply when its thoughts leave no room for the answer, or None."""
+        config = body.get("generationConfig") or {}
+        if thinking_budget(config) == 0:
+            return None
+        limit = int(config.get("maxOutputTokens", 8192))
+        if limit > THOUGHT_TOKENS:
+            return None
+        return {"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
+                "usageMetadata": {"promptTokenCount": 10, "thoughtsTokenCount": limit, "totalTokenCount": 10 + limit}}
 
     def generate(self, body: dict[str, Any], content: str | None = None) -> dict[str, Any]:
         """A ``GenerateContentResponse`` for a request body."""

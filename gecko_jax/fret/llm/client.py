@@ -72,6 +72,7 @@ class CachingClient(LLMClient):
         self.prices = prices_for(model_id, prices)
         self.top_logprobs = top_logprobs
         self.missing_labels = missing_labels
+        self.key_extras: dict[str, Any] = {}  # backend settings that change answers (cache key)
         self._owns_cache = cache is not None and not isinstance(cache, SQLiteCache)
         self.cache = SQLiteCache(cache) if self._owns_cache else cache  # type: ignore[arg-type]
         limiter = (RateLimiter(requests_per_minute, tokens_per_minute, rate_window_s)
@@ -98,7 +99,7 @@ class CachingClient(LLMClient):
                     tokens: int) -> tuple[dict[str, Any], bool]:
         """The cached record of a call (``{"value", "prompt_tokens", "output_tokens"}``) and
         whether it came from the cache (or from an identical call already in flight)."""
-        key = cache_key(self.model_id, method, prompt, params)
+        key = cache_key(self.model_id, method, prompt, {**params, **self.key_extras})
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:

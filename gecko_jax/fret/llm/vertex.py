@@ -120,6 +120,28 @@ def request_config(*, system: str | None = None, json_mode: bool = False,
     return config
 
 
+def thinking_config(budget: int | None) -> dict[str, Any]:
+    """The request settings of a thinking budget: ``thinkingConfig`` (None: the model's default).
+
+    Gemini 2.5 models think before they answer, and their thinking counts against
+    ``maxOutputTokens``: a relevance call allows one output token, so a 2.5 Flash model
+    needs a budget of 0 to answer it at all.
+    """
+    return {} if budget is None else {"thinkingConfig": {"thinkingBudget": int(budget)}}
+
+
+def thinking_key(budget: int | None) -> dict[str, Any]:
+    """What a thinking budget adds to the cache key (nothing for the model's default,
+    so keys made without one stay valid)."""
+    return {} if budget is None else {"thinking_budget": int(budget)}
+
+
+def check_thinking_budget(budget: int | None) -> None:
+    """Raises ValueError unless ``budget`` is None, -1 (dynamic) or >= 0."""
+    if budget is not None and budget < -1:
+        raise ValueError(f"thinking_budget must be -1 (dynamic), 0 (off) or a token count, got {budget}")
+
+
 def top_logprobs_config(k: int, safety_settings: Sequence[Mapping[str, str]] | None = None) -> dict[str, Any]:
     """The :func:`request_config` of a ``label_probabilities`` call: one output token, its
     top ``k`` candidates with their log-probabilities (online and batch alike)."""
@@ -174,6 +196,11 @@ def response_top_candidates(model_id: str, response: Mapping[str, Any]) -> list[
     candidates = response.get("candidates") or [{}]
     top = (candidates[0].get("logprobsResult") or {}).get("topCandidates") or []
     if not top:
+        thoughts = int((response.get("usageMetadata") or {}).get("thoughtsTokenCount") or 0)
+        if candidates[0].get("finishReason") == "MAX_TOKENS" and thoughts:
+            raise LLMError(f"model {model_id!r} spent the one-token relevance answer on {thoughts} "
+                           "thinking tokens: give the client thinking_budget=0 (gecko-fret: --llm "
+                           f"'{{\"kind\": \"vertex\", \"model\": \"{model_id}\", \"thinking_budget\": 0}}')")
         raise LLMError(f"model {model_id!r} returned no logprobsResult.topCandidates "
                        "(does the model support responseLogprobs?)")
     return [[item.get("token", ""), float(item.get("logProbability", float("-inf")))]
@@ -192,6 +219,9 @@ class VertexClient(CachingClient):
       api_version: the REST version in request paths.
       safety_settings: ``[{"category": ..., "threshold": ...}]`` sent with every request
         (None: the service's defaults; see :data:`PERMISSIVE_SAFETY_SETTINGS`).
+      thinking_budget: thinking tokens per request (0: off, -1: dynamic; None: the model's
+        default). Gemini 2.5 Flash needs 0 for relevance classification (one output token).
+        Part of the cache key when set.
       **options: see :class:`~gecko_jax.fret.llm.client.CachingClient` (cache,
         max_concurrency, timeout_s, retry, rate limits, prices, top_logprobs, ...).
 
@@ -203,10 +233,13 @@ class VertexClient(CachingClient):
                  location: str | None = None, credentials: Any = None,
                  base_url: str | None = None, api_version: str = "v1",
                  safety_settings: Sequence[Mapping[str, str]] | None = None,
-                 **options: Any) -> None:
+                 thinking_budget: int | None = None, **options: Any) -> None:
+        check_thinking_budget(thinking_budget)
         super().__init__(model, **options)
         self.project, self.location = resolve_project(project, location)
         self.safety_settings = list(safety_settings) if safety_settings else None
+        self.thinking_budget = thinking_budget
+        self.key_extras = thinking_key(thinking_budget)
         self._client = make_genai_client(
             project=self.project, location=self.location,
             credentials=credentials if credentials is not None else default_credentials(),
@@ -215,7 +248,7 @@ class VertexClient(CachingClient):
     async def _request(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
         from google.genai import types
 
-        sdk_config = types.GenerateContentConfig.model_validate(config)
+        sdk_config = types.GenerateContentConfig.model_validate({**config, **thinking_config(self.thinking_budget)})
         response = await call_vertex(self.model_id, lambda: self._client.aio.models.generate_content(
             model=self.model_id, contents=prompt, config=sdk_config))
         return response.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -42,10 +42,10 @@ from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
 from gecko_jax.fret.llm.client import generate_params
 from gecko_jax.fret.llm.pricing import BATCH_DISCOUNT, Prices, prices_for
 from gecko_jax.fret.llm.transport import CallRunner, RetryPolicy
-from gecko_jax.fret.llm.vertex import (call_vertex, default_credentials, make_genai_client,
-                                       request_config, resolve_project, response_text,
-                                       response_tokens, response_top_candidates, rest_request,
-                                       top_logprobs_config)
+from gecko_jax.fret.llm.vertex import (call_vertex, check_thinking_budget, default_credentials,
+                                       make_genai_client, request_config, resolve_project,
+                                       response_text, response_tokens, response_top_candidates,
+                                       rest_request, thinking_config, thinking_key, top_logprobs_config)
 
 ROW_LABEL = "gecko_row"
 _DONE = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
@@ -192,6 +192,7 @@ class VertexBatchJob:
       poll_initial_s, poll_max_s: the first polling interval and its cap (it grows 1.5x).
       max_wait_s: give up waiting after this long (the job keeps running).
       timeout_s, retry: per API call (list, create, get), as for clients.
+      thinking_budget: as for ``VertexClient`` (part of the cache key when set).
       display_name: the job's name in the console and in the staging path.
       progress: show a progress bar per job.
     """
@@ -205,8 +206,11 @@ class VertexBatchJob:
                  batch_discount: float = BATCH_DISCOUNT, poll_initial_s: float = 30.0,
                  poll_max_s: float = 300.0, max_wait_s: float = 48 * 3600.0,
                  timeout_s: float = 120.0, retry: RetryPolicy | None = None,
+                 thinking_budget: int | None = None,
                  display_name: str = "gecko-fret", progress: bool = True) -> None:
+        check_thinking_budget(thinking_budget)
         self.model_id = model
+        self.thinking_budget = thinking_budget
         self.staging_dir = staging_dir.rstrip("/")
         self.safety_settings = list(safety_settings) if safety_settings else None
         self._owns_cache = cache is not None and not isinstance(cache, SQLiteCache)
@@ -230,7 +234,8 @@ class VertexBatchJob:
 
     def cache_key(self, request: AnyRequest) -> str:
         """The request's key in the cache (the online ``VertexClient``'s key for the call)."""
-        return cache_key(self.model_id, request.method, request.prompt, request.params())
+        return cache_key(self.model_id, request.method, request.prompt,
+                         {**request.params(), **thinking_key(self.thinking_budget)})
 
     def cached(self, request: AnyRequest) -> Answer | None:
         """The cached answer to ``request`` (counted as a cache hit), or None."""
@@ -241,7 +246,8 @@ class VertexBatchJob:
         return request.answer(record, cached=True)
 
     def _line(self, row: int, request: AnyRequest) -> dict[str, Any]:
-        body = rest_request(request.prompt, request.config(self.safety_settings))
+        body = rest_request(request.prompt, {**request.config(self.safety_settings),
+                                             **thinking_config(self.thinking_budget)})
         body["labels"] = {ROW_LABEL: str(row)}
         return {"request": body}
 
