@@ -198,26 +198,31 @@ def test_batch_job_retried_create_finds_the_job_whose_reply_was_lost(tmp_path):
         assert results["l"].candidates == [(token, value) for token, value in TOP]
 
 
-def test_batch_job_rerun_after_a_lost_marker_reuses_the_live_job_not_a_failed_one(server, tmp_path, monkeypatch):
-    from google.genai.batches import AsyncBatches
+def _job_lists(server):
+    return [r for r in server.requests if r.method == "GET" and r.path.endswith("/batchPredictionJobs")]
 
-    filters, list_jobs = [], AsyncBatches.list
 
-    async def spy(self, *, config=None):
-        filters.append(config.filter)
-        return await list_jobs(self, config=config)
-
-    monkeypatch.setattr(AsyncBatches, "list", spy)
+def test_batch_job_rerun_after_a_lost_marker_reuses_the_live_job_not_a_failed_one(server, tmp_path):
     requests = [BatchRequest("Passage: one"), BatchRequest("Passage: two")]
     first = _run(_batch(server, tmp_path), lambda j: j.submit(requests))
     (marker,) = (tmp_path / "staging").glob("*/job.json")
     display_name = json.loads(marker.read_text())["display_name"]
     assert display_name == marker.parent.name and display_name.startswith("gecko-fret-")
     assert server.jobs[first.rsplit("/", 1)[-1]]["displayName"] == display_name
-    assert filters == [f'display_name="{display_name}"']
+    assert [r.query for r in _job_lists(server)] == [{"filter": [f'display_name="{display_name}"']}]
 
     marker.unlink()  # a crash between the create and the marker
-    assert _run(_batch(server, tmp_path), lambda j: j.submit(requests)) == first and len(server.jobs) == 1
+    first_id = first.rsplit("/", 1)[-1]
+    live = server.jobs.pop(first_id)
+    for i in range(3):  # failed jobs of the same name come first: the live one is on page 2
+        server.jobs[f"90{i}"] = {**live, "name": f"{first[:-len(first_id)]}90{i}", "state": "JOB_STATE_FAILED"}
+    server.jobs[first_id] = live
+    server.jobs["999"] = {**live, "name": f"{first[:-len(first_id)]}999", "displayName": "someone-else"}
+    assert _run(_batch(server, tmp_path), lambda j: j.submit(requests)) == first and len(server.jobs) == 5
+    pages = [r.query.get("pageToken") for r in _job_lists(server)[1:]]
+    assert pages == [None, ["2"]]  # followed nextPageToken; the other name was filtered out
+    for job_id in ("900", "901", "902", "999"):
+        del server.jobs[job_id]
 
     server.jobs[first.rsplit("/", 1)[-1]]["state"] = "JOB_STATE_FAILED"
     marker.unlink()

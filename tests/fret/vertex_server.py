@@ -2,8 +2,9 @@
 
 It speaks the REST shapes the Gen AI SDK uses (``/{version}/projects/P/locations/L/...``):
 ``batchPredictionJobs`` create (POST), get (GET ``.../batchPredictionJobs/ID``) and list
-(GET ``.../batchPredictionJobs``; the test server drops query strings, so the list is
-every job, unfiltered and in one page, and clients must check names themselves).
+(GET ``.../batchPredictionJobs``, honouring a ``filter=display_name="..."`` and paging
+with ``pageSize`` / ``pageToken`` / ``nextPageToken``, :data:`LIST_PAGE_SIZE` jobs a page
+unless the client asks for another size).
 Generated texts come from the loopback model (:func:`generation_answer`); batch jobs read
 their input JSONL from the local paths given as ``gcsSource.uris`` and write prediction
 JSONL under ``outputUriPrefix``, as Vertex does on Cloud Storage.
@@ -29,6 +30,8 @@ _JOB = re.compile(_PREFIX + r"/batchPredictionJobs/(?P<id>\d+)$")
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 THOUGHT_TOKENS = 64  # a thinking model's thoughts before it answers
+LIST_PAGE_SIZE = 2  # small, so that listing clients must follow nextPageToken
+_DISPLAY_NAME_FILTER = re.compile(r'^display_name="(?P<name>[^"]*)"$')
 
 
 def thinking_budget(generation_config: dict[str, Any]) -> int | None:
@@ -95,7 +98,7 @@ class VertexFakeServer(ScriptedHTTPServer):
                 return error_response(503, "the reply to this create was lost")
             return Response(200, job)
         if request.method == "GET" and _JOBS.match(path):
-            return Response(200, {"batchPredictionJobs": list(self.jobs.values())} if self.jobs else {})
+            return self._list_jobs(request.query)
         if request.method == "GET" and (match := _JOB.match(path)):
             return self._get_job(match["id"])
         return error_response(404, f"no route for {request.method} {path}")
@@ -142,6 +145,21 @@ class VertexFakeServer(ScriptedHTTPServer):
                              "inputConfig": body["inputConfig"], "outputConfig": body["outputConfig"]}
         self.polls[job_id] = 0
         return self.jobs[job_id]
+
+    def _list_jobs(self, query: dict[str, list[str]]) -> Response:
+        """One page of the jobs that pass the ``filter`` (only ``display_name="..."``)."""
+        jobs = list(self.jobs.values())
+        if "filter" in query:
+            match = _DISPLAY_NAME_FILTER.match(query["filter"][0])
+            if match is None:
+                return error_response(400, f"unsupported filter {query['filter'][0]!r}")
+            jobs = [job for job in jobs if job.get("displayName") == match["name"]]
+        size = int(query.get("pageSize", [LIST_PAGE_SIZE])[0])
+        start = int(query.get("pageToken", ["0"])[0])
+        page: dict[str, Any] = {"batchPredictionJobs": jobs[start:start + size]} if jobs[start:start + size] else {}
+        if start + size < len(jobs):
+            page["nextPageToken"] = str(start + size)
+        return Response(200, page)
 
     def _get_job(self, job_id: str) -> Response:
         if job_id not in self.jobs:

@@ -20,6 +20,7 @@ import dataclasses
 import http
 import json
 import threading
+import urllib.parse
 from typing import Any, Mapping
 
 
@@ -55,6 +56,7 @@ class Request:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    query: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)  # parsed query string
 
     def json(self) -> Any:
         """The body as JSON (None if empty)."""
@@ -226,7 +228,8 @@ class ScriptedHTTPServer:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
-            request = Request(method, target.split("?", 1)[0], headers, body)
+            path, _, query = target.partition("?")
+            request = Request(method, path, headers, body, urllib.parse.parse_qs(query))
             if not await self._answer(request, writer):
                 return
             if headers.get("connection", "").lower() == "close":
