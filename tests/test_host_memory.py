@@ -106,9 +106,13 @@ def _faults(**extra: str) -> int:
     return int(done.stdout.split()[-1])
 
 
-@pytest.mark.skipif(not _machine_supports_it(), reason="needs Linux, glibc >= 2.35 and THP not 'never'")
-def test_hugepage_malloc_cuts_page_faults_of_large_buffers():
+def test_the_commands_set_the_tunable_exactly_where_it_cuts_page_faults():
+    """Runs on every machine: where the commands would re-execute, the tunable must cut
+    the faults of large buffers; where they would not, it must not help either."""
     plain = _faults()
     huge = _faults(GLIBC_TUNABLES=H.TUNABLE)
     assert plain >= 8 * (64 << 20) // 4096 * 0.9  # every 4 KiB page of every buffer, each time
-    assert huge * 5 < plain  # 2 MiB pages (30x fewer faults here; margin for fragmentation)
+    if _machine_supports_it():
+        assert huge * 5 < plain  # 2 MiB pages (30x fewer faults here; margin for fragmentation)
+    else:  # THP off in the kernel, or a glibc that ignores the tunable
+        assert huge * 5 >= plain
