@@ -71,7 +71,9 @@ def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_worker(script: str, worker_args: list[str], timeout_s: float | None = None) -> dict[str, Any]:
+def run_worker(
+    script: str, worker_args: list[str], timeout_s: float | None = None
+) -> dict[str, Any]:
     """Runs ``script --worker ...`` in a child process and returns its last JSON line.
 
     A child that fails (non-zero exit, killed, timed out) returns ``{"failed": reason,
@@ -80,20 +82,33 @@ def run_worker(script: str, worker_args: list[str], timeout_s: float | None = No
     """
     command = [sys.executable, os.path.abspath(script), *worker_args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=child_env(),
-                              timeout=timeout_s, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=child_env(), timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired:
-        return {"failed": f"timed out after {timeout_s:.0f} s", "out_of_memory": False,
-                "partial": {}, "stderr_tail": ""}
+        return {
+            "failed": f"timed out after {timeout_s:.0f} s",
+            "out_of_memory": False,
+            "partial": {},
+            "stderr_tail": "",
+        }
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode == 0 and results:
         return results[-1]
-    reason = f"exit code {done.returncode}" if done.returncode > 0 else f"killed by signal {-done.returncode}"
+    reason = (
+        f"exit code {done.returncode}"
+        if done.returncode > 0
+        else f"killed by signal {-done.returncode}"
+    )
     markers = [m for m in OUT_OF_MEMORY_MARKERS if m in done.stderr]
     if markers:
         reason += f" ({markers[0]})"
-    return {"failed": reason, "out_of_memory": bool(markers) or done.returncode == -9,
-            "partial": results[-1] if results else {}, "stderr_tail": done.stderr[-2000:]}
+    return {
+        "failed": reason,
+        "out_of_memory": bool(markers) or done.returncode == -9,
+        "partial": results[-1] if results else {},
+        "stderr_tail": done.stderr[-2000:],
+    }
 
 
 def write_results(name: str, data: dict[str, Any]) -> str:

@@ -68,13 +68,26 @@ def worker(args: argparse.Namespace) -> None:
         rates.append(len(texts) / (time.perf_counter() - start))
     assert out.shape[0] == len(texts)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"side": args.worker, "rates": rates, "cold_s": cold, "peak_rss_mib": peak_mib}))
+    print(
+        json.dumps({"side": args.worker, "rates": rates, "cold_s": cold, "peak_rss_mib": peak_mib})
+    )
 
 
 def run_side(args: argparse.Namespace, side: str) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", side,
-               "--repeats", str(args.repeats), "--batch_size", str(args.batch_size),
-               "--sentences", str(args.sentences), "--data_dir", args.data_dir]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        side,
+        "--repeats",
+        str(args.repeats),
+        "--batch_size",
+        str(args.batch_size),
+        "--sentences",
+        str(args.sentences),
+        "--data_dir",
+        args.data_dir,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -90,7 +103,9 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=5000)
     parser.add_argument("--data_dir", default=os.environ.get("GECKO_EVAL_DATA", DEFAULT_DATA))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "encode.json"))
-    parser.add_argument("--worker", choices=("gecko_jax", "sentence-transformers"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=("gecko_jax", "sentence-transformers"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -100,8 +115,12 @@ def main() -> None:
         for side in runs:
             result = run_side(args, side)
             runs[side].append(result)
-            print(f"round {round_index + 1} {side:>21}: "
-                  + ", ".join(f"{r:.0f}" for r in result["rates"]) + " sentences/s", flush=True)
+            print(
+                f"round {round_index + 1} {side:>21}: "
+                + ", ".join(f"{r:.0f}" for r in result["rates"])
+                + " sentences/s",
+                flush=True,
+            )
     summary = {}
     for side, results in runs.items():
         summary[side] = {
@@ -109,17 +128,33 @@ def main() -> None:
             "peak_rss_mib": max(res["peak_rss_mib"] for res in results),
             "cold_first_pass_s": statistics.median(res["cold_s"] for res in results),
         }
-    ratio = summary["gecko_jax"]["median_sentences_per_s"] / summary["sentence-transformers"]["median_sentences_per_s"]
-    print(f"\n{args.sentences} STS-B sentences, all-MiniLM-L6-v2, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs, median of {args.rounds * args.repeats} passes:")
+    ratio = (
+        summary["gecko_jax"]["median_sentences_per_s"]
+        / summary["sentence-transformers"]["median_sentences_per_s"]
+    )
+    print(
+        f"\n{args.sentences} STS-B sentences, all-MiniLM-L6-v2, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs, median of {args.rounds * args.repeats} passes:"
+    )
     for side, s in summary.items():
-        print(f"  {side:>21}: {s['median_sentences_per_s']:7.0f} sentences/s  "
-              f"peak RSS {s['peak_rss_mib']:6.0f} MiB  cold first pass {s['cold_first_pass_s']:.1f} s")
+        print(
+            f"  {side:>21}: {s['median_sentences_per_s']:7.0f} sentences/s  "
+            f"peak RSS {s['peak_rss_mib']:6.0f} MiB  cold first pass {s['cold_first_pass_s']:.1f} s"
+        )
     print(f"  ratio gecko_jax / sentence-transformers: {ratio:.2f}x")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"summary": summary, "ratio": ratio, "runs": runs, "batch_size": args.batch_size,
-                   "sentences": args.sentences}, f, indent=2)
+        json.dump(
+            {
+                "summary": summary,
+                "ratio": ratio,
+                "runs": runs,
+                "batch_size": args.batch_size,
+                "sentences": args.sentences,
+            },
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

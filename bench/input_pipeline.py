@@ -29,12 +29,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
 
-WORDS = ("protein cell tumor climate river market energy network signal model data growth "
-         "theory patient policy method result sample system value region enzyme gene").split()
+WORDS = (
+    "protein cell tumor climate river market energy network signal model data growth "
+    "theory patient policy method result sample system value region enzyme gene"
+).split()
 
 
-def consumption_estimate(params: float, tokens: int = 64 + 256 + 256, chips: int = 4,
-                         tflops: float = 275.0, utilisation: float = 0.4) -> float:
+def consumption_estimate(
+    params: float,
+    tokens: int = 64 + 256 + 256,
+    chips: int = 4,
+    tflops: float = 275.0,
+    utilisation: float = 0.4,
+) -> float:
     """Examples/s a v4-slice trainer consumes: chips * peak * util / (6 * params * tokens)."""
     return chips * tflops * 1e12 * utilisation / (6 * params * tokens)
 
@@ -51,13 +58,18 @@ def write_rows(path: str, rows: int) -> None:
             picks = words[rng.integers(0, len(words), size=(count, 92))]
             for i in range(count):
                 n = start + i
-                f.write(json.dumps({
-                    "task": "question answering",
-                    "query": f"q{n} " + " ".join(picks[i, :12]),
-                    "positive": f"p{n} " + " ".join(picks[i, 12:52]),
-                    "positive_title": f"doc {n}",
-                    "negative": f"n{n} " + " ".join(picks[i, 52:92]),
-                }) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "task": "question answering",
+                            "query": f"q{n} " + " ".join(picks[i, :12]),
+                            "positive": f"p{n} " + " ".join(picks[i, 12:52]),
+                            "positive_title": f"doc {n}",
+                            "negative": f"n{n} " + " ".join(picks[i, 52:92]),
+                        }
+                    )
+                    + "\n"
+                )
     os.replace(path + ".tmp", path)
 
 
@@ -79,7 +91,9 @@ def main() -> None:
     if not os.path.exists(path):
         start = time.perf_counter()
         write_rows(path, args.rows)
-        print(f"wrote {args.rows:,} rows to {path} in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"wrote {args.rows:,} rows to {path} in {time.perf_counter() - start:.0f} s", flush=True
+        )
     tasks.register_pair_corpus("bench_synthetic", path, task="question answering")
     vocabulary = load_pretrained("all-MiniLM-L6-v2").vocabulary
     lengths = {"query": 64, "positive": 256, "negative": 256, "num_negatives": 1}
@@ -97,15 +111,27 @@ def main() -> None:
     assert batch["negative_tokens"].shape == (args.batch_size, 1, 256)
     median = statistics.median(rates)
     need_1b, need_minilm = consumption_estimate(1.2e9), consumption_estimate(22.7e6)
-    print(f"\ninput pipeline, {args.rows:,}-row JSONL, lengths 64/256/256, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs: median {median:,.0f} examples/s over {args.repeats} x {args.batches} batches")
-    print(f"  trainer on a v4-8 (assumed, see docstring): Gecko-1B ~{need_1b:,.0f} examples/s, "
-          f"MiniLM ~{need_minilm:,.0f} examples/s")
-    print(f"  >= 20k examples/s here: {'MET' if median >= 20_000 else 'NOT MET'}; faster than "
-          f"Gecko-1B: {'yes' if median > need_1b else 'no'}; faster than MiniLM: {'yes' if median > need_minilm else 'no'}")
-    out = C.write_results(args.output, {"median_examples_per_s": median, "rates": rates,
-                                        "needed": {"gecko_1b": need_1b, "minilm": need_minilm},
-                                        "settings": vars(args)})
+    print(
+        f"\ninput pipeline, {args.rows:,}-row JSONL, lengths 64/256/256, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs: median {median:,.0f} examples/s over {args.repeats} x {args.batches} batches"
+    )
+    print(
+        f"  trainer on a v4-8 (assumed, see docstring): Gecko-1B ~{need_1b:,.0f} examples/s, "
+        f"MiniLM ~{need_minilm:,.0f} examples/s"
+    )
+    print(
+        f"  >= 20k examples/s here: {'MET' if median >= 20_000 else 'NOT MET'}; faster than "
+        f"Gecko-1B: {'yes' if median > need_1b else 'no'}; faster than MiniLM: {'yes' if median > need_minilm else 'no'}"
+    )
+    out = C.write_results(
+        args.output,
+        {
+            "median_examples_per_s": median,
+            "rates": rates,
+            "needed": {"gecko_1b": need_1b, "minilm": need_minilm},
+            "settings": vars(args),
+        },
+    )
     print(f"results: {out}")
 
 

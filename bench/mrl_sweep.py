@@ -33,9 +33,25 @@ SPLITS = ("dev", "test")
 
 def sweep(model: str, split: str, dims: str, output_dir: str, data_dir: str) -> dict[int, float]:
     """Runs ``gecko-eval local`` on STS-B; returns dimension -> Spearman."""
-    command = [sys.executable, "-m", "gecko_jax.eval.cli", "local", "--model", model, "--tasks", "stsb",
-               "--split", split, "--dims", dims, "--data_dir", data_dir, "--output_dir", output_dir,
-               "--overwrite"]
+    command = [
+        sys.executable,
+        "-m",
+        "gecko_jax.eval.cli",
+        "local",
+        "--model",
+        model,
+        "--tasks",
+        "stsb",
+        "--split",
+        split,
+        "--dims",
+        dims,
+        "--data_dir",
+        data_dir,
+        "--output_dir",
+        output_dir,
+        "--overwrite",
+    ]
     print("$ " + " ".join(command[1:]), flush=True)
     subprocess.run(command, cwd=C.REPO, env=C.child_env(), check=True)
     with open(os.path.join(output_dir, "report.json"), encoding="utf-8") as f:
@@ -50,9 +66,13 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--length", type=int, default=48)
     parser.add_argument("--dims", default="32,64,128,256,384")
-    parser.add_argument("--model_dir", help="kept afterwards; default: a temporary directory, removed")
+    parser.add_argument(
+        "--model_dir", help="kept afterwards; default: a temporary directory, removed"
+    )
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
-    parser.add_argument("--output_dir", default=os.path.join(C.REPO, "bench", "results", "mrl_sweep"))
+    parser.add_argument(
+        "--output_dir", default=os.path.join(C.REPO, "bench", "results", "mrl_sweep")
+    )
     args = parser.parse_args()
     dims = [int(d) for d in args.dims.split(",")]
     model_dir = os.path.abspath(args.model_dir or tempfile.mkdtemp(prefix="mrl_sweep_"))
@@ -62,25 +82,46 @@ def main() -> None:
         mrl = f"--gin.gecko_jax.ContrastiveLossConfig.mrl_dims=[{args.dims}]"
         train_s = stsb_finetune.train(args, model_dir, (mrl,))
         for label, model in (("released", "all-MiniLM-L6-v2"), ("mrl", model_dir)):
-            results[label] = {split: sweep(model, split, args.dims, os.path.join(args.output_dir, f"{label}_{split}"),
-                                           args.data_dir) for split in SPLITS}
+            results[label] = {
+                split: sweep(
+                    model,
+                    split,
+                    args.dims,
+                    os.path.join(args.output_dir, f"{label}_{split}"),
+                    args.data_dir,
+                )
+                for split in SPLITS
+            }
     finally:
         if not args.model_dir:
             shutil.rmtree(model_dir, ignore_errors=True)
     full = max(dims)
-    print(f"\nSTS-B Spearman x100 by embedding size; MRL model: gecko-train {args.steps} steps on STS-B "
-          f"train pairs, mrl_dims [{args.dims}] ({train_s:.0f} s):")
+    print(
+        f"\nSTS-B Spearman x100 by embedding size; MRL model: gecko-train {args.steps} steps on STS-B "
+        f"train pairs, mrl_dims [{args.dims}] ({train_s:.0f} s):"
+    )
     print(f"  {'model / split':>22} " + " ".join(f"{d:>7}" for d in dims))
     for label, by_split in results.items():
         for split, scores in by_split.items():
             print(f"  {label + ' ' + split:>22} " + " ".join(f"{scores[d]:7.2f}" for d in dims))
     gap = results["mrl"]["test"][full] - results["mrl"]["test"][256]
     dev_gap = results["mrl"]["dev"][full] - results["mrl"]["dev"][256]
-    print(f"MRL model, full - 256-d: test {gap:.2f}, dev {dev_gap:.2f} points "
-          f"(target <= 1: {'MET' if max(gap, dev_gap) <= 1.0 else 'NOT MET'})")
+    print(
+        f"MRL model, full - 256-d: test {gap:.2f}, dev {dev_gap:.2f} points "
+        f"(target <= 1: {'MET' if max(gap, dev_gap) <= 1.0 else 'NOT MET'})"
+    )
     print(f"plots: {args.output_dir}/*/report.png")
-    path = C.write_results("mrl_sweep", {"results": results, "steps": args.steps, "dims": dims,
-                                         "gap_256_test": gap, "gap_256_dev": dev_gap, "train_s": train_s})
+    path = C.write_results(
+        "mrl_sweep",
+        {
+            "results": results,
+            "steps": args.steps,
+            "dims": dims,
+            "gap_256_test": gap,
+            "gap_256_dev": dev_gap,
+            "train_s": train_s,
+        },
+    )
     print(f"results: {path}")
 
 

@@ -59,7 +59,8 @@ def eval_worker(args: argparse.Namespace) -> None:
         pretrained = load_pretrained("all-MiniLM-L6-v2")
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), pretrained.params)
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), pretrained.params
+        )
         params = restore_params(args.checkpoint, abstract)
         encoder = Encoder(pretrained.model, params, pretrained.vocabulary, pretrained.max_length)
     else:
@@ -86,13 +87,26 @@ def train(args: argparse.Namespace, model_dir: str, extra_gin: tuple[str, ...] =
 
     train_file = os.path.join(model_dir, "stsb_train_pairs.jsonl")
     rows = write_positive_pairs_jsonl(
-        read_sts_benchmark(os.path.join(args.data_dir, "stsb", "sts-train.csv")), train_file, min_score=4.0)
-    print(f"{rows} training rows (STS-B train pairs with score >= 4, both directions) -> {train_file}")
-    command = [sys.executable, "-m", "gecko_jax.train", "--gin_file=local/minilm_stsb.gin",
-               f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={args.steps}",
-               f"--gin.TRAIN_FILE='{train_file}'", f"--gin.BATCH_SIZE={args.batch_size}",
-               f"--gin.train.query_length={args.length}", f"--gin.train.document_length={args.length}",
-               *extra_gin]
+        read_sts_benchmark(os.path.join(args.data_dir, "stsb", "sts-train.csv")),
+        train_file,
+        min_score=4.0,
+    )
+    print(
+        f"{rows} training rows (STS-B train pairs with score >= 4, both directions) -> {train_file}"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "gecko_jax.train",
+        "--gin_file=local/minilm_stsb.gin",
+        f"--gin.MODEL_DIR='{model_dir}'",
+        f"--gin.TRAIN_STEPS={args.steps}",
+        f"--gin.TRAIN_FILE='{train_file}'",
+        f"--gin.BATCH_SIZE={args.batch_size}",
+        f"--gin.train.query_length={args.length}",
+        f"--gin.train.document_length={args.length}",
+        *extra_gin,
+    ]
     print("$ " + " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=C.REPO, env=C.child_env(), check=True)
@@ -104,7 +118,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--length", type=int, default=48, help="query and document token length")
-    parser.add_argument("--model_dir", help="kept afterwards; default: a temporary directory, removed")
+    parser.add_argument(
+        "--model_dir", help="kept afterwards; default: a temporary directory, removed"
+    )
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
     parser.add_argument("--output", default="stsb_finetune")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -126,18 +142,34 @@ def main() -> None:
             shutil.rmtree(model_dir, ignore_errors=True)
     delta = after["dev"] - before["dev"]
     verdict = "improves" if delta > 0 else ("holds" if delta >= -TOLERANCE else "drops")
-    print(f"\nSTS-B Spearman (cosine) x100, all-MiniLM-L6-v2 fine-tuned with gecko-train for {args.steps} "
-          f"steps, batch {args.batch_size}, lengths {args.length} ({train_s:.0f} s in gecko-train, "
-          f"{time.perf_counter() - started:.0f} s in all):")
+    print(
+        f"\nSTS-B Spearman (cosine) x100, all-MiniLM-L6-v2 fine-tuned with gecko-train for {args.steps} "
+        f"steps, batch {args.batch_size}, lengths {args.length} ({train_s:.0f} s in gecko-train, "
+        f"{time.perf_counter() - started:.0f} s in all):"
+    )
     print(f"  {'':>22} {'original':>9} {'fine-tuned':>10} {'change':>7}")
     print(f"  {'dev':>22} {before['dev']:9.2f} {after['dev']:10.2f} {delta:+7.2f}")
-    print(f"  {'test (report only)':>22} {before['test']:9.2f} {after['test']:10.2f} "
-          f"{after['test'] - before['test']:+7.2f}")
-    print(f"Target: dev Spearman improves or holds (within {TOLERANCE}): {verdict} -> "
-          f"{'MET' if verdict != 'drops' else 'NOT MET'}")
-    path = C.write_results(args.output, {"before": before, "after": after, "dev_change": delta,
-                                         "verdict": verdict, "train_s": train_s, "steps": args.steps,
-                                         "batch_size": args.batch_size, "length": args.length})
+    print(
+        f"  {'test (report only)':>22} {before['test']:9.2f} {after['test']:10.2f} "
+        f"{after['test'] - before['test']:+7.2f}"
+    )
+    print(
+        f"Target: dev Spearman improves or holds (within {TOLERANCE}): {verdict} -> "
+        f"{'MET' if verdict != 'drops' else 'NOT MET'}"
+    )
+    path = C.write_results(
+        args.output,
+        {
+            "before": before,
+            "after": after,
+            "dev_change": delta,
+            "verdict": verdict,
+            "train_s": train_s,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "length": args.length,
+        },
+    )
     print(f"results: {path}")
 
 

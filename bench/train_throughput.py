@@ -83,8 +83,12 @@ def gecko_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) ->
 
     pretrained = load_pretrained("all-MiniLM-L6-v2")
     config = TrainConfig(
-        loss=ContrastiveLossConfig(temperature=0.05, same_tower_negatives=False, hard_negatives="none"),
-        optimizer=OptimizerConfig(name="adamw", learning_rate=2e-5, weight_decay=0.01, clip_grad_norm=1.0),
+        loss=ContrastiveLossConfig(
+            temperature=0.05, same_tower_negatives=False, hard_negatives="none"
+        ),
+        optimizer=OptimizerConfig(
+            name="adamw", learning_rate=2e-5, weight_decay=0.01, clip_grad_norm=1.0
+        ),
     )
     trainer = Trainer(pretrained.model, P.make_mesh(), P.logical_axis_rules(), config)
     columns = []
@@ -93,8 +97,13 @@ def gecko_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) ->
         if any(len(x) != length for x in ids):
             raise SystemExit(f"a text has fewer than {length} tokens; raise --min_words")
         columns.append(np.stack(ids).astype(np.int32))
-    batches = [{"query_tokens": columns[0][s:s + batch_size], "positive_tokens": columns[1][s:s + batch_size]}
-               for s in range(0, len(pairs), batch_size)]
+    batches = [
+        {
+            "query_tokens": columns[0][s : s + batch_size],
+            "positive_tokens": columns[1][s : s + batch_size],
+        }
+        for s in range(0, len(pairs), batch_size)
+    ]
     state = trainer.init_state(jax.random.PRNGKey(0), pretrained.params, batches[0])
 
     def step(i: int) -> float:
@@ -121,9 +130,11 @@ def st_step_fn(pairs: list[tuple[str, str]], batch_size: int, length: int) -> St
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
     batches = []
     for s in range(0, len(pairs), batch_size):
-        features = [model.preprocess(list(side)) for side in zip(*pairs[s:s + batch_size])]
+        features = [model.preprocess(list(side)) for side in zip(*pairs[s : s + batch_size])]
         for f in features:
-            if tuple(f["input_ids"].shape) != (batch_size, length) or not bool(f["attention_mask"].all()):
+            if tuple(f["input_ids"].shape) != (batch_size, length) or not bool(
+                f["attention_mask"].all()
+            ):
                 raise SystemExit(f"a text has fewer than {length} tokens; raise --min_words")
         batches.append(features)
 
@@ -157,9 +168,18 @@ def worker(args: argparse.Namespace) -> None:
         losses.append(step(i))
         times.append(time.perf_counter() - start)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
-    C.emit({"side": args.worker, "examples_per_s": args.steps * args.batch_size / sum(times),
-            "step_s": times, "warmup_s": warmup_s, "losses": losses,
-            "minor_faults_per_step": faults, "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "peak_rss_mib": C.peak_rss_mib()})
+    C.emit(
+        {
+            "side": args.worker,
+            "examples_per_s": args.steps * args.batch_size / sum(times),
+            "step_s": times,
+            "warmup_s": warmup_s,
+            "losses": losses,
+            "minor_faults_per_step": faults,
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "peak_rss_mib": C.peak_rss_mib(),
+        }
+    )
 
 
 def main() -> None:
@@ -169,50 +189,99 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--length", type=int, default=128, help="tokens per side")
-    parser.add_argument("--min_words", type=int, default=252, help="SciFact passages at least this long")
+    parser.add_argument(
+        "--min_words", type=int, default=252, help="SciFact passages at least this long"
+    )
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
     parser.add_argument("--output", default="train_throughput")
-    parser.add_argument("--no_hugepage_malloc", action="store_true",
-                        help="run gecko_jax with plain malloc (gecko-train's start-up uses huge pages)")
-    parser.add_argument("--anchor_hugepage_malloc", action="store_true",
-                        help="run sentence-transformers with huge-page malloc too")
+    parser.add_argument(
+        "--no_hugepage_malloc",
+        action="store_true",
+        help="run gecko_jax with plain malloc (gecko-train's start-up uses huge pages)",
+    )
+    parser.add_argument(
+        "--anchor_hugepage_malloc",
+        action="store_true",
+        help="run sentence-transformers with huge-page malloc too",
+    )
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--hugepage_malloc", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    forwarded = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch_size", str(args.batch_size),
-                 "--length", str(args.length), "--min_words", str(args.min_words), "--data_dir", args.data_dir]
+    forwarded = [
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch_size",
+        str(args.batch_size),
+        "--length",
+        str(args.length),
+        "--min_words",
+        str(args.min_words),
+        "--data_dir",
+        args.data_dir,
+    ]
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     for round_index in range(args.rounds):
         for side in SIDES:
-            huge = not args.no_hugepage_malloc if side == "gecko_jax" else args.anchor_hugepage_malloc
-            result = C.run_worker(__file__, ["--worker", side, *forwarded] + ["--hugepage_malloc"] * huge)
+            huge = (
+                not args.no_hugepage_malloc if side == "gecko_jax" else args.anchor_hugepage_malloc
+            )
+            result = C.run_worker(
+                __file__, ["--worker", side, *forwarded] + ["--hugepage_malloc"] * huge
+            )
             if "failed" in result:
-                raise SystemExit(f"{side} worker failed: {result['failed']}\n{result['stderr_tail']}")
+                raise SystemExit(
+                    f"{side} worker failed: {result['failed']}\n{result['stderr_tail']}"
+                )
             runs[side].append(result)
-            print(f"round {round_index + 1} {side:>21}: {result['examples_per_s']:6.2f} examples/s "
-                  f"(median step {statistics.median(result['step_s']):.2f} s, "
-                  f"{result['minor_faults_per_step']:,.0f} page faults/step, loss "
-                  f"{result['losses'][0]:.3f} -> {result['losses'][-1]:.3f})", flush=True)
-    summary = {side: {"median_examples_per_s": statistics.median(r["examples_per_s"] for r in results),
-                      "median_step_s": statistics.median(s for r in results for s in r["step_s"]),
-                      "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
-                      "minor_faults_per_step": statistics.median(r["minor_faults_per_step"] for r in results),
-                      "glibc_tunables": results[0]["glibc_tunables"]}
-               for side, results in runs.items()}
-    ratio = summary["gecko_jax"]["median_examples_per_s"] / summary["sentence-transformers"]["median_examples_per_s"]
-    print(f"\nTraining all-MiniLM-L6-v2, batch {args.batch_size}, {args.length} tokens per side, SciFact "
-          f"passage halves, {os.cpu_count()} CPUs; median of {args.rounds} processes x {args.steps} steps:")
+            print(
+                f"round {round_index + 1} {side:>21}: {result['examples_per_s']:6.2f} examples/s "
+                f"(median step {statistics.median(result['step_s']):.2f} s, "
+                f"{result['minor_faults_per_step']:,.0f} page faults/step, loss "
+                f"{result['losses'][0]:.3f} -> {result['losses'][-1]:.3f})",
+                flush=True,
+            )
+    summary = {
+        side: {
+            "median_examples_per_s": statistics.median(r["examples_per_s"] for r in results),
+            "median_step_s": statistics.median(s for r in results for s in r["step_s"]),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "minor_faults_per_step": statistics.median(r["minor_faults_per_step"] for r in results),
+            "glibc_tunables": results[0]["glibc_tunables"],
+        }
+        for side, results in runs.items()
+    }
+    ratio = (
+        summary["gecko_jax"]["median_examples_per_s"]
+        / summary["sentence-transformers"]["median_examples_per_s"]
+    )
+    print(
+        f"\nTraining all-MiniLM-L6-v2, batch {args.batch_size}, {args.length} tokens per side, SciFact "
+        f"passage halves, {os.cpu_count()} CPUs; median of {args.rounds} processes x {args.steps} steps:"
+    )
     for side, s in summary.items():
-        print(f"  {side:>21}: {s['median_examples_per_s']:7.2f} examples/s  median step "
-              f"{s['median_step_s']:6.2f} s  peak RSS {s['peak_rss_mib']:6.0f} MiB  "
-              f"{s['minor_faults_per_step']:>10,.0f} page faults/step  GLIBC_TUNABLES={s['glibc_tunables'] or '-'}")
-    print(f"  ratio gecko_jax / sentence-transformers: {ratio:.2f}x (target >= 1.2x: "
-          f"{'MET' if ratio >= 1.2 else 'NOT MET'})")
-    path = C.write_results(args.output, {"summary": summary, "ratio": ratio, "runs": runs,
-                                         "settings": {k: v for k, v in vars(args).items() if k != "worker"}})
+        print(
+            f"  {side:>21}: {s['median_examples_per_s']:7.2f} examples/s  median step "
+            f"{s['median_step_s']:6.2f} s  peak RSS {s['peak_rss_mib']:6.0f} MiB  "
+            f"{s['minor_faults_per_step']:>10,.0f} page faults/step  GLIBC_TUNABLES={s['glibc_tunables'] or '-'}"
+        )
+    print(
+        f"  ratio gecko_jax / sentence-transformers: {ratio:.2f}x (target >= 1.2x: "
+        f"{'MET' if ratio >= 1.2 else 'NOT MET'})"
+    )
+    path = C.write_results(
+        args.output,
+        {
+            "summary": summary,
+            "ratio": ratio,
+            "runs": runs,
+            "settings": {k: v for k, v in vars(args).items() if k != "worker"},
+        },
+    )
     print(f"results: {path}")
 
 

@@ -216,8 +216,9 @@ class BestCheckpoints:
       mode: ``"max"`` (higher is better) or ``"min"``.
     """
 
-    def __init__(self, directory: str | os.PathLike, metric: str, max_to_keep: int = 1,
-                 mode: str = "max") -> None:
+    def __init__(
+        self, directory: str | os.PathLike, metric: str, max_to_keep: int = 1, mode: str = "max"
+    ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         if max_to_keep < 1:
@@ -226,8 +227,10 @@ class BestCheckpoints:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, best_fn=lambda metrics: float(metrics[metric]),
-                best_mode=mode, keep_checkpoints_without_metrics=False,
+                max_to_keep=max_to_keep,
+                best_fn=lambda metrics: float(metrics[metric]),
+                best_mode=mode,
+                keep_checkpoints_without_metrics=False,
                 enable_async_checkpointing=False,
             ),
             item_names=(STATE_ITEM,),
@@ -240,15 +243,22 @@ class BestCheckpoints:
           KeyError: ``metrics`` lacks the ranking metric (the message lists the keys).
         """
         if self.metric not in metrics:
-            raise KeyError(f"best-checkpoint metric {self.metric!r} is not among the evaluation "
-                           f"metrics {sorted(metrics)}")
+            raise KeyError(
+                f"best-checkpoint metric {self.metric!r} is not among the evaluation "
+                f"metrics {sorted(metrics)}"
+            )
         args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave({"params": params})})
         saved = self._manager.save(step, args=args, metrics=dict(metrics), force=True)
         self._manager.wait_until_finished()
         if jax.process_index() == 0:
-            summary = {"metric": self.metric, "best_step": self.best_step(),
-                       "kept_steps": self.all_steps()}
-            (epath.Path(self.directory) / BEST_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            summary = {
+                "metric": self.metric,
+                "best_step": self.best_step(),
+                "kept_steps": self.all_steps(),
+            }
+            (epath.Path(self.directory) / BEST_SUMMARY).write_text(
+                json.dumps(summary, indent=2) + "\n"
+            )
         return saved
 
     def best_step(self) -> int | None:
@@ -268,12 +278,15 @@ class BestCheckpoints:
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a tree of arrays."""
     return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        tree,
     )
 
 
 def restore_params(
-    directory: str | os.PathLike, abstract_params: Any, step: int | None = None,
+    directory: str | os.PathLike,
+    abstract_params: Any,
+    step: int | None = None,
     params_path: tuple[str, ...] = ("params",),
 ) -> Any:
     """Reads only the parameters of a training checkpoint.
@@ -297,13 +310,17 @@ def restore_params(
     for key in reversed(params_path):
         target = {key: target}
     restore_args = jax.tree_util.tree_map(
-        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype)
-        if getattr(x, "sharding", None) is not None else ocp.RestoreArgs(),
+        lambda x: (
+            ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype)
+            if getattr(x, "sharding", None) is not None
+            else ocp.RestoreArgs()
+        ),
         target,
     )
     path = os.path.join(os.fspath(directory), str(step), STATE_ITEM)
     restored = ocp.PyTreeCheckpointer().restore(
-        path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+        path,
+        args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True),
     )
     manager.close()
     for key in params_path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import collections
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -13,8 +14,8 @@ from tqdm.auto import tqdm
 
 from gecko_jax.data import formats
 from gecko_jax.data.vocabularies import EncoderVocabulary
-from gecko_jax.models.dual_encoder import DualEncoder, matryoshka_truncate
 from gecko_jax.model_dir import is_model_dir, load_trained
+from gecko_jax.models.dual_encoder import DualEncoder, matryoshka_truncate
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
 
@@ -61,7 +62,7 @@ class Encoder:
         input_format: formats.InputFormat = formats.InputFormat(),
         step: int | None = None,
         checkpoint: str = "latest",
-    ) -> "Encoder":
+    ) -> Encoder:
         """Loads a named model, a Hugging Face / sentence-transformers directory or a
         gecko-train model directory.
 
@@ -121,23 +122,34 @@ class Encoder:
         """
         texts = _check_texts(texts)
         if dim is not None and not 1 <= dim <= self.embedding_dim:
-            raise ValueError(f"dim={dim} is outside 1..{self.embedding_dim}, the model's embedding size")
+            raise ValueError(
+                f"dim={dim} is outside 1..{self.embedding_dim}, the model's embedding size"
+            )
         formatted = formats.apply_format(texts, kind, task, titles, self.input_format)
         out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
         if not texts:
             return out[:, :dim] if dim else out
         token_ids = self.vocabulary.tokenize(formatted, self.max_length)
-        batches = list(padded_batches(token_ids, batch_size, self.max_length, self.vocabulary.pad_id))
+        batches = list(
+            padded_batches(token_ids, batch_size, self.max_length, self.vocabulary.pad_id)
+        )
         if show_progress is None:
             show_progress = len(texts) >= PROGRESS_THRESHOLD
         # Dispatch is asynchronous: the host pads the next batches while the device runs.
         # At most MAX_IN_FLIGHT are queued: each holds its activations until it runs, so
         # queueing a whole corpus at once grows memory with the corpus.
         pending: collections.deque = collections.deque()
-        with tqdm(total=len(batches), desc="encode", unit="batch", disable=not show_progress,
-                  file=sys.stderr) as progress:
+        with tqdm(
+            total=len(batches),
+            desc="encode",
+            unit="batch",
+            disable=not show_progress,
+            file=sys.stderr,
+        ) as progress:
             for batch in batches:
-                pending.append((batch.indices, self._embed(self.params, batch.token_ids, batch.mask)))
+                pending.append(
+                    (batch.indices, self._embed(self.params, batch.token_ids, batch.mask))
+                )
                 if len(pending) > MAX_IN_FLIGHT:
                     _collect(out, *pending.popleft())
                     progress.update()
@@ -155,7 +167,9 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
     if isinstance(texts, str):
         return [texts]
     if isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__len__"):
-        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+        raise TypeError(
+            f"texts must be a string or a sequence of strings, got {type(texts).__name__}"
+        )
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):

@@ -8,7 +8,7 @@ and the ``--gin.NAME=VALUE`` shorthand for a binding.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import gin
 
@@ -20,7 +20,7 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
     out = []
     for arg in argv:
         if arg.startswith("--gin.") and "=" in arg:
-            name, value = arg[len("--gin."):].split("=", 1)
+            name, value = arg[len("--gin.") :].split("=", 1)
             out.append(f"--gin_bindings={name} = {value}")
         else:
             out.append(arg)

@@ -104,7 +104,9 @@ def concat_rows(arrays: list[jax.Array], shards: int, mesh: Mesh | None = None) 
     return constrain_rows(joined.reshape((-1,) + tail), 0, mesh)
 
 
-def split_rows(x: jax.Array, sizes: list[int], shards: int, mesh: Mesh | None = None) -> list[jax.Array]:
+def split_rows(
+    x: jax.Array, sizes: list[int], shards: int, mesh: Mesh | None = None
+) -> list[jax.Array]:
     """Inverse of :func:`concat_rows` for arrays of ``sizes`` rows."""
     x = constrain_rows(x, 0, mesh)
     if len(sizes) == 1:

@@ -47,7 +47,7 @@ def _thp_mode(path: str = THP_SETTING) -> str | None:
     except OSError:
         return None
     start, end = text.find("["), text.find("]")
-    return text[start + 1:end] if 0 <= start < end else None
+    return text[start + 1 : end] if 0 <= start < end else None
 
 
 def tunables_with_hugepages(current: str | None) -> str:
@@ -55,8 +55,12 @@ def tunables_with_hugepages(current: str | None) -> str:
     return f"{current}:{TUNABLE}" if current else TUNABLE
 
 
-def should_reexec(environ: Mapping[str, str], platform_name: str = sys.platform,
-                  glibc: tuple[int, ...] | None = None, thp_mode: str | None = None) -> bool:
+def should_reexec(
+    environ: Mapping[str, str],
+    platform_name: str = sys.platform,
+    glibc: tuple[int, ...] | None = None,
+    thp_mode: str | None = None,
+) -> bool:
     """Whether a process started with ``environ`` would gain from re-executing.
 
     Args:

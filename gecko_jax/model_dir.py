@@ -47,13 +47,16 @@ class ModelSpec:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, path: str = SPEC_FILE) -> "ModelSpec":
+    def from_json(cls, text: str, path: str = SPEC_FILE) -> ModelSpec:
         """Parses ``encoder.json``; ``path`` names the file in errors."""
         try:
             raw = json.loads(text)
-            return cls(init_from=raw["init_from"], head=HeadConfig(**raw["head"]),
-                       max_length=int(raw["max_length"]),
-                       matryoshka_dims=tuple(raw.get("matryoshka_dims") or ()))
+            return cls(
+                init_from=raw["init_from"],
+                head=HeadConfig(**raw["head"]),
+                max_length=int(raw["max_length"]),
+                matryoshka_dims=tuple(raw.get("matryoshka_dims") or ()),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: not a gecko_jax model spec ({e})") from None
 
@@ -76,8 +79,12 @@ def read_spec(model_dir: str | os.PathLike) -> ModelSpec:
         return ModelSpec.from_json(f.read(), path)
 
 
-def load_trained(model_dir: str | os.PathLike, step: int | None = None,
-                 dtype: str = "float32", checkpoint: str = "latest") -> PretrainedModel:
+def load_trained(
+    model_dir: str | os.PathLike,
+    step: int | None = None,
+    dtype: str = "float32",
+    checkpoint: str = "latest",
+) -> PretrainedModel:
     """The trained encoder of a gecko-train model directory.
 
     Args:
@@ -97,7 +104,9 @@ def load_trained(model_dir: str | os.PathLike, step: int | None = None,
     base = load_pretrained(spec.init_from, dtype=dtype, head=spec.head, max_length=spec.max_length)
     # Shapes come from the model itself, so a projection the base checkpoint lacks is read too.
     shapes = _param_shapes(base)
-    directory = os.path.join(os.fspath(model_dir), CHECKPOINT_SUBDIR if checkpoint == "latest" else BEST_SUBDIR)
+    directory = os.path.join(
+        os.fspath(model_dir), CHECKPOINT_SUBDIR if checkpoint == "latest" else BEST_SUBDIR
+    )
     if checkpoint == "best" and step is None:
         step = checkpoints.best_step(directory)
     params = checkpoints.restore_params(directory, shapes, step=step)

@@ -72,7 +72,9 @@ class OptimizerConfig:
             raise ValueError(f"OptimizerConfig.weight_decay must be >= 0, got {self.weight_decay}")
         for field in ("b1", "b2"):
             if not 0.0 <= getattr(self, field) < 1.0:
-                raise ValueError(f"OptimizerConfig.{field} must be in [0, 1), got {getattr(self, field)}")
+                raise ValueError(
+                    f"OptimizerConfig.{field} must be in [0, 1), got {getattr(self, field)}"
+                )
         if not self.eps > 0:
             raise ValueError(f"OptimizerConfig.eps must be > 0, got {self.eps}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
@@ -90,7 +92,9 @@ def build_schedule(config: OptimizerConfig) -> optax.Schedule:
         decay_steps = config.total_steps - config.warmup_steps
         end = peak * config.end_learning_rate_fraction
         if config.decay == "cosine":
-            main = optax.cosine_decay_schedule(peak, decay_steps, alpha=config.end_learning_rate_fraction)
+            main = optax.cosine_decay_schedule(
+                peak, decay_steps, alpha=config.end_learning_rate_fraction
+            )
         else:
             main = optax.linear_schedule(peak, end, decay_steps)
     if config.warmup_steps == 0:
@@ -109,8 +113,12 @@ def build_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     schedule = build_schedule(config)
     if config.name == "adamw":
         optimizer = optax.adamw(
-            schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-            weight_decay=config.weight_decay, mask=decay_mask,
+            schedule,
+            b1=config.b1,
+            b2=config.b2,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            mask=decay_mask,
         )
     else:
         optimizer = optax.adafactor(

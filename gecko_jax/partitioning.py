@@ -66,7 +66,9 @@ def _resolve_sizes(n: int, data: int, model: int) -> tuple[int, int]:
     if data == -1 or model == -1:
         known = model if data == -1 else data
         if known < 1 or n % known:
-            raise ValueError(f"{n} devices cannot be split into a mesh with an axis of size {known}")
+            raise ValueError(
+                f"{n} devices cannot be split into a mesh with an axis of size {known}"
+            )
         data, model = (n // known, model) if data == -1 else (data, n // known)
     return data, model
 
@@ -76,7 +78,9 @@ def _slice_count(devices: Sequence[Any]) -> int:
     return len({getattr(d, "slice_index", 0) for d in devices})
 
 
-def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None, replica: int = 1) -> Mesh:
+def make_mesh(
+    data: int = -1, model: int = 1, devices: Sequence[Any] | None = None, replica: int = 1
+) -> Mesh:
     """Builds a ``('replica', 'data', 'model')`` mesh.
 
     Args:
@@ -105,7 +109,9 @@ def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = No
         raise ValueError(f"the devices span {slices} slices: give replica={slices} (got {replica})")
     try:
         if slices > 1:  # ICI inside a slice, DCN between slices, for the replica axis only
-            device_array = mesh_utils.create_hybrid_device_mesh((1, data, model), (replica, 1, 1), devices)
+            device_array = mesh_utils.create_hybrid_device_mesh(
+                (1, data, model), (replica, 1, 1), devices
+            )
         else:
             device_array = mesh_utils.create_device_mesh((replica, data, model), devices=devices)
     except (AssertionError, NotImplementedError, ValueError):
@@ -125,7 +131,8 @@ def data_axis_size(mesh: Mesh) -> int:
 def unbox(tree: Any) -> Any:
     """Strips ``nn.Partitioned`` boxes; unlike ``nn.unbox``, never adds constraints."""
     return jax.tree_util.tree_map(
-        lambda x: x.value if isinstance(x, nn.Partitioned) else x, tree,
+        lambda x: x.value if isinstance(x, nn.Partitioned) else x,
+        tree,
         is_leaf=lambda x: isinstance(x, nn.Partitioned),
     )
 
@@ -143,6 +150,7 @@ def logical_to_mesh_shardings(
       mesh: the device mesh.
       rules: logical axis name -> mesh axis rules.
     """
+
     def is_spec(x: Any) -> bool:
         return isinstance(x, PartitionSpec)
 
@@ -158,7 +166,9 @@ def logical_to_mesh_shardings(
 
 def _check_divisible(tree: Any, shardings: Any) -> None:
     """Raises ValueError naming the first array whose dims do not split evenly."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, PartitionSpec))[0]
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: isinstance(x, PartitionSpec)
+    )[0]
     for (path, leaf), sharding in zip(leaves, jax.tree_util.tree_leaves(shardings)):
         if not hasattr(leaf, "shape"):
             continue
@@ -181,7 +191,8 @@ def match_param_shardings(tree: Any, params: Any, param_shardings: Any, default:
     by_path = {
         tuple(path): (leaf.shape, sharding)
         for (path, leaf), sharding in zip(
-            jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_leaves(param_shardings)
+            jax.tree_util.tree_flatten_with_path(params)[0],
+            jax.tree_util.tree_leaves(param_shardings),
         )
     }
 
@@ -219,7 +230,11 @@ def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
 # ------------------------------------------------------------------------ multi-host
 
 # Set on multi-process launches; a plain single-host run has none of them.
-_MULTI_PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS")
+_MULTI_PROCESS_ENV = (
+    "JAX_COORDINATOR_ADDRESS",
+    "COORDINATOR_ADDRESS",
+    "MEGASCALE_COORDINATOR_ADDRESS",
+)
 
 
 def _is_multi_process_launch(env: Mapping[str, str]) -> bool:

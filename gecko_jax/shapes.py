@@ -8,7 +8,7 @@ to the requested batch size, so a short request does not pay for a full batch).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def padded_batches(
     lengths = np.array([len(t) for t in token_ids], dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
+        indices = order[start : start + batch_size]
         length = length_bucket(int(lengths[indices[0]]), max_length)
         rows = batch_bucket(len(indices), batch_size)
         ids = np.full((rows, length), pad_id, dtype=np.int32)

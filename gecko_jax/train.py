@@ -15,20 +15,21 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import gin
 import jax
 import numpy as np
 
+import gin
 from gecko_jax import gin_utils, partitioning
+from gecko_jax import model_dir as model_dir_lib
 from gecko_jax.checkpoints import CheckpointManager, restore_params
 from gecko_jax.data import fret_tasks, pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.optimizers import OptimizerConfig
-from gecko_jax import model_dir as model_dir_lib
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.trainer import TrainConfig, Trainer
 
@@ -36,9 +37,15 @@ log = logging.getLogger("gecko_jax.train")
 
 for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig):
     gin.external_configurable(_cls, module="gecko_jax")
-for _fn in (tasks.register_default_tasks, tasks.register_pair_corpus, tasks.register_classification_task,
-            tasks.register_beir_task, tasks.register_sts_task, fret_tasks.register_fret_tasks,
-            pipeline.register_mixture):
+for _fn in (
+    tasks.register_default_tasks,
+    tasks.register_pair_corpus,
+    tasks.register_classification_task,
+    tasks.register_beir_task,
+    tasks.register_sts_task,
+    fret_tasks.register_fret_tasks,
+    pipeline.register_mixture,
+):
     gin.external_configurable(_fn, module="gecko_jax")
 
 
@@ -62,9 +69,11 @@ class _Preemption:
 
 def _progress_line(step: int, total: int, metrics: dict[str, float], eta_s: float) -> str:
     eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))) if eta_s < 86400 * 30 else "--"
-    return (f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
-            f"{metrics['examples_per_second']:.1f} examples/s  "
-            f"{metrics['tokens_per_second']:.0f} tokens/s  ETA {eta}")
+    return (
+        f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
+        f"{metrics['examples_per_second']:.1f} examples/s  "
+        f"{metrics['tokens_per_second']:.0f} tokens/s  ETA {eta}"
+    )
 
 
 def _to_global(batch: dict[str, np.ndarray], mesh: Any, host_local: bool) -> Any:
@@ -78,7 +87,7 @@ def _to_global(batch: dict[str, np.ndarray], mesh: Any, host_local: bool) -> Any
         return partitioning.host_local_batch_to_global(batch, mesh)
     count, index = jax.process_count(), jax.process_index()
     rows = next(iter(batch.values())).shape[0] // count
-    local = {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
+    local = {k: v[index * rows : (index + 1) * rows] for k, v in batch.items()}
     return partitioning.host_local_batch_to_global(local, mesh)
 
 
@@ -122,18 +131,27 @@ def _build_input(
 ) -> Any:
     """A pairs-file input or a mixture's; exactly one of the two must be named."""
     if (train_file is None) == (mixture_or_task_name is None):
-        raise ValueError("set exactly one of train.train_file and train.mixture_or_task_name "
-                         f"(got {train_file!r} and {mixture_or_task_name!r})")
+        raise ValueError(
+            "set exactly one of train.train_file and train.mixture_or_task_name "
+            f"(got {train_file!r} and {mixture_or_task_name!r})"
+        )
     if train_file is not None:
-        return PairBatches(read_pair_rows(train_file), vocabulary, batch_size, lengths["query"],
-                           lengths["positive"], seed=seed)
+        return PairBatches(
+            read_pair_rows(train_file),
+            vocabulary,
+            batch_size,
+            lengths["query"],
+            lengths["positive"],
+            seed=seed,
+        )
     shard_info = None
     if jax.process_count() > 1:
         import seqio
 
         shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
-    return pipeline.mixture_input(mixture_or_task_name, vocabulary, lengths, batch_size,
-                                  seed=seed, shard_info=shard_info)
+    return pipeline.mixture_input(
+        mixture_or_task_name, vocabulary, lengths, batch_size, seed=seed, shard_info=shard_info
+    )
 
 
 @gin.configurable(module="gecko_jax")
@@ -212,28 +230,55 @@ def train(
 
     pretrained = load_pretrained(init_from, dtype=dtype, head=head, dropout_rate=dropout_rate)
     if jax.process_index() == 0:
-        model_dir_lib.write_spec(model_dir, model_dir_lib.ModelSpec(
-            init_from=init_from, head=pretrained.model.head, max_length=pretrained.max_length,
-            matryoshka_dims=train_config.loss.mrl_dims))
+        model_dir_lib.write_spec(
+            model_dir,
+            model_dir_lib.ModelSpec(
+                init_from=init_from,
+                head=pretrained.model.head,
+                max_length=pretrained.max_length,
+                matryoshka_dims=train_config.loss.mrl_dims,
+            ),
+        )
     for name, length in (("query_length", query_length), ("document_length", document_length)):
         if length > pretrained.max_length:
-            raise ValueError(f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens")
+            raise ValueError(
+                f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens"
+            )
     del task_registrations  # gin has called them by now
-    batches = _build_input(train_file, mixture_or_task_name, pretrained.vocabulary, batch_size,
-                           {"query": query_length, "positive": document_length,
-                            "negative": document_length, "num_negatives": num_negatives}, seed)
+    batches = _build_input(
+        train_file,
+        mixture_or_task_name,
+        pretrained.vocabulary,
+        batch_size,
+        {
+            "query": query_length,
+            "positive": document_length,
+            "negative": document_length,
+            "num_negatives": num_negatives,
+        },
+        seed,
+    )
     host_local = getattr(batches, "host_local", False)
     trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
-    checkpoints = CheckpointManager(os.path.join(model_dir, "checkpoints"), checkpoint_every,
-                                    keep_checkpoints)
-    state = _restore_or_init(trainer, checkpoints, batches, pretrained.params, init_checkpoint, seed)
+    checkpoints = CheckpointManager(
+        os.path.join(model_dir, "checkpoints"), checkpoint_every, keep_checkpoints
+    )
+    state = _restore_or_init(
+        trainer, checkpoints, batches, pretrained.params, init_checkpoint, seed
+    )
     in_training_eval = None
     if eval_every or evaluators or best_metric:
         from gecko_jax.train_eval import InTrainingEval  # reads evaluation data; only when asked
 
         in_training_eval = InTrainingEval.build(
-            evaluators, eval_every, model_dir=model_dir, data_dir=eval_data_dir, dims=eval_dims,
-            best_metric=best_metric, keep_best=keep_best)
+            evaluators,
+            eval_every,
+            model_dir=model_dir,
+            data_dir=eval_data_dir,
+            dims=eval_dims,
+            best_metric=best_metric,
+            keep_best=keep_best,
+        )
 
     from clu import metric_writers  # imports TensorBoard; kept off the module import path
 
@@ -262,14 +307,22 @@ def train(
                 rate = (step - start_step) * batch_size / elapsed
                 metrics.update(examples_per_second=rate, tokens_per_second=tokens / elapsed)
                 writer.write_scalars(step, metrics)
-                log.info(_progress_line(step, train_steps, metrics,
-                                        (train_steps - step) * batch_size / max(rate, 1e-9)))
+                log.info(
+                    _progress_line(
+                        step,
+                        train_steps,
+                        metrics,
+                        (train_steps - step) * batch_size / max(rate, 1e-9),
+                    )
+                )
             if in_training_eval is not None and in_training_eval.due(step, train_steps):
                 eval_metrics = in_training_eval.run(step, pretrained, state.params)
                 writer.write_scalars(step, eval_metrics)
                 metrics.update(eval_metrics)
             preempted = preemption.requested  # read once: SIGTERM may land at any moment
-            checkpoints.save(step, state, batches.get_state(), force=step == train_steps or preempted)
+            checkpoints.save(
+                step, state, batches.get_state(), force=step == train_steps or preempted
+            )
             if preempted:
                 break
     finally:
@@ -291,7 +344,9 @@ def make_mesh_from_shape(mesh_shape: Sequence[int]) -> Any:
     if len(mesh_shape) == 3:
         replica, data, model = mesh_shape
         return partitioning.make_mesh(data, model, replica=replica)
-    raise ValueError(f"train.mesh_shape must be (data, model) or (replica, data, model), got {tuple(mesh_shape)}")
+    raise ValueError(
+        f"train.mesh_shape must be (data, model) or (replica, data, model), got {tuple(mesh_shape)}"
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -302,7 +357,9 @@ def main(argv: Sequence[str]) -> None:
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
 
-    gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
+    gin_utils.parse_gin(
+        flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths
+    )
     train()
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gecko_jax.checkpoints import BestCheckpoints
 from gecko_jax.encoder import Encoder
@@ -42,7 +43,9 @@ def metric_keys(name: str, scores: dict[int, dict[str, float]], full_dim: int) -
     flat = {}
     for dim, metrics in scores.items():
         suffix = "" if dim == full_dim else f"@{dim}"
-        flat.update({f"{PREFIX}{name}/{metric}{suffix}": value for metric, value in metrics.items()})
+        flat.update(
+            {f"{PREFIX}{name}/{metric}{suffix}": value for metric, value in metrics.items()}
+        )
     return flat
 
 
@@ -64,9 +67,18 @@ class InTrainingEval:
     _encoder: Encoder | None = None
 
     @classmethod
-    def build(cls, specs: Sequence[str], every: int, *, model_dir: str, data_dir: str | None = None,
-              dims: Sequence[int] | None = None, best_metric: str | None = None,
-              keep_best: int = 1, best_mode: str = "max") -> "InTrainingEval | None":
+    def build(
+        cls,
+        specs: Sequence[str],
+        every: int,
+        *,
+        model_dir: str,
+        data_dir: str | None = None,
+        dims: Sequence[int] | None = None,
+        best_metric: str | None = None,
+        keep_best: int = 1,
+        best_mode: str = "max",
+    ) -> InTrainingEval | None:
         """The evaluation of ``train``'s gin settings; None when none is configured.
 
         Raises:
@@ -76,13 +88,22 @@ class InTrainingEval:
         if not specs and not every and not best_metric:
             return None
         if not specs or every < 1:
-            raise ValueError("train.evaluators and train.eval_every > 0 go together "
-                             f"(got {list(specs)!r} and {every})")
-        built = [eval_sets.build_evaluator(name, data_dir, split) for name, split in map(parse_evaluator_spec, specs)]
+            raise ValueError(
+                "train.evaluators and train.eval_every > 0 go together "
+                f"(got {list(specs)!r} and {every})"
+            )
+        built = [
+            eval_sets.build_evaluator(name, data_dir, split)
+            for name, split in map(parse_evaluator_spec, specs)
+        ]
         best = None
         if best_metric:
-            best = BestCheckpoints(os.path.join(model_dir, BEST_SUBDIR), PREFIX + best_metric,
-                                   max_to_keep=keep_best, mode=best_mode)
+            best = BestCheckpoints(
+                os.path.join(model_dir, BEST_SUBDIR),
+                PREFIX + best_metric,
+                max_to_keep=keep_best,
+                mode=best_mode,
+            )
         return cls(built, every, dims, best)
 
     def due(self, step: int, last_step: int) -> bool:
@@ -92,16 +113,22 @@ class InTrainingEval:
     def run(self, step: int, pretrained: PretrainedModel, params: Any) -> dict[str, float]:
         """Evaluates ``params``; saves them among the best if they rank. Returns the metrics."""
         if self._encoder is None:
-            self._encoder = Encoder(pretrained.model, params, pretrained.vocabulary, pretrained.max_length)
+            self._encoder = Encoder(
+                pretrained.model, params, pretrained.vocabulary, pretrained.max_length
+            )
         else:  # same shapes: the encoder's compiled function is reused
             self._encoder.params = params
         metrics: dict[str, float] = {}
         for evaluator in self.evaluators:
             scores = evaluator.evaluate(self._encoder, self.dims)
             metrics.update(metric_keys(evaluator.name, scores, self._encoder.embedding_dim))
-        log.info("eval at step %d: %s", step, "  ".join(f"{k[len(PREFIX):]} {v:.2f}" for k, v in sorted(metrics.items())))
+        log.info(
+            "eval at step %d: %s",
+            step,
+            "  ".join(f"{k[len(PREFIX) :]} {v:.2f}" for k, v in sorted(metrics.items())),
+        )
         if self.best is not None and self.best.save(step, params, metrics):
-            log.info("step %d kept among the best by %s", step, self.best.metric[len(PREFIX):])
+            log.info("step %d kept among the best by %s", step, self.best.metric[len(PREFIX) :])
         return metrics
 
     def close(self) -> None:

@@ -149,8 +149,10 @@ class Trainer:
             with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
                 jax.eval_shape(lambda p: self.model.apply({"params": p}, ids, ids != 0), params)
         except ValueError as e:
-            log.warning("model activation constraints disabled, the model fails under a "
-                        "context mesh: %s", str(e).splitlines()[0][:300])
+            log.warning(
+                "model activation constraints disabled, the model fails under a context mesh: %s",
+                str(e).splitlines()[0][:300],
+            )
             return False
         return True
 
@@ -187,7 +189,9 @@ class Trainer:
             params = P.logical_to_mesh_shardings(boxed, self.mesh, self.rules)
             abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
             rep = P.replicated(self.mesh)
-            trainable_shardings = self.trainable(abstract.replace(params=params, log_logit_scale=rep))
+            trainable_shardings = self.trainable(
+                abstract.replace(params=params, log_logit_scale=rep)
+            )
             opt_state = P.match_param_shardings(
                 abstract.opt_state, self.trainable(abstract), trainable_shardings, rep
             )
@@ -201,11 +205,15 @@ class Trainer:
         abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
         return jax.tree_util.tree_map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            abstract, self.state_shardings,
+            abstract,
+            self.state_shardings,
         )
 
     def init_state(
-        self, rng: jax.Array | None = None, init_params: Any = None, example_batch: Batch | None = None
+        self,
+        rng: jax.Array | None = None,
+        init_params: Any = None,
+        example_batch: Batch | None = None,
     ) -> TrainState:
         """Creates the train state directly in its shardings.
 
@@ -231,24 +239,34 @@ class Trainer:
         # to their final rank before reshaping them; out_shardings place the state.
         return jax.jit(self._init_fn, out_shardings=shardings)(rng, flat_init)
 
-    def _check_init_params(self, init_params: Any, param_shardings: Any) -> dict[tuple[str, ...], jax.Array]:
+    def _check_init_params(
+        self, init_params: Any, param_shardings: Any
+    ) -> dict[tuple[str, ...], jax.Array]:
         """Validates ``init_params`` leaves and places them in their shardings."""
         if init_params is None:
             return {}
-        model = traverse_util.flatten_dict(P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0))))
+        model = traverse_util.flatten_dict(
+            P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0)))
+        )
         shardings = traverse_util.flatten_dict(param_shardings)
         out = {}
         for path, value in traverse_util.flatten_dict(dict(init_params)).items():
             name = "/".join(path)
             if path not in model:
                 top = sorted({p[0] for p in model})
-                raise ValueError(f"init_params has {name!r}, which the model lacks (its params: {top})")
+                raise ValueError(
+                    f"init_params has {name!r}, which the model lacks (its params: {top})"
+                )
             if tuple(value.shape) != model[path].shape:
-                raise ValueError(f"init_params {name!r} has shape {tuple(value.shape)}, but the "
-                                 f"model's is {model[path].shape}")
+                raise ValueError(
+                    f"init_params {name!r} has shape {tuple(value.shape)}, but the "
+                    f"model's is {model[path].shape}"
+                )
             dtype = model[path].dtype
             # Host arrays go straight from host memory to their shards.
-            value = value.astype(dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+            value = (
+                value.astype(dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+            )
             out[path] = jax.device_put(value, shardings[path])
         return out
 
@@ -264,22 +282,36 @@ class Trainer:
             if value.shape[0] != b:
                 raise ValueError(f"batch[{key!r}] has {value.shape[0]} rows, query_tokens has {b}")
         if "negative_tokens" in batch and len(batch["negative_tokens"].shape) != 3:
-            raise ValueError(f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}")
+            raise ValueError(
+                f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}"
+            )
         P.check_batch_divisible(b, self.mesh)
         rows = b * (batch["negative_tokens"].shape[1] if "negative_tokens" in batch else 1)
         if rows >= 1 << _ROW_INDEX_BITS:
-            raise ValueError(f"a tower of {rows} rows exceeds the {1 << _ROW_INDEX_BITS} rows dropout can key")
+            raise ValueError(
+                f"a tower of {rows} rows exceeds the {1 << _ROW_INDEX_BITS} rows dropout can key"
+            )
         if train and self.config.grad_cache_chunk_size is not None:
-            grad_cache.check_chunk_size(b, self.config.grad_cache_chunk_size, P.data_axis_size(self.mesh))
+            grad_cache.check_chunk_size(
+                b, self.config.grad_cache_chunk_size, P.data_axis_size(self.mesh)
+            )
 
-    def _encode(self, params: Any, tokens: jax.Array, rows: jax.Array | None, rng: jax.Array | None) -> jax.Array:
+    def _encode(
+        self, params: Any, tokens: jax.Array, rows: jax.Array | None, rng: jax.Array | None
+    ) -> jax.Array:
         """Embeds ``[N, L]`` tokens; with ``rows [N]`` and ``rng``, dropout is on and
         keyed per row by its identity (:mod:`gecko_jax.models.dropout`)."""
         mask = tokens != 0
         if rng is None:
             return self.model.apply({"params": params}, tokens, mask, deterministic=True)
-        return self.model.apply({"params": params}, tokens, mask, deterministic=False,
-                                dropout_rows=rows, rngs={"dropout": rng})
+        return self.model.apply(
+            {"params": params},
+            tokens,
+            mask,
+            deterministic=False,
+            dropout_rows=rows,
+            rngs={"dropout": rng},
+        )
 
     def _embed_fn(self, rng: jax.Array | None) -> grad_cache.EmbedFn:
         """``(params, towers chunk, start) -> embeddings``, shared by both gradient paths.
@@ -290,7 +322,9 @@ class Trainer:
         """
         shards = P.data_axis_size(self.mesh)
 
-        def embed(params: Any, towers: dict[str, jax.Array], start: jax.Array) -> dict[str, jax.Array]:
+        def embed(
+            params: Any, towers: dict[str, jax.Array], start: jax.Array
+        ) -> dict[str, jax.Array]:
             by_length: dict[int, list[str]] = {}
             for name, tokens in towers.items():
                 by_length.setdefault(tokens.shape[-1], []).append(name)
@@ -300,12 +334,22 @@ class Trainer:
                 rows = [towers[n].reshape(-1, towers[n].shape[-1]) for n in names]
                 ids = None
                 if rng is not None:
-                    ids = grad_cache.concat_rows([
-                        _row_ids(TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0])
-                        for n, r in zip(names, rows)
-                    ], shards, self.mesh)
-                embedded = self._encode(params, grad_cache.concat_rows(rows, shards, self.mesh), ids, rng)
-                parts = grad_cache.split_rows(embedded, [r.shape[0] for r in rows], shards, self.mesh)
+                    ids = grad_cache.concat_rows(
+                        [
+                            _row_ids(
+                                TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0]
+                            )
+                            for n, r in zip(names, rows)
+                        ],
+                        shards,
+                        self.mesh,
+                    )
+                embedded = self._encode(
+                    params, grad_cache.concat_rows(rows, shards, self.mesh), ids, rng
+                )
+                parts = grad_cache.split_rows(
+                    embedded, [r.shape[0] for r in rows], shards, self.mesh
+                )
                 for n, part in zip(names, parts):
                     out[n] = part.reshape(towers[n].shape[:-1] + (-1,))
             return out
@@ -322,9 +366,13 @@ class Trainer:
                 log_max = math.log(self.config.max_logit_scale)
                 scale = jnp.exp(jnp.minimum(loss_params["log_logit_scale"], log_max))
             return contrastive_loss(
-                embeddings["query"], embeddings["positive"], embeddings.get("negative"),
-                self.config.loss, logit_scale=scale,
-                positive_ids=batch.get("positive_ids"), negative_mask=batch.get("negative_mask"),
+                embeddings["query"],
+                embeddings["positive"],
+                embeddings.get("negative"),
+                self.config.loss,
+                logit_scale=scale,
+                positive_ids=batch.get("positive_ids"),
+                negative_mask=batch.get("negative_mask"),
             )
 
         return loss
@@ -333,8 +381,13 @@ class Trainer:
         self, state: TrainState, batch: Batch, train: bool = True
     ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
         rng = jax.random.fold_in(state.rng, state.step) if (train and self._dropout) else None
-        args = (self._embed_fn(rng), self._loss_fn(batch), state.params, self._loss_params(state),
-                _towers(batch))
+        args = (
+            self._embed_fn(rng),
+            self._loss_fn(batch),
+            state.params,
+            self._loss_params(state),
+            _towers(batch),
+        )
         if self.config.grad_cache_chunk_size is None:
             loss, metrics, (g_params, g_loss) = grad_cache.plain_loss_and_grads(*args)
         else:
@@ -343,13 +396,16 @@ class Trainer:
             )
         return loss, metrics, {"params": g_params, **g_loss}
 
-    def _train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    def _train_step(
+        self, state: TrainState, batch: Batch
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
         _, metrics, grads = self._loss_and_grads(state, batch)
         trainable = self.trainable(state)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
         new = optax.apply_updates(trainable, updates)
-        state = state.replace(params=new["params"],
-                              log_logit_scale=new.get("log_logit_scale", state.log_logit_scale))
+        state = state.replace(
+            params=new["params"], log_logit_scale=new.get("log_logit_scale", state.log_logit_scale)
+        )
         metrics = {
             **metrics,
             "grad_norm": optax.tree.norm(grads),
@@ -374,11 +430,14 @@ class Trainer:
                 "eval": (self._eval_step, rep, ()),
                 "grads": (self._loss_and_grads, (rep, rep, grads), ()),
             }[name]
-            self._jitted[name] = jax.jit(fn, in_shardings=(shardings, batch), out_shardings=out,
-                                         donate_argnums=donate)
+            self._jitted[name] = jax.jit(
+                fn, in_shardings=(shardings, batch), out_shardings=out, donate_argnums=donate
+            )
         return self._jitted[name]
 
-    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(
+        self, state: TrainState, batch: Batch
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
         """One optimizer update on a global batch; ``state`` is donated.
 
         Args:

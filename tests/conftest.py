@@ -9,10 +9,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import ipaddress  # noqa: E402
-import socket  # noqa: E402
+import ipaddress
+import socket
 
-import pytest  # noqa: E402
+import pytest
 
 _real_connect = socket.socket.connect
 
@@ -61,10 +61,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: str) ->
 
     path = tmp_path_factory.mktemp("tiny_bert")
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=64, hidden_dropout_prob=0.1)
-    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(str(path), safe_serialization=True)
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.1,
+    )
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(
+        str(path), safe_serialization=True
+    )
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copy(os.path.join(minilm_dir, name), path / name)
     return str(path)

@@ -28,8 +28,10 @@ def _state(mesh: Mesh, value: float) -> State:
     replicated = NamedSharding(mesh, P())
     return State(
         step=jax.device_put(jnp.int32(int(value)), replicated),
-        params={"backbone": {"w": jax.device_put(jnp.full((4, 8), value), sharded)},
-                "projection": {"k": jax.device_put(jnp.full((8, 2), -value), replicated)}},
+        params={
+            "backbone": {"w": jax.device_put(jnp.full((4, 8), value), sharded)},
+            "projection": {"k": jax.device_put(jnp.full((8, 2), -value), replicated)},
+        },
         opt_state={"mu": jax.device_put(jnp.full((4, 8), 2 * value), sharded)},
     )
 
@@ -61,7 +63,9 @@ def test_forced_save_off_interval_and_missing_checkpoint(tmp_path, mesh: Mesh) -
     assert manager.latest_step() is None
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         manager.restore(abstract_like(_state(mesh, 0.0)))
-    saved = {step: manager.save(step, _state(mesh, 1.0), {"offset": step}) for step in (7, 8, 200, 250)}
+    saved = {
+        step: manager.save(step, _state(mesh, 1.0), {"offset": step}) for step in (7, 8, 200, 250)
+    }
     assert saved == {7: True, 8: False, 200: True, 250: False}  # the first save, then multiples
     assert manager.save(251, _state(mesh, 7.0), {"offset": 1}, force=True)
     manager.close()
@@ -72,8 +76,13 @@ def test_restore_params_reads_only_the_requested_subtree(tmp_path, mesh: Mesh) -
     manager = CheckpointManager(tmp_path, save_interval_steps=1)
     manager.save(3, _state(mesh, 3.0), {})
     manager.close()
-    target = {"backbone": {"w": jax.ShapeDtypeStruct((4, 8), jnp.float32,
-                                                     sharding=NamedSharding(mesh, P("data", None)))}}
+    target = {
+        "backbone": {
+            "w": jax.ShapeDtypeStruct(
+                (4, 8), jnp.float32, sharding=NamedSharding(mesh, P("data", None))
+            )
+        }
+    }
     params = restore_params(tmp_path, target)
     assert set(params) == {"backbone"}
     np.testing.assert_array_equal(params["backbone"]["w"], np.full((4, 8), 3.0))
@@ -98,12 +107,16 @@ def test_per_process_input_state_is_serialised_only_when_due_and_restored(
     manager = CheckpointManager(tmp_path, save_interval_steps=3, async_save=async_save)
     calls: list[int] = []
     for step in range(1, 8):
-        manager.save(step, _state(mesh, float(step)),
-                     {"position": step, HOST_STATE_KEY: _Snapshot(step, calls)})
+        manager.save(
+            step,
+            _state(mesh, float(step)),
+            {"position": step, HOST_STATE_KEY: _Snapshot(step, calls)},
+        )
     manager.close()
     assert calls == [1, 3, 6]  # due steps only: the other snapshots are never serialised
     assert (tmp_path / "6" / HOST_DATA_ITEM / "process_00000-of-00001.npz").read_bytes() == (
-        b"input state at 6")
+        b"input state at 6"
+    )
     fresh = CheckpointManager(tmp_path)
     state, data = fresh.restore(abstract_like(_state(mesh, 0.0)))
     assert int(state.step) == 6

@@ -20,7 +20,9 @@ def test_matches_sentence_transformers_on_varied_sentences(
     sentences = varied_sentences(shared_data_dir)
     assert len(sentences) >= 200
     ours = encoder.encode(sentences, batch_size=16)
-    ref = st_model.encode(sentences, batch_size=16, convert_to_numpy=True, normalize_embeddings=True)
+    ref = st_model.encode(
+        sentences, batch_size=16, convert_to_numpy=True, normalize_embeddings=True
+    )
     assert ours.shape == ref.shape == (len(sentences), 384) and ours.dtype == np.float32
     cosines = np.sum(ours * ref, axis=1)
     worst = int(np.argmin(cosines))
@@ -51,8 +53,12 @@ def test_matryoshka_dim_is_a_renormalised_prefix(encoder: Encoder) -> None:
     full = encoder.encode(texts)
     small = encoder.encode(texts, dim=128)
     assert small.shape == (2, 128)
-    np.testing.assert_allclose(small, full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        small,
+        full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     with pytest.raises(ValueError, match=r"dim=385 is outside 1\.\.384"):
         encoder.encode(texts, dim=385)
 
@@ -61,17 +67,27 @@ def test_task_formats_queries_and_documents(encoder: Encoder) -> None:
     query = encoder.encode(["who wrote hamlet"], task="question answering")
     manual = encoder.encode(["task: question answering | query: who wrote hamlet"])
     np.testing.assert_allclose(query, manual, atol=1e-6)
-    doc = encoder.encode(["Hamlet is a play."], task="question answering", kind="document",
-                         titles=["Hamlet"])
-    np.testing.assert_allclose(doc, encoder.encode(["title: Hamlet | text: Hamlet is a play."]), atol=1e-6)
+    doc = encoder.encode(
+        ["Hamlet is a play."], task="question answering", kind="document", titles=["Hamlet"]
+    )
+    np.testing.assert_allclose(
+        doc, encoder.encode(["title: Hamlet | text: Hamlet is a play."]), atol=1e-6
+    )
     untitled = encoder.encode(["Hamlet is a play."], task="qa", kind="document")
-    np.testing.assert_allclose(untitled, encoder.encode(["title: none | text: Hamlet is a play."]), atol=1e-6)
+    np.testing.assert_allclose(
+        untitled, encoder.encode(["title: none | text: Hamlet is a play."]), atol=1e-6
+    )
     with pytest.raises(ValueError, match="kind must be one of"):
         encoder.encode(["x"], kind="passage")
 
 
 def test_order_is_kept_and_batches_do_not_matter(encoder: Encoder) -> None:
-    texts = ["short", "a much longer sentence with many more words in it than the others", "", "mid length one"]
+    texts = [
+        "short",
+        "a much longer sentence with many more words in it than the others",
+        "",
+        "mid length one",
+    ]
     together = encoder.encode(texts, batch_size=2)
     for i, text in enumerate(texts):
         np.testing.assert_allclose(together[i], encoder.encode([text])[0], atol=1e-5)

@@ -11,8 +11,10 @@ import transformers
 from gecko_jax import Encoder
 from gecko_jax.data.vocabularies import SentencePieceVocabulary
 
-WORDS = ("the embedding model retrieves passages for every query about science and "
-         "history while a small encoder learns fast vectors").split()
+WORDS = (
+    "the embedding model retrieves passages for every query about science and "
+    "history while a small encoder learns fast vectors"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +23,30 @@ def t5_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     rng = random.Random(0)
     sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(300)]
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_prefix=str(directory / "spiece"), vocab_size=60,
-        hard_vocab_limit=False, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        sentence_iterator=iter(sentences),
+        model_prefix=str(directory / "spiece"),
+        vocab_size=60,
+        hard_vocab_limit=False,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
         minloglevel=2,
     )
     torch.manual_seed(0)
-    config = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, num_heads=4, d_ff=64,
-                                   num_layers=2, feed_forward_proj="gated-gelu")
-    transformers.T5EncoderModel(config).eval().save_pretrained(str(directory), safe_serialization=True)
+    config = transformers.T5Config(
+        vocab_size=64,
+        d_model=32,
+        d_kv=8,
+        num_heads=4,
+        d_ff=64,
+        num_layers=2,
+        feed_forward_proj="gated-gelu",
+    )
+    transformers.T5EncoderModel(config).eval().save_pretrained(
+        str(directory), safe_serialization=True
+    )
     return str(directory)
 
 
@@ -49,7 +67,12 @@ def test_t5_encoder_matches_torch_mean_pooling(t5_dir: str) -> None:
     encoder = Encoder.load(t5_dir)
     assert isinstance(encoder.vocabulary, SentencePieceVocabulary)
     assert encoder.embedding_dim == 32 and encoder.max_length == 512
-    texts = ["the model retrieves passages", "science", "", "a small encoder learns fast vectors " * 5]
+    texts = [
+        "the model retrieves passages",
+        "science",
+        "",
+        "a small encoder learns fast vectors " * 5,
+    ]
     ours = encoder.encode(texts, batch_size=2)
     ref = _torch_embeddings(t5_dir, texts)
     np.testing.assert_allclose(ours, ref, atol=1e-4)

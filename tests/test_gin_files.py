@@ -3,16 +3,24 @@
 import glob
 import os
 
-import gin
 import pytest
 
 import gecko_jax.train  # noqa: F401  (registers the configurables)
+import gin
 from gecko_jax import gin_utils
 
 GIN_FILES = sorted(
-    os.path.relpath(p, gin_utils.GIN_DIR) for p in glob.glob(os.path.join(gin_utils.GIN_DIR, "*", "*.gin"))
+    os.path.relpath(p, gin_utils.GIN_DIR)
+    for p in glob.glob(os.path.join(gin_utils.GIN_DIR, "*", "*.gin"))
 )
-REQUIRED = ["MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 10", "TRAIN_FILE = 'x.jsonl'", "MIXTURE_OR_TASK_NAME = 'x'", "T5_CHECKPOINT = '/t5'", "FRET_FILES = 'fret-*.jsonl'"]
+REQUIRED = [
+    "MODEL_DIR = '/tmp/x'",
+    "TRAIN_STEPS = 10",
+    "TRAIN_FILE = 'x.jsonl'",
+    "MIXTURE_OR_TASK_NAME = 'x'",
+    "T5_CHECKPOINT = '/t5'",
+    "FRET_FILES = 'fret-*.jsonl'",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +31,13 @@ def _clean_gin():
 
 
 def test_all_gin_files_are_covered() -> None:
-    assert {"models/minilm_l6.gin", "models/gecko_1b.gin", "runs/finetune.gin", "runs/pretrain.gin",
-            "local/minilm_stsb.gin"} <= set(GIN_FILES)
+    assert {
+        "models/minilm_l6.gin",
+        "models/gecko_1b.gin",
+        "runs/finetune.gin",
+        "runs/pretrain.gin",
+        "local/minilm_stsb.gin",
+    } <= set(GIN_FILES)
 
 
 @pytest.mark.parametrize("name", GIN_FILES)
@@ -48,5 +61,7 @@ def test_pretrain_uses_in_batch_negatives_and_grad_cache() -> None:
 
 
 def test_missing_gin_file_lists_search_paths() -> None:
-    with pytest.raises(FileNotFoundError, match=r"gin file 'runs/nope.gin' not found in the search paths"):
+    with pytest.raises(
+        FileNotFoundError, match=r"gin file 'runs/nope.gin' not found in the search paths"
+    ):
         gin_utils.parse_gin(["runs/nope.gin"], [])

@@ -22,12 +22,16 @@ from tests.test_trainer import (
 )
 
 # Dropout on: GradCache must replay each example's masks exactly.
-DROPOUT_MODEL = DualEncoder(dataclasses.replace(BERT, dropout_rate=0.1), HeadConfig(projection_dim=16))
+DROPOUT_MODEL = DualEncoder(
+    dataclasses.replace(BERT, dropout_rate=0.1), HeadConfig(projection_dim=16)
+)
 # Queries shorter than documents: positives and negatives share a forward pass.
 BATCH = random_batch(batch_size=16, k=2, query_length=6, doc_length=8, seed=4)
 
 
-def _trainer(mesh: jax.sharding.Mesh, chunk: int | None, model: DualEncoder = DROPOUT_MODEL) -> Trainer:
+def _trainer(
+    mesh: jax.sharding.Mesh, chunk: int | None, model: DualEncoder = DROPOUT_MODEL
+) -> Trainer:
     config = TrainConfig(loss=MRL, learnable_temperature=True, grad_cache_chunk_size=chunk)
     return Trainer(model, mesh, P.STANDARD_LOGICAL_AXIS_RULES, config)
 
@@ -46,7 +50,9 @@ def test_grad_cache_equals_the_plain_step_with_dropout(mesh_shape: tuple[int, in
     for chunk in (4, 8):
         cached = _trainer(mesh, chunk)
         cached_loss, cached_metrics, cached_grads = cached.loss_and_grads(state, BATCH)
-        np.testing.assert_allclose(float(cached_loss), float(loss), rtol=1e-5, err_msg=f"chunk {chunk}")
+        np.testing.assert_allclose(
+            float(cached_loss), float(loss), rtol=1e-5, err_msg=f"chunk {chunk}"
+        )
         assert_trees_close(cached_metrics, metrics)
         assert_trees_close(cached_grads, grads)
         assert abs(float(cached_grads["log_logit_scale"])) > 1e-3
@@ -64,14 +70,20 @@ def test_grad_cache_train_step_runs_sharded() -> None:
 
 
 def test_chunks_must_divide_the_batch_and_split_over_data() -> None:
-    with pytest.raises(ValueError, match="grad_cache_chunk_size 5 does not divide the global batch size 16"):
+    with pytest.raises(
+        ValueError, match="grad_cache_chunk_size 5 does not divide the global batch size 16"
+    ):
         _trainer(one_device_mesh(), 5).check_batch(BATCH)
-    with pytest.raises(ValueError, match="grad_cache_chunk_size 2 is not divisible by the data axis size 4"):
+    with pytest.raises(
+        ValueError, match="grad_cache_chunk_size 2 is not divisible by the data axis size 4"
+    ):
         _trainer(P.make_mesh(4, 2), 2).check_batch(BATCH)
 
 
 def test_grad_cache_memory_stays_flat_as_the_batch_grows() -> None:
-    model = DualEncoder(dataclasses.replace(BERT, max_position_embeddings=32), HeadConfig(projection_dim=16))
+    model = DualEncoder(
+        dataclasses.replace(BERT, max_position_embeddings=32), HeadConfig(projection_dim=16)
+    )
 
     def temp_bytes(chunk: int | None, batch_size: int) -> int:
         trainer = _trainer(one_device_mesh(), chunk, model)
@@ -95,7 +107,10 @@ def test_grad_cache_functions_on_a_toy_encoder() -> None:
     """The generic functions: a linear 'encoder' and a loss needing the whole batch."""
     rs = np.random.RandomState(0)
     params = {"w": jnp.asarray(rs.randn(3, 2), jnp.float32)}
-    inputs = {"x": jnp.asarray(rs.randn(12, 3), jnp.float32), "y": jnp.asarray(rs.randn(12, 4, 3), jnp.float32)}
+    inputs = {
+        "x": jnp.asarray(rs.randn(12, 3), jnp.float32),
+        "y": jnp.asarray(rs.randn(12, 4, 3), jnp.float32),
+    }
 
     def embed(p, chunk, start):
         # Depends on the global index, as dropout keys do.
@@ -109,8 +124,11 @@ def test_grad_cache_functions_on_a_toy_encoder() -> None:
     lp = {"t": jnp.asarray(2.0)}
     expected = grad_cache.plain_loss_and_grads(embed, loss, params, lp, inputs)
     for chunk in (1, 3, 12):
-        got = jax.jit(lambda p, lp_, x, c=chunk: grad_cache.grad_cache_loss_and_grads(
-            embed, loss, p, lp_, x, c))(params, lp, inputs)
+        got = jax.jit(
+            lambda p, lp_, x, c=chunk: grad_cache.grad_cache_loss_and_grads(
+                embed, loss, p, lp_, x, c
+            )
+        )(params, lp, inputs)
         assert_trees_close(got, expected)
     with pytest.raises(ValueError, match="does not divide the global batch size 12"):
         grad_cache.grad_cache_loss_and_grads(embed, loss, params, lp, inputs, 5)

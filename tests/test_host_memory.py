@@ -14,27 +14,39 @@ from gecko_jax import host_memory as H
 GLIBC = (2, 36)
 
 
-@pytest.mark.parametrize("environ, platform_name, glibc, thp, expected", [
-    ({}, "linux", GLIBC, "madvise", True),
-    ({}, "linux", GLIBC, "always", True),
-    ({}, "linux", GLIBC, "never", False),
-    ({}, "linux", GLIBC, None, False),
-    ({}, "linux", (2, 34), "madvise", False),
-    ({}, "linux", None, "madvise", False),  # musl or unknown C library
-    ({}, "darwin", GLIBC, "madvise", False),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "linux", GLIBC, "madvise", False),  # the user's choice
-    ({"GLIBC_TUNABLES": "glibc.malloc.check=0"}, "linux", GLIBC, "madvise", True),
-    ({H.OPT_OUT_ENV: "0"}, "linux", GLIBC, "madvise", False),
-    ({H.OPT_OUT_ENV: "off"}, "linux", GLIBC, "madvise", False),
-    ({H.OPT_OUT_ENV: "1"}, "linux", GLIBC, "madvise", True),
-])
+@pytest.mark.parametrize(
+    "environ, platform_name, glibc, thp, expected",
+    [
+        ({}, "linux", GLIBC, "madvise", True),
+        ({}, "linux", GLIBC, "always", True),
+        ({}, "linux", GLIBC, "never", False),
+        ({}, "linux", GLIBC, None, False),
+        ({}, "linux", (2, 34), "madvise", False),
+        ({}, "linux", None, "madvise", False),  # musl or unknown C library
+        ({}, "darwin", GLIBC, "madvise", False),
+        (
+            {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"},
+            "linux",
+            GLIBC,
+            "madvise",
+            False,
+        ),  # the user's choice
+        ({"GLIBC_TUNABLES": "glibc.malloc.check=0"}, "linux", GLIBC, "madvise", True),
+        ({H.OPT_OUT_ENV: "0"}, "linux", GLIBC, "madvise", False),
+        ({H.OPT_OUT_ENV: "off"}, "linux", GLIBC, "madvise", False),
+        ({H.OPT_OUT_ENV: "1"}, "linux", GLIBC, "madvise", True),
+    ],
+)
 def test_should_reexec(environ, platform_name, glibc, thp, expected):
     assert H.should_reexec(environ, platform_name, glibc, thp) is expected
 
 
 def test_tunables_keep_the_users_own():
     assert H.tunables_with_hugepages(None) == "glibc.malloc.hugetlb=1"
-    assert H.tunables_with_hugepages("glibc.malloc.check=0") == "glibc.malloc.check=0:glibc.malloc.hugetlb=1"
+    assert (
+        H.tunables_with_hugepages("glibc.malloc.check=0")
+        == "glibc.malloc.check=0:glibc.malloc.hugetlb=1"
+    )
 
 
 def test_thp_mode_reads_the_bracketed_choice(tmp_path):
@@ -64,8 +76,13 @@ REEXEC_PROBE = textwrap.dedent("""
 
 
 def test_reexec_keeps_pid_arguments_and_other_tunables():
-    done = subprocess.run([sys.executable, "-c", REEXEC_PROBE, "--flag", "two words"], capture_output=True,
-                          text=True, check=True, env=_child_env(GLIBC_TUNABLES="glibc.malloc.check=0"))
+    done = subprocess.run(
+        [sys.executable, "-c", REEXEC_PROBE, "--flag", "two words"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_child_env(GLIBC_TUNABLES="glibc.malloc.check=0"),
+    )
     lines = done.stdout.splitlines()
     starts = [line.split()[1] for line in lines if line.startswith("start")]
     run = [line for line in lines if line.startswith("run")]
@@ -80,8 +97,13 @@ def test_reexec_keeps_pid_arguments_and_other_tunables():
 
 
 def test_opt_out_runs_once():
-    done = subprocess.run([sys.executable, "-c", REEXEC_PROBE], capture_output=True, text=True, check=True,
-                          env=_child_env(**{H.OPT_OUT_ENV: "0"}))
+    done = subprocess.run(
+        [sys.executable, "-c", REEXEC_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_child_env(**{H.OPT_OUT_ENV: "0"}),
+    )
     assert done.stdout.count("start") == 1 and " None []" in done.stdout
 
 
@@ -101,8 +123,13 @@ FAULT_PROBE = textwrap.dedent("""
 
 
 def _faults(**extra: str) -> int:
-    done = subprocess.run([sys.executable, "-c", FAULT_PROBE], capture_output=True, text=True, check=True,
-                          env=_child_env(**extra))
+    done = subprocess.run(
+        [sys.executable, "-c", FAULT_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_child_env(**extra),
+    )
     return int(done.stdout.split()[-1])
 
 

@@ -11,8 +11,14 @@ from gecko_jax import partitioning as P
 from gecko_jax.models.bert import BertConfig
 from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig
 
-BERT = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
-                  intermediate_size=32, max_position_embeddings=16)
+BERT = BertConfig(
+    vocab_size=64,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=32,
+    max_position_embeddings=16,
+)
 TINY = DualEncoder(BERT, HeadConfig(projection_dim=8))
 
 
@@ -59,13 +65,25 @@ def test_param_shardings_put_wide_dims_on_model_and_replicate_embed() -> None:
     backbone = shardings["backbone"]
     layer = backbone["layer_0"]
     specs = {
-        "word_embeddings (vocab, embed)": (backbone["word_embeddings"]["embedding"], PS("model", None)),
-        "position_embeddings (-, embed)": (backbone["position_embeddings"]["embedding"], PS(None, None)),
+        "word_embeddings (vocab, embed)": (
+            backbone["word_embeddings"]["embedding"],
+            PS("model", None),
+        ),
+        "position_embeddings (-, embed)": (
+            backbone["position_embeddings"]["embedding"],
+            PS(None, None),
+        ),
         "intermediate (embed, mlp)": (layer["intermediate"]["dense"]["kernel"], PS(None, "model")),
         "intermediate bias (mlp)": (layer["intermediate"]["dense"]["bias"], PS("model")),
         "output (mlp, embed)": (layer["output"]["dense"]["kernel"], PS("model", None)),
-        "query (embed, heads, kv)": (layer["attention"]["query"]["dense"]["kernel"], PS(None, "model", None)),
-        "out (heads, kv, embed)": (layer["attention"]["out"]["dense"]["kernel"], PS("model", None, None)),
+        "query (embed, heads, kv)": (
+            layer["attention"]["query"]["dense"]["kernel"],
+            PS(None, "model", None),
+        ),
+        "out (heads, kv, embed)": (
+            layer["attention"]["out"]["dense"]["kernel"],
+            PS("model", None, None),
+        ),
         "norm scale (embed)": (layer["output_norm"]["scale"], PS(None)),
         "projection (embed, -)": (shardings["projection"]["dense"]["kernel"], PS(None, None)),
     }
@@ -78,8 +96,11 @@ def test_param_shardings_put_wide_dims_on_model_and_replicate_embed() -> None:
 
     # Materialised with these shardings, each device holds 1/4 of the mlp columns.
     init = jax.jit(
-        lambda: nn.unbox(TINY.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32),
-                                   jnp.ones((1, 4), bool))["params"]),
+        lambda: nn.unbox(
+            TINY.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))[
+                "params"
+            ]
+        ),
         out_shardings=shardings,
     )
     kernel = init()["backbone"]["layer_0"]["intermediate"]["dense"]["kernel"]
@@ -89,9 +110,12 @@ def test_param_shardings_put_wide_dims_on_model_and_replicate_embed() -> None:
 
 def test_indivisible_parameter_dims_name_the_parameter() -> None:
     two_heads = DualEncoder(BertConfig(**{**BERT.__dict__, "num_attention_heads": 2}))
-    with pytest.raises(ValueError, match=r"\['backbone'\]\['layer_0'\]\['attention'\]\['key'\].*"
-                                         r"dimension 0 of shape \(2, 8\) does not split over mesh "
-                                         r"axes \('model',\) \(4 devices\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"\['backbone'\]\['layer_0'\]\['attention'\]\['key'\].*"
+        r"dimension 0 of shape \(2, 8\) does not split over mesh "
+        r"axes \('model',\) \(4 devices\)",
+    ):
         P.logical_to_mesh_shardings(_boxed_params(two_heads), P.make_mesh(2, 4))
 
 
@@ -108,7 +132,9 @@ def test_batch_sharding_splits_the_leading_dim() -> None:
     x = jax.device_put(np.arange(16 * 3).reshape(16, 3), P.batch_sharding(mesh))
     assert {s.data.shape for s in x.addressable_shards} == {(4, 3)}
     P.check_batch_divisible(16, mesh)
-    with pytest.raises(ValueError, match="global batch size 10 is not divisible by the data axis size 4"):
+    with pytest.raises(
+        ValueError, match="global batch size 10 is not divisible by the data axis size 4"
+    ):
         P.check_batch_divisible(10, mesh)
 
 
@@ -124,7 +150,9 @@ def test_replica_axis_splits_examples_and_replicates_weights() -> None:
     shardings = P.logical_to_mesh_shardings(_boxed_params(), mesh, P.STANDARD_LOGICAL_AXIS_RULES)
     for sharding in jax.tree_util.tree_leaves(shardings):
         assert "replica" not in jax.tree_util.tree_leaves(tuple(sharding.spec))
-    with pytest.raises(ValueError, match="global batch size 6 is not divisible by the data axis size 4"):
+    with pytest.raises(
+        ValueError, match="global batch size 6 is not divisible by the data axis size 4"
+    ):
         P.check_batch_divisible(6, mesh)
 
 
@@ -142,14 +170,19 @@ def test_replica_axis_errors() -> None:
 
 def test_host_local_batch_to_global_on_one_process() -> None:
     mesh = P.make_mesh(8, 1)
-    batch = {"query_tokens": np.arange(16 * 5).reshape(16, 5), "negative_mask": np.ones((16, 2), bool)}
+    batch = {
+        "query_tokens": np.arange(16 * 5).reshape(16, 5),
+        "negative_mask": np.ones((16, 2), bool),
+    }
     out = P.host_local_batch_to_global(batch, mesh)
     for key, value in batch.items():
         assert out[key].sharding == P.batch_sharding(mesh)
         np.testing.assert_array_equal(np.asarray(out[key]), value)
 
 
-def test_initialize_distributed_only_on_multi_process_launches(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_initialize_distributed_only_on_multi_process_launches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls = []
     monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
@@ -160,5 +193,7 @@ def test_initialize_distributed_only_on_multi_process_launches(monkeypatch: pyte
 
     assert P.initialize_distributed(env={"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) is True
     assert P.initialize_distributed(env={"TPU_WORKER_HOSTNAMES": "w0,w1,w2,w3"}) is True
-    assert P.initialize_distributed(env={}, coordinator_address="h:1", num_processes=2, process_id=0)
+    assert P.initialize_distributed(
+        env={}, coordinator_address="h:1", num_processes=2, process_id=0
+    )
     assert calls == [{}, {}, {"coordinator_address": "h:1", "num_processes": 2, "process_id": 0}]

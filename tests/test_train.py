@@ -16,32 +16,53 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    rows = [{"query": f"what is item {i}", "positive": f"item {i} is a thing numbered {i}",
-             "negative": f"item {i + 1} is another thing"} for i in range(64)]
+    rows = [
+        {
+            "query": f"what is item {i}",
+            "positive": f"item {i} is a thing numbered {i}",
+            "negative": f"item {i + 1} is another thing",
+        }
+        for i in range(64)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
 
 def _command(model_dir: str, tiny_model_dir: str, pairs_file: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "gecko_jax.train",
-        "--gin_file=runs/finetune.gin", "--gin_file=inputs/pairs_file.gin",
-        f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=24", f"--gin.TRAIN_FILE='{pairs_file}'",
-        "--gin.BATCH_SIZE=8", f"--gin.train.init_from='{tiny_model_dir}'",
-        "--gin.train.query_length=12", "--gin.train.document_length=16",
-        "--gin.train.checkpoint_every=4", "--gin.train.log_every=1",
+        sys.executable,
+        "-m",
+        "gecko_jax.train",
+        "--gin_file=runs/finetune.gin",
+        "--gin_file=inputs/pairs_file.gin",
+        f"--gin.MODEL_DIR='{model_dir}'",
+        "--gin.TRAIN_STEPS=24",
+        f"--gin.TRAIN_FILE='{pairs_file}'",
+        "--gin.BATCH_SIZE=8",
+        f"--gin.train.init_from='{tiny_model_dir}'",
+        "--gin.train.query_length=12",
+        "--gin.train.document_length=16",
+        "--gin.train.checkpoint_every=4",
+        "--gin.train.log_every=1",
         "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-3",
-        "--gin.gecko_jax.OptimizerConfig.warmup_steps=2", *extra,
+        "--gin.gecko_jax.OptimizerConfig.warmup_steps=2",
+        *extra,
     ]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=REPO, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=_env(), cwd=REPO, check=False
+    )
 
 
 def _final_loss(output: str) -> float:
@@ -50,22 +71,27 @@ def _final_loss(output: str) -> float:
     return float(lines[-1].split("loss ")[1].split()[0])
 
 
-def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_model_dir: str, pairs_file: str) -> None:
+def test_killed_run_resumes_to_the_same_final_loss(
+    tmp_path, tiny_model_dir: str, pairs_file: str
+) -> None:
     straight = _run(_command(str(tmp_path / "straight"), tiny_model_dir, pairs_file))
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = _final_loss(straight.stderr)
 
     model_dir = str(tmp_path / "killed")
     command = _command(model_dir, tiny_model_dir, pairs_file)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=_env(), cwd=REPO)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO
+    )
     for line in process.stderr:  # wait until a checkpoint past step 8 is surely written
         if "step 10/24" in line:
             process.send_signal(signal.SIGKILL)
             break
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    steps = sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
+    steps = sorted(
+        int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit()
+    )
     assert steps and max(steps) < 24
     resumed = _run(command)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -76,13 +102,17 @@ def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_model_dir: str
     assert "BATCH_SIZE = 8" in resolved and "train.batch_size = %BATCH_SIZE" in resolved
 
 
-@pytest.mark.parametrize("binding, message", [
-    ("--gin.train.batch_sise=8", "batch_sise"),             # unknown parameter
-    ("--gin.trian.batch_size=8", "trian"),                  # typo in the configurable
-    ("--gin_file=runs/nonexistent.gin", "nonexistent.gin"),  # missing file
-])
-def test_bad_gin_fails_before_compute(tmp_path, tiny_model_dir: str, pairs_file: str,
-                                      binding: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "binding, message",
+    [
+        ("--gin.train.batch_sise=8", "batch_sise"),  # unknown parameter
+        ("--gin.trian.batch_size=8", "trian"),  # typo in the configurable
+        ("--gin_file=runs/nonexistent.gin", "nonexistent.gin"),  # missing file
+    ],
+)
+def test_bad_gin_fails_before_compute(
+    tmp_path, tiny_model_dir: str, pairs_file: str, binding: str, message: str
+) -> None:
     model_dir = tmp_path / "run"
     done = _run(_command(str(model_dir), tiny_model_dir, pairs_file, binding))
     assert done.returncode != 0
@@ -91,9 +121,18 @@ def test_bad_gin_fails_before_compute(tmp_path, tiny_model_dir: str, pairs_file:
 
 
 def test_missing_required_macro_is_named(tmp_path, pairs_file: str) -> None:
-    done = _run([sys.executable, "-m", "gecko_jax.train", "--gin_file=runs/finetune.gin",
-                 "--gin_file=inputs/pairs_file.gin", "--gin_file=models/minilm_l6.gin", "--gin.TRAIN_STEPS=3",
-                 f"--gin.TRAIN_FILE='{pairs_file}'"])
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "gecko_jax.train",
+            "--gin_file=runs/finetune.gin",
+            "--gin_file=inputs/pairs_file.gin",
+            "--gin_file=models/minilm_l6.gin",
+            "--gin.TRAIN_STEPS=3",
+            f"--gin.TRAIN_FILE='{pairs_file}'",
+        ]
+    )
     assert done.returncode != 0
     assert "MODEL_DIR" in done.stderr or "model_dir" in done.stderr
 
@@ -108,16 +147,24 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
     tmp_path, tiny_model_dir: str, pairs_file: str
 ) -> None:
     model_dir = str(tmp_path / "nan")
-    done = _run(_command(model_dir, tiny_model_dir, pairs_file,
-                         "--gin.gecko_jax.OptimizerConfig.learning_rate=1e38",
-                         "--gin.gecko_jax.OptimizerConfig.clip_grad_norm=None",
-                         "--gin.train.checkpoint_every=1"))
+    done = _run(
+        _command(
+            model_dir,
+            tiny_model_dir,
+            pairs_file,
+            "--gin.gecko_jax.OptimizerConfig.learning_rate=1e38",
+            "--gin.gecko_jax.OptimizerConfig.clip_grad_norm=None",
+            "--gin.train.checkpoint_every=1",
+        )
+    )
     assert done.returncode != 0
     assert "NonFiniteLossError" in done.stderr and "at step" in done.stderr
     found = re.search(r"loss is (nan|inf|-inf) at step (\d+)", done.stderr)
     assert found, done.stderr[-3000:]
     bad_step = int(found.group(2))
-    steps = sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
+    steps = sorted(
+        int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit()
+    )
     assert steps and max(steps) == bad_step - 1
 
 
@@ -125,11 +172,14 @@ def _checkpoint_steps(model_dir: str) -> list[int]:
     return sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
 
 
-def test_sigterm_saves_and_exits_then_resumes(tmp_path, tiny_model_dir: str, pairs_file: str) -> None:
+def test_sigterm_saves_and_exits_then_resumes(
+    tmp_path, tiny_model_dir: str, pairs_file: str
+) -> None:
     model_dir = str(tmp_path / "preempted")
     command = _command(model_dir, tiny_model_dir, pairs_file, "--gin.train.checkpoint_every=100")
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=_env(), cwd=REPO)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO
+    )
     for line in process.stderr:
         if "step 6/24" in line:
             process.send_signal(signal.SIGTERM)
@@ -154,18 +204,30 @@ def test_init_checkpoint_loads_the_backbone_into_a_new_head(
     first = str(tmp_path / "prefinetune")
     assert _run(_command(first, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=4")).returncode == 0
     second = str(tmp_path / "finetune")
-    done = _run(_command(second, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=3",
-                         f"--gin.train.init_checkpoint='{first}/checkpoints'",
-                         "--gin.train.head=@gecko_jax.HeadConfig()",
-                         "--gin.gecko_jax.HeadConfig.projection_dim=16",
-                         "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-30"))
+    done = _run(
+        _command(
+            second,
+            tiny_model_dir,
+            pairs_file,
+            "--gin.TRAIN_STEPS=3",
+            f"--gin.train.init_checkpoint='{first}/checkpoints'",
+            "--gin.train.head=@gecko_jax.HeadConfig()",
+            "--gin.gecko_jax.HeadConfig.projection_dim=16",
+            "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-30",
+        )
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "backbone initialised from" in done.stderr
     kernel = ("backbone", "layer_0", "intermediate", "dense", "kernel")
 
     def read(model_dir: str, with_projection: bool) -> dict:
-        target = {"backbone": {"layer_0": {"intermediate": {"dense": {
-            "kernel": jax.ShapeDtypeStruct((32, 64), "float32")}}}}}
+        target = {
+            "backbone": {
+                "layer_0": {
+                    "intermediate": {"dense": {"kernel": jax.ShapeDtypeStruct((32, 64), "float32")}}
+                }
+            }
+        }
         if with_projection:
             target["projection"] = {"dense": {"kernel": jax.ShapeDtypeStruct((32, 16), "float32")}}
         return restore_params(os.path.join(model_dir, "checkpoints"), target)
@@ -191,23 +253,37 @@ def _loads_as_an_encoder(model_dir: str, tiny_model_dir: str, projection: np.nda
     assert encoder.embedding_dim == 16
     texts = ["what is item 3", "item 3 is a thing numbered 3"]
     got = encoder.encode(texts)
-    shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), encoder.params)
+    shapes = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), encoder.params
+    )
     trained = restore_params(os.path.join(model_dir, "checkpoints"), shapes)
     fresh = Encoder(encoder.model, trained, encoder.vocabulary, encoder.max_length).encode(texts)
     np.testing.assert_allclose(got, fresh, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(encoder.params["projection"]["dense"]["kernel"]), projection)
+    np.testing.assert_array_equal(
+        np.asarray(encoder.params["projection"]["dense"]["kernel"]), projection
+    )
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_trains_from_a_registered_mixture_and_resumes(tmp_path, tiny_model_dir: str, shared_data_dir: str) -> None:
+def test_trains_from_a_registered_mixture_and_resumes(
+    tmp_path, tiny_model_dir: str, shared_data_dir: str
+) -> None:
     """gin/local/minilm_mixture.gin: STS-B train and Banking77 train registered from
     the evaluation data, one dataset per batch, with the input position checkpointed."""
     model_dir = tmp_path / "mix"
     command = [
-        sys.executable, "-m", "gecko_jax.train", "--gin_file=local/minilm_mixture.gin",
-        f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=6", "--gin.BATCH_SIZE=8",
-        f"--gin.train.init_from='{tiny_model_dir}'", "--gin.train.query_length=24",
-        "--gin.train.document_length=24", "--gin.train.checkpoint_every=3", "--gin.train.log_every=1",
+        sys.executable,
+        "-m",
+        "gecko_jax.train",
+        "--gin_file=local/minilm_mixture.gin",
+        f"--gin.MODEL_DIR='{model_dir}'",
+        "--gin.TRAIN_STEPS=6",
+        "--gin.BATCH_SIZE=8",
+        f"--gin.train.init_from='{tiny_model_dir}'",
+        "--gin.train.query_length=24",
+        "--gin.train.document_length=24",
+        "--gin.train.checkpoint_every=3",
+        "--gin.train.log_every=1",
         "--gin.gecko_jax.OptimizerConfig.warmup_steps=2",
         f"--gin.gecko_jax.register_default_tasks.data_dir='{shared_data_dir}'",
     ]
@@ -236,14 +312,28 @@ def test_in_training_evaluation_keeps_the_best_checkpoint(
     from gecko_jax.eval.evaluators import build_evaluator
 
     model_dir = str(tmp_path / "evaluated")
-    done = _run(_command(model_dir, tiny_model_dir, pairs_file, "--gin.TRAIN_STEPS=6",
-                         "--gin.train.eval_every=2", "--gin.train.evaluators=['stsb:dev']",
-                         f"--gin.train.eval_data_dir='{shared_data_dir}'", "--gin.train.eval_dims=[32, 16]",
-                         "--gin.train.best_metric='stsb_dev/spearman'", "--gin.train.keep_best=1",
-                         "--gin.gecko_jax.OptimizerConfig.learning_rate=3e-3"))
+    done = _run(
+        _command(
+            model_dir,
+            tiny_model_dir,
+            pairs_file,
+            "--gin.TRAIN_STEPS=6",
+            "--gin.train.eval_every=2",
+            "--gin.train.evaluators=['stsb:dev']",
+            f"--gin.train.eval_data_dir='{shared_data_dir}'",
+            "--gin.train.eval_dims=[32, 16]",
+            "--gin.train.best_metric='stsb_dev/spearman'",
+            "--gin.train.keep_best=1",
+            "--gin.gecko_jax.OptimizerConfig.learning_rate=3e-3",
+        )
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    logged = {int(step): float(value) for step, value in
-              re.findall(r"eval at step (\d+): .*?stsb_dev/spearman (\S+)", done.stderr)}
+    logged = {
+        int(step): float(value)
+        for step, value in re.findall(
+            r"eval at step (\d+): .*?stsb_dev/spearman (\S+)", done.stderr
+        )
+    }
     assert sorted(logged) == [2, 4, 6], done.stderr[-3000:]
     assert re.search(r"eval at step 2: .*stsb_dev/spearman@16 \S+", done.stderr)
     best = max(logged, key=logged.get)
@@ -260,5 +350,7 @@ def test_mesh_shape_takes_an_optional_replica_axis():
 
     assert dict(make_mesh_from_shape((-1, 1)).shape) == {"replica": 1, "data": 8, "model": 1}
     assert dict(make_mesh_from_shape((2, -1, 2)).shape) == {"replica": 2, "data": 2, "model": 2}
-    with pytest.raises(ValueError, match=r"train.mesh_shape must be \(data, model\) or \(replica, data, model\)"):
+    with pytest.raises(
+        ValueError, match=r"train.mesh_shape must be \(data, model\) or \(replica, data, model\)"
+    ):
         make_mesh_from_shape((8,))

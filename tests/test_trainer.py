@@ -18,8 +18,14 @@ from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig
 from gecko_jax.optimizers import OptimizerConfig, build_optimizer, build_schedule
 from gecko_jax.trainer import TrainConfig, Trainer
 
-BERT = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
-                  intermediate_size=32, max_position_embeddings=16)
+BERT = BertConfig(
+    vocab_size=64,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=32,
+    max_position_embeddings=16,
+)
 MODEL = DualEncoder(BERT, HeadConfig(projection_dim=16))
 MRL = ContrastiveLossConfig(mrl_dims=(16, 8))
 MESH_SHAPES = [(8, 1), (4, 2), (2, 4), (2, 2, 2)]  # (data, model) or (replica, data, model)
@@ -33,8 +39,9 @@ def one_device_mesh() -> jax.sharding.Mesh:
     return P.make_mesh(1, 1, devices=jax.devices()[:1])
 
 
-def random_batch(batch_size: int = 16, k: int = 2, query_length: int = 8,
-                 doc_length: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+def random_batch(
+    batch_size: int = 16, k: int = 2, query_length: int = 8, doc_length: int = 8, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Random token rows (pad id 0 after a random length), two duplicated positives."""
     rs = np.random.RandomState(seed)
 
@@ -65,21 +72,28 @@ def assert_trees_close(actual, expected, rtol: float = 1e-5, atol: float = 1e-5)
     """
     actual, expected = jax.device_get(actual), jax.device_get(expected)
     assert jax.tree_util.tree_structure(actual) == jax.tree_util.tree_structure(expected)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree_util.tree_leaves(expected)):
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(actual), jax.tree_util.tree_leaves(expected)
+    ):
         scale = max(1.0, float(np.max(np.abs(b)))) if np.size(b) else 1.0
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * scale, err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_allclose(
+            a, b, rtol=rtol, atol=atol * scale, err_msg=jax.tree_util.keystr(path)
+        )
 
 
 # Together these switch every loss option away from its default at least once.
 LOSS_OPTIONS = {
     "gecko_eq3_mrl_false_negative_masking": TrainConfig(loss=MRL),
     "no_same_tower_batch_negatives": TrainConfig(
-        loss=dataclasses.replace(MRL, same_tower_negatives=False, hard_negatives="batch")),
+        loss=dataclasses.replace(MRL, same_tower_negatives=False, hard_negatives="batch")
+    ),
     "no_hard_negatives_no_masking": TrainConfig(
-        loss=dataclasses.replace(MRL, hard_negatives="none", mask_false_negatives=False)),
+        loss=dataclasses.replace(MRL, hard_negatives="none", mask_false_negatives=False)
+    ),
     "bidirectional_label_smoothing_learnable_temperature": TrainConfig(
         loss=dataclasses.replace(MRL, bidirectional=True, label_smoothing=0.1),
-        learnable_temperature=True),
+        learnable_temperature=True,
+    ),
 }
 
 
@@ -91,7 +105,9 @@ def test_sharded_loss_and_grads_equal_one_device(option: str) -> None:
     state = single.init_state(jax.random.PRNGKey(0))
     loss, metrics, grads = single.loss_and_grads(state, batch)
     assert np.isfinite(float(loss)) and float(loss) > 0
-    assert set(grads) == ({"params", "log_logit_scale"} if config.learnable_temperature else {"params"})
+    assert set(grads) == (
+        {"params", "log_logit_scale"} if config.learnable_temperature else {"params"}
+    )
     if config.learnable_temperature:
         assert float(metrics["logit_scale"]) == pytest.approx(1 / MRL.temperature)
         assert abs(float(grads["log_logit_scale"])) > 1e-3
@@ -108,13 +124,26 @@ def test_sharded_loss_and_grads_equal_one_device(option: str) -> None:
 
 
 def test_sharded_train_step_equals_one_device_and_donates() -> None:
-    config = TrainConfig(loss=MRL, learnable_temperature=True,
-                         optimizer=OptimizerConfig(learning_rate=1e-3, weight_decay=0.01))
+    config = TrainConfig(
+        loss=MRL,
+        learnable_temperature=True,
+        optimizer=OptimizerConfig(learning_rate=1e-3, weight_decay=0.01),
+    )
     batch = random_batch(seed=1)
     single = Trainer(MODEL, one_device_mesh(), P.STANDARD_LOGICAL_AXIS_RULES, config)
     state = jax.device_get(single.init_state(jax.random.PRNGKey(0)))  # host copy: steps donate
-    expected_state, expected = single.train_step(jax.device_put(state, single.state_shardings), batch)
-    for key in ("loss", "accuracy", "logit_scale", "grad_norm", "learning_rate", "loss_dim_8", "loss_dim_16"):
+    expected_state, expected = single.train_step(
+        jax.device_put(state, single.state_shardings), batch
+    )
+    for key in (
+        "loss",
+        "accuracy",
+        "logit_scale",
+        "grad_norm",
+        "learning_rate",
+        "loss_dim_8",
+        "loss_dim_16",
+    ):
         assert np.isfinite(float(expected[key])), key
     assert float(expected["learning_rate"]) == pytest.approx(1e-3)
     assert int(expected_state.step) == 1
@@ -141,7 +170,9 @@ def test_init_state_is_sharded_and_mesh_independent() -> None:
     assert kernel.sharding.spec == PS("model", None)
     assert {s.data.shape for s in kernel.addressable_shards} == {(8, 16)}
     adam = state.opt_state[1][0]
-    assert adam.mu["params"]["backbone"]["layer_0"]["output"]["dense"]["kernel"].sharding.spec == PS("model", None)
+    assert adam.mu["params"]["backbone"]["layer_0"]["output"]["dense"][
+        "kernel"
+    ].sharding.spec == PS("model", None)
     assert state.rng.sharding.spec == PS()
     assert int(state.step) == 0 and float(state.log_logit_scale) == pytest.approx(math.log(20.0))
 
@@ -149,23 +180,35 @@ def test_init_state_is_sharded_and_mesh_independent() -> None:
     assert_trees_close(single.init_state(jax.random.PRNGKey(3)), state, rtol=0, atol=0)
     abstract = trainer.abstract_state()
     assert jax.tree_util.tree_structure(abstract) == jax.tree_util.tree_structure(state)
-    assert abstract.params["backbone"]["layer_0"]["output"]["dense"]["kernel"].sharding == kernel.sharding
+    assert (
+        abstract.params["backbone"]["layer_0"]["output"]["dense"]["kernel"].sharding
+        == kernel.sharding
+    )
 
 
 def test_init_params_replace_random_leaves_and_bad_ones_are_named() -> None:
-    trainer = Trainer(MODEL, P.make_mesh(4, 2), P.STANDARD_LOGICAL_AXIS_RULES, TrainConfig(loss=MRL))
+    trainer = Trainer(
+        MODEL, P.make_mesh(4, 2), P.STANDARD_LOGICAL_AXIS_RULES, TrainConfig(loss=MRL)
+    )
     base = jax.device_get(trainer.init_state(jax.random.PRNGKey(0)))
-    pretrained = jax.tree_util.tree_map(lambda x: np.full(x.shape, 0.5, np.float32), base.params["backbone"])
+    pretrained = jax.tree_util.tree_map(
+        lambda x: np.full(x.shape, 0.5, np.float32), base.params["backbone"]
+    )
     state = trainer.init_state(jax.random.PRNGKey(0), {"backbone": pretrained}, random_batch())
     for leaf in jax.tree_util.tree_leaves(state.params["backbone"]):
         np.testing.assert_array_equal(np.asarray(leaf), 0.5)
     assert_trees_close(state.params["projection"], base.params["projection"], rtol=0, atol=0)
 
     wrong = {"backbone": {"word_embeddings": {"embedding": np.zeros((65, 16), np.float32)}}}
-    with pytest.raises(ValueError, match=r"init_params 'backbone/word_embeddings/embedding' has "
-                                         r"shape \(65, 16\), but the model's is \(64, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"init_params 'backbone/word_embeddings/embedding' has "
+        r"shape \(65, 16\), but the model's is \(64, 16\)",
+    ):
         trainer.init_state(jax.random.PRNGKey(0), wrong)
-    with pytest.raises(ValueError, match=r"init_params has 'backbone/nope/kernel', which the model lacks"):
+    with pytest.raises(
+        ValueError, match=r"init_params has 'backbone/nope/kernel', which the model lacks"
+    ):
         trainer.init_state(jax.random.PRNGKey(0), {"backbone": {"nope": {"kernel": np.zeros(2)}}})
 
 
@@ -188,8 +231,12 @@ def test_adamw_reduces_the_loss_in_bfloat16_with_float32_params() -> None:
 
 
 def test_batches_the_mesh_cannot_take_are_rejected() -> None:
-    trainer = Trainer(MODEL, P.make_mesh(8, 1), P.STANDARD_LOGICAL_AXIS_RULES, TrainConfig(loss=MRL))
-    with pytest.raises(ValueError, match="global batch size 12 is not divisible by the data axis size 8"):
+    trainer = Trainer(
+        MODEL, P.make_mesh(8, 1), P.STANDARD_LOGICAL_AXIS_RULES, TrainConfig(loss=MRL)
+    )
+    with pytest.raises(
+        ValueError, match="global batch size 12 is not divisible by the data axis size 8"
+    ):
         trainer.check_batch(random_batch(batch_size=12))
     batch = random_batch()
     del batch["positive_tokens"]
@@ -205,8 +252,13 @@ def test_batches_the_mesh_cannot_take_are_rejected() -> None:
     [("cosine", 1e-4 + 0.5 * 9e-4), ("linear", 1e-4 + 0.5 * 9e-4), ("constant", 1e-3)],
 )
 def test_schedules_warm_up_then_decay(decay: str, middle: float) -> None:
-    config = OptimizerConfig(learning_rate=1e-3, warmup_steps=10, decay=decay, total_steps=110,
-                             end_learning_rate_fraction=0.1)
+    config = OptimizerConfig(
+        learning_rate=1e-3,
+        warmup_steps=10,
+        decay=decay,
+        total_steps=110,
+        end_learning_rate_fraction=0.1,
+    )
     schedule = build_schedule(config)
     assert float(schedule(0)) == 0.0
     assert float(schedule(5)) == pytest.approx(5e-4)
@@ -215,7 +267,9 @@ def test_schedules_warm_up_then_decay(decay: str, middle: float) -> None:
     end = 1e-3 if decay == "constant" else 1e-4
     assert float(schedule(110)) == pytest.approx(end, rel=1e-5)
     assert float(schedule(500)) == pytest.approx(end, rel=1e-5)
-    assert float(build_schedule(dataclasses.replace(config, warmup_steps=0))(0)) == pytest.approx(1e-3)
+    assert float(build_schedule(dataclasses.replace(config, warmup_steps=0))(0)) == pytest.approx(
+        1e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,7 +309,9 @@ def test_clipping_bounds_what_reaches_the_optimizer(name: str) -> None:
         mu = clipped_state[1][0].mu
         assert float(optax.tree.norm(mu)) == pytest.approx(0.1 * 1.0, rel=1e-5)
         _, raw_state = unclipped.update(grads, unclipped.init(params), params)
-        assert float(optax.tree.norm(raw_state[0].mu)) == pytest.approx(0.1 * 100 * math.sqrt(15), rel=1e-5)
+        assert float(optax.tree.norm(raw_state[0].mu)) == pytest.approx(
+            0.1 * 100 * math.sqrt(15), rel=1e-5
+        )
     # Clipping to norm 1 equals feeding the pre-scaled gradient.
     scaled = jax.tree_util.tree_map(lambda g: g / float(optax.tree.norm(grads)), grads)
     a, _ = clipped.update(grads, clipped.init(params), params)
@@ -264,7 +320,11 @@ def test_clipping_bounds_what_reaches_the_optimizer(name: str) -> None:
 
 
 def test_weight_decay_skips_vectors_and_scalars() -> None:
-    params = {"w": np.ones((2, 2), np.float32), "b": np.ones((2,), np.float32), "s": np.ones((), np.float32)}
+    params = {
+        "w": np.ones((2, 2), np.float32),
+        "b": np.ones((2,), np.float32),
+        "s": np.ones((), np.float32),
+    }
     zeros = jax.tree_util.tree_map(np.zeros_like, params)
     opt = build_optimizer(OptimizerConfig(learning_rate=1.0, weight_decay=0.5, clip_grad_norm=None))
     updates, _ = opt.update(zeros, opt.init(params), params)

@@ -5,7 +5,17 @@ import os
 from gecko_jax.data.sts import read_sts_benchmark
 
 HARD_CASES = [
-    "", " ", "\t\n  ", "a", "OK", "?", "...", "I", "x" * 150, "don't", "U.S.A.",
+    "",
+    " ",
+    "\t\n  ",
+    "a",
+    "OK",
+    "?",
+    "...",
+    "I",
+    "x" * 150,
+    "don't",
+    "U.S.A.",
     "Café au lait, naïve façade, Ångström, jalapeño.",
     "Straße und Fußgänger in Köln — größer als erwartet.",
     "Ça va? Très bien, merci! Où est la bibliothèque?",
@@ -29,8 +39,10 @@ HARD_CASES = [
 
 def long_text(words: int) -> str:
     """A long paragraph (more tokens than the model's limit when ``words`` is large)."""
-    base = ("The committee reviewed the proposal in detail, noting that several of its "
-            "assumptions about cost, schedule and risk needed further evidence. ").split()
+    base = (
+        "The committee reviewed the proposal in detail, noting that several of its "
+        "assumptions about cost, schedule and risk needed further evidence. "
+    ).split()
     return " ".join(base[i % len(base)] for i in range(words))
 
 

@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or directory")
     parser.add_argument("--input", required=True, help="input file; '-' reads stdin")
     parser.add_argument("--output", required=True, help="output .npy or .jsonl file")
-    parser.add_argument("--input_format", choices=INPUT_FORMATS, default="auto",
-                        help="'auto' picks jsonl for *.jsonl / *.json inputs")
+    parser.add_argument(
+        "--input_format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="'auto' picks jsonl for *.jsonl / *.json inputs",
+    )
     parser.add_argument("--text_field", default="text", help="JSONL field holding the text")
     parser.add_argument("--title_field", default=None, help="JSONL field holding a title")
-    parser.add_argument("--task", default=None, help="Gecko task description, e.g. 'question answering'")
+    parser.add_argument(
+        "--task", default=None, help="Gecko task description, e.g. 'question answering'"
+    )
     parser.add_argument("--kind", choices=("query", "document"), default="query")
     parser.add_argument("--dim", type=int, default=None, help="Matryoshka output dimension")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -82,7 +89,9 @@ def write_output(path: str, records: list[dict[str, Any]], embeddings: np.ndarra
     elif path.endswith((".jsonl", ".json")):
         with open(tmp, "w", encoding="utf-8") as f:
             for record, row in zip(records, embeddings):
-                f.write(json.dumps({**record, "embedding": row.tolist()}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps({**record, "embedding": row.tolist()}, ensure_ascii=False) + "\n"
+                )
     else:
         raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {path}")
     os.replace(tmp, path)  # never leave a half-written output behind
@@ -113,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_progress=True,
     )
     write_output(args.output, records, embeddings)
-    print(f"gecko-embed: wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}",
-          file=sys.stderr)
+    print(
+        f"gecko-embed: wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 

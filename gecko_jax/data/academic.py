@@ -52,7 +52,8 @@ import dataclasses
 import functools
 import json
 import logging
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import seqio
 import tensorflow as tf
@@ -106,8 +107,10 @@ def conform(record: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     Later steps (``ragged_batch`` in formatting) need ``negatives`` to be ``[None]``,
     not a static ``[0]`` or ``[1]``.
     """
-    return {name: tf.compat.v1.placeholder_with_default(record[name], spec.shape)
-            for name, spec in ex.OUTPUT_SIGNATURE.items()}
+    return {
+        name: tf.compat.v1.placeholder_with_default(record[name], spec.shape)
+        for name, spec in ex.OUTPUT_SIGNATURE.items()
+    }
 
 
 def _scalar_strings(**features: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -143,8 +146,13 @@ def nq_to_unified(
         passage = tf.strings.reduce_join(words, separator=" ")
         features = {
             **_scalar_strings(
-                **{ex.TASK: task, ex.QUERY: record["question"]["text"], ex.POSITIVE: passage,
-                   ex.POSITIVE_TITLE: record["document"]["title"], ex.SOURCE: source}
+                **{
+                    ex.TASK: task,
+                    ex.QUERY: record["question"]["text"],
+                    ex.POSITIVE: passage,
+                    ex.POSITIVE_TITLE: record["document"]["title"],
+                    ex.SOURCE: source,
+                }
             ),
             ex.NEGATIVES: tf.zeros([0], tf.string),
             ex.NEGATIVE_TITLES: tf.zeros([0], tf.string),
@@ -153,7 +161,9 @@ def nq_to_unified(
         return features, valid[first]
 
     def keep(features: Mapping[str, tf.Tensor], has_answer: tf.Tensor) -> tf.Tensor:
-        nonempty = [tf.strings.length(tf.strings.strip(features[k])) > 0 for k in (ex.QUERY, ex.POSITIVE)]
+        nonempty = [
+            tf.strings.length(tf.strings.strip(features[k])) > 0 for k in (ex.QUERY, ex.POSITIVE)
+        ]
         return has_answer & nonempty[0] & nonempty[1]
 
     def drop_flag(features: dict[str, tf.Tensor], _: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -166,20 +176,29 @@ def natural_questions(
     *, task: str = QA_TASK, tfds_name: str = NQ_TFDS_NAME, tfds_data_dir: str | None = None
 ) -> AcademicSet:
     """Natural Questions from TFDS (decodes only the features the conversion uses)."""
-    decoders = tfds.decode.PartialDecoding({
-        "question": {"text": True},
-        "document": {"title": True, "tokens": True},
-        "annotations": {"long_answer": True},
-    })
+    decoders = tfds.decode.PartialDecoding(
+        {
+            "question": {"text": True},
+            "document": {"title": True, "tokens": True},
+            "annotations": {"long_answer": True},
+        }
+    )
     source = TfdsSource(
-        tfds_name=tfds_name, tfds_data_dir=tfds_data_dir, decoders=decoders,
+        tfds_name=tfds_name,
+        tfds_data_dir=tfds_data_dir,
+        decoders=decoders,
         splits={"train": "train", "validation": "validation"},
     )
     return AcademicSet(
-        name="natural_questions", source=source,
+        name="natural_questions",
+        source=source,
         preprocessors=(functools.partial(nq_to_unified, task=task, source="natural_questions"),),
-        metadata={"task_type": "retrieval", "origin": f"tfds:{tfds_name}",
-                  "paper": "Gecko section 3.3, academic fine-tuning mixture", "task": task},
+        metadata={
+            "task_type": "retrieval",
+            "origin": f"tfds:{tfds_name}",
+            "paper": "Gecko section 3.3, academic fine-tuning mixture",
+            "task": task,
+        },
     )
 
 
@@ -197,7 +216,10 @@ def _pair_hypotheses(
         mask = tf.equal(batch["label"], label)
         ids = tf.boolean_mask(premise_id, mask)
         order = tf.argsort(ids, stable=True)
-        ids, texts = tf.gather(ids, order), tf.gather(tf.boolean_mask(batch["hypothesis"], mask), order)
+        ids, texts = (
+            tf.gather(ids, order),
+            tf.gather(tf.boolean_mask(batch["hypothesis"], mask), order),
+        )
         counts = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, num_premises)
         return ids, texts, counts, tf.cumsum(counts, exclusive=True)
 
@@ -240,16 +262,21 @@ def nli_to_unified(
         keep = tf.logical_or(tf.equal(label, entailment), tf.equal(label, contradiction))
         for name in ("premise", "hypothesis"):
             keep &= tf.strings.length(tf.strings.strip(chunk[name])) > 0
-        return {"premise": tf.boolean_mask(chunk["premise"], keep),
-                "hypothesis": tf.boolean_mask(chunk["hypothesis"], keep),
-                "label": tf.boolean_mask(label, keep)}
+        return {
+            "premise": tf.boolean_mask(chunk["premise"], keep),
+            "hypothesis": tf.boolean_mask(chunk["hypothesis"], keep),
+            "label": tf.boolean_mask(label, keep),
+        }
 
     def append(state: dict[str, tf.Tensor], chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return {k: tf.concat([state[k], chunk[k]], 0) for k in state}
 
     def pairs(_: tf.Tensor) -> tf.data.Dataset:
-        empty = {"premise": tf.zeros([0], tf.string), "hypothesis": tf.zeros([0], tf.string),
-                 "label": tf.zeros([0], tf.int64)}
+        empty = {
+            "premise": tf.zeros([0], tf.string),
+            "hypothesis": tf.zeros([0], tf.string),
+            "label": tf.zeros([0], tf.int64),
+        }
         whole = ds.batch(chunk_size).map(select).reduce(empty, append)
         paired = _pair_hypotheses(whole, entailment, contradiction)
         count = paired.pop("count")
@@ -257,43 +284,65 @@ def nli_to_unified(
         def column(value: tf.Tensor) -> tf.Tensor:  # [count, 1] -> elements of shape [None]
             return tf.compat.v1.placeholder_with_default(tf.reshape(value, [-1, 1]), [None, None])
 
-        return tf.data.Dataset.from_tensor_slices({
-            ex.TASK: tf.fill([count], task),
-            ex.QUERY: paired["premise"],
-            ex.POSITIVE: paired["entailment"],
-            ex.POSITIVE_TITLE: tf.fill([count], ""),
-            ex.NEGATIVES: column(paired["contradiction"]),
-            ex.NEGATIVE_TITLES: column(tf.fill([count], "")),
-            ex.SYMMETRIC: tf.fill([count], True),
-            ex.SOURCE: tf.fill([count], source),
-        })
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                ex.TASK: tf.fill([count], task),
+                ex.QUERY: paired["premise"],
+                ex.POSITIVE: paired["entailment"],
+                ex.POSITIVE_TITLE: tf.fill([count], ""),
+                ex.NEGATIVES: column(paired["contradiction"]),
+                ex.NEGATIVE_TITLES: column(tf.fill([count], "")),
+                ex.SYMMETRIC: tf.fill([count], True),
+                ex.SOURCE: tf.fill([count], source),
+            }
+        )
 
     return tf.data.Dataset.range(1).flat_map(pairs)
 
 
-def _nli_set(name: str, tfds_name: str, splits: Mapping[str, str], task: str,
-             tfds_data_dir: str | None) -> AcademicSet:
+def _nli_set(
+    name: str, tfds_name: str, splits: Mapping[str, str], task: str, tfds_data_dir: str | None
+) -> AcademicSet:
     source = TfdsSource(tfds_name=tfds_name, tfds_data_dir=tfds_data_dir, splits=splits)
     return AcademicSet(
-        name=name, source=source,
+        name=name,
+        source=source,
         preprocessors=(functools.partial(nli_to_unified, task=task, source=name),),
-        metadata={"task_type": "nli (symmetric)", "origin": f"tfds:{tfds_name}",
-                  "paper": "Gecko section 3.3: entailment as positive, contradiction as hard negative",
-                  "task": task},
+        metadata={
+            "task_type": "nli (symmetric)",
+            "origin": f"tfds:{tfds_name}",
+            "paper": "Gecko section 3.3: entailment as positive, contradiction as hard negative",
+            "task": task,
+        },
     )
 
 
-def snli(*, task: str = SIMILARITY_TASK, tfds_name: str = SNLI_TFDS_NAME,
-         tfds_data_dir: str | None = None) -> AcademicSet:
+def snli(
+    *,
+    task: str = SIMILARITY_TASK,
+    tfds_name: str = SNLI_TFDS_NAME,
+    tfds_data_dir: str | None = None,
+) -> AcademicSet:
     """SNLI from TFDS as symmetric premise/entailment/contradiction examples."""
-    return _nli_set("snli", tfds_name, {"train": "train", "validation": "validation"}, task, tfds_data_dir)
+    return _nli_set(
+        "snli", tfds_name, {"train": "train", "validation": "validation"}, task, tfds_data_dir
+    )
 
 
-def mnli(*, task: str = SIMILARITY_TASK, tfds_name: str = MNLI_TFDS_NAME,
-         tfds_data_dir: str | None = None) -> AcademicSet:
+def mnli(
+    *,
+    task: str = SIMILARITY_TASK,
+    tfds_name: str = MNLI_TFDS_NAME,
+    tfds_data_dir: str | None = None,
+) -> AcademicSet:
     """MultiNLI from TFDS (validation = the matched dev set)."""
-    return _nli_set("mnli", tfds_name, {"train": "train", "validation": "validation_matched"},
-                    task, tfds_data_dir)
+    return _nli_set(
+        "mnli",
+        tfds_name,
+        {"train": "train", "validation": "validation_matched"},
+        task,
+        tfds_data_dir,
+    )
 
 
 # --- Local JSON readers -----------------------------------------------------------
@@ -355,7 +404,11 @@ def _field(record: Mapping[str, Any], name: str, kind: type | tuple[type, ...] =
 
 
 def read_hotpotqa(
-    path: str, *, task: str = QA_TASK, num_negatives: int = 1, source: str = "hotpotqa",
+    path: str,
+    *,
+    task: str = QA_TASK,
+    num_negatives: int = 1,
+    source: str = "hotpotqa",
     max_bad_fraction: float = 0.01,
 ) -> list[UnifiedExample]:
     """Reads an official HotpotQA file (see the module docstring for the fields)."""
@@ -364,8 +417,13 @@ def read_hotpotqa(
         question = _field(record, "question")
         paragraphs: dict[str, str] = {}
         for item in _field(record, "context", list):
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                    and isinstance(item[1], list) and all(isinstance(s, str) for s in item[1])):
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and isinstance(item[1], list)
+                and all(isinstance(s, str) for s in item[1])
+            ):
                 raise BadRowError("field 'context' must hold [title, [sentence, ...]] pairs")
             paragraphs.setdefault(item[0], "".join(item[1]).strip())
         supporting: list[str] = []
@@ -378,18 +436,34 @@ def read_hotpotqa(
                 supporting.append(fact[0])
         if not supporting:
             raise BadRowError("no supporting facts")
-        distractors = [t for t in paragraphs if t not in supporting and paragraphs[t]][:num_negatives]
-        return [UnifiedExample(
-            task=task, query=question, positive=paragraphs[title], positive_title=title,
-            negatives=tuple(paragraphs[t] for t in distractors), negative_titles=tuple(distractors),
-            source=source,
-        ) for title in supporting]
+        distractors = [t for t in paragraphs if t not in supporting and paragraphs[t]][
+            :num_negatives
+        ]
+        return [
+            UnifiedExample(
+                task=task,
+                query=question,
+                positive=paragraphs[title],
+                positive_title=title,
+                negatives=tuple(paragraphs[t] for t in distractors),
+                negative_titles=tuple(distractors),
+                source=source,
+            )
+            for title in supporting
+        ]
 
     return _convert_all(path, convert, max_bad_fraction)
 
 
-_FEVER_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{",
-                  "-RCB-": "}", "-COLON-": ":"}
+_FEVER_ESCAPES = {
+    "-LRB-": "(",
+    "-RRB-": ")",
+    "-LSB-": "[",
+    "-RSB-": "]",
+    "-LCB-": "{",
+    "-RCB-": "}",
+    "-COLON-": ":",
+}
 
 
 def fever_title(page_id: str) -> str:
@@ -437,7 +511,7 @@ def _read_fever_pages(pattern: str, wanted: set[str]) -> dict[str, tuple[str, di
                 # the line starts with a plain (escape-free) id.
                 if line.startswith(_PAGE_ID_PREFIX):
                     end = line.find('"', len(_PAGE_ID_PREFIX))
-                    raw_id = line[len(_PAGE_ID_PREFIX):end]
+                    raw_id = line[len(_PAGE_ID_PREFIX) : end]
                     if end > 0 and "\\" not in raw_id and raw_id not in wanted:
                         continue
                 try:
@@ -456,8 +530,13 @@ def _read_fever_pages(pattern: str, wanted: set[str]) -> dict[str, tuple[str, di
 
 
 def read_fever(
-    claims_path: str, wiki_pages_pattern: str, *, task: str = FACT_TASK,
-    positive_unit: str = "page", source: str = "fever", max_bad_fraction: float = 0.01,
+    claims_path: str,
+    wiki_pages_pattern: str,
+    *,
+    task: str = FACT_TASK,
+    positive_unit: str = "page",
+    source: str = "fever",
+    max_bad_fraction: float = 0.01,
 ) -> list[UnifiedExample]:
     """Reads official FEVER claims and resolves their evidence in the wiki-pages dump.
 
@@ -499,8 +578,15 @@ def read_fever(
                 if positive_unit == "sentence":
                     text = " ".join(sentences[i] for i in indices if i in sentences)
                 if text.strip():
-                    rows.append(UnifiedExample(task=task, query=claim, positive=text,
-                                               positive_title=fever_title(page), source=source))
+                    rows.append(
+                        UnifiedExample(
+                            task=task,
+                            query=claim,
+                            positive=text,
+                            positive_title=fever_title(page),
+                            source=source,
+                        )
+                    )
         except BadRowError as e:
             counter.record_bad(where, str(e))
             continue
@@ -514,8 +600,13 @@ MEDMCQA_QUERY_STYLES = ("question", "question_and_answer", "question_and_options
 
 
 def read_medmcqa(
-    path: str, *, task: str = QA_TASK, query_style: str = "question", option_base: int = 1,
-    source: str = "medmcqa", max_bad_fraction: float = 0.01,
+    path: str,
+    *,
+    task: str = QA_TASK,
+    query_style: str = "question",
+    option_base: int = 1,
+    source: str = "medmcqa",
+    max_bad_fraction: float = 0.01,
 ) -> list[UnifiedExample]:
     """Reads an official MedMCQA file as question -> explanation examples.
 
@@ -559,36 +650,77 @@ def read_medmcqa(
     return result
 
 
-def _local_set(name: str, paths: str | Mapping[str, str], read: Callable[[str], list[UnifiedExample]],
-               metadata: Mapping[str, Any]) -> AcademicSet:
+def _local_set(
+    name: str,
+    paths: str | Mapping[str, str],
+    read: Callable[[str], list[UnifiedExample]],
+    metadata: Mapping[str, Any],
+) -> AcademicSet:
     paths = {"train": paths} if isinstance(paths, str) else dict(paths)
     loaders = {split: functools.partial(read, path) for split, path in paths.items()}
-    return AcademicSet(name=name, source=local_sets.examples_source(loaders), preprocessors=(),
-                       metadata={**metadata, "files": paths})
+    return AcademicSet(
+        name=name,
+        source=local_sets.examples_source(loaders),
+        preprocessors=(),
+        metadata={**metadata, "files": paths},
+    )
 
 
-def hotpotqa(paths: str | Mapping[str, str], *, task: str = QA_TASK, num_negatives: int = 1) -> AcademicSet:
+def hotpotqa(
+    paths: str | Mapping[str, str], *, task: str = QA_TASK, num_negatives: int = 1
+) -> AcademicSet:
     """HotpotQA from local files (a path for ``train``, or split -> path)."""
     read = functools.partial(read_hotpotqa, task=task, num_negatives=num_negatives)
-    return _local_set("hotpotqa", paths, read, {
-        "task_type": "retrieval", "origin": "HotpotQA official JSON", "task": task,
-        "paper": "Gecko section 3.3, academic fine-tuning mixture"})
+    return _local_set(
+        "hotpotqa",
+        paths,
+        read,
+        {
+            "task_type": "retrieval",
+            "origin": "HotpotQA official JSON",
+            "task": task,
+            "paper": "Gecko section 3.3, academic fine-tuning mixture",
+        },
+    )
 
 
-def fever(claims_paths: str | Mapping[str, str], wiki_pages_pattern: str, *, task: str = FACT_TASK,
-          positive_unit: str = "page") -> AcademicSet:
+def fever(
+    claims_paths: str | Mapping[str, str],
+    wiki_pages_pattern: str,
+    *,
+    task: str = FACT_TASK,
+    positive_unit: str = "page",
+) -> AcademicSet:
     """FEVER from local claims files and the wiki-pages dump."""
-    read = functools.partial(read_fever, wiki_pages_pattern=wiki_pages_pattern, task=task,
-                             positive_unit=positive_unit)
-    return _local_set("fever", claims_paths, read, {
-        "task_type": "retrieval", "origin": "FEVER official JSONL + wiki-pages", "task": task,
-        "paper": "Gecko section 3.3, academic fine-tuning mixture"})
+    read = functools.partial(
+        read_fever, wiki_pages_pattern=wiki_pages_pattern, task=task, positive_unit=positive_unit
+    )
+    return _local_set(
+        "fever",
+        claims_paths,
+        read,
+        {
+            "task_type": "retrieval",
+            "origin": "FEVER official JSONL + wiki-pages",
+            "task": task,
+            "paper": "Gecko section 3.3, academic fine-tuning mixture",
+        },
+    )
 
 
-def medmcqa(paths: str | Mapping[str, str], *, task: str = QA_TASK,
-            query_style: str = "question") -> AcademicSet:
+def medmcqa(
+    paths: str | Mapping[str, str], *, task: str = QA_TASK, query_style: str = "question"
+) -> AcademicSet:
     """MedMCQA from local files (a path for ``train``, or split -> path)."""
     read = functools.partial(read_medmcqa, task=task, query_style=query_style)
-    return _local_set("medmcqa", paths, read, {
-        "task_type": "retrieval", "origin": "MedMCQA official JSON lines", "task": task,
-        "paper": "Gecko section 3.3, academic fine-tuning mixture"})
+    return _local_set(
+        "medmcqa",
+        paths,
+        read,
+        {
+            "task_type": "retrieval",
+            "origin": "MedMCQA official JSON lines",
+            "task": task,
+            "paper": "Gecko section 3.3, academic fine-tuning mixture",
+        },
+    )

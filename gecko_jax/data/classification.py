@@ -19,7 +19,7 @@ the label, negatives uniformly among all texts of other labels.
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import seqio
 
@@ -80,7 +80,9 @@ def build_triples(
     if id_scope not in ID_SCOPES:
         raise ValueError(f"id_scope must be one of {ID_SCOPES}, got {id_scope!r}")
     if singleton_labels not in SINGLETON_POLICIES:
-        raise ValueError(f"singleton_labels must be one of {SINGLETON_POLICIES}, got {singleton_labels!r}")
+        raise ValueError(
+            f"singleton_labels must be one of {SINGLETON_POLICIES}, got {singleton_labels!r}"
+        )
     if num_negatives < 1:
         raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
     if "{text}" not in id_format or "{id}" not in id_format:
@@ -123,13 +125,23 @@ def build_triples(
             r = rng.randrange(len(flat) - size)
             negatives.append(flat[r + size if r >= start else r])
 
-        ids = [len(result)] * (2 + num_negatives) if id_scope == "triple" else [index, positive, *negatives]
+        ids = (
+            [len(result)] * (2 + num_negatives)
+            if id_scope == "triple"
+            else [index, positive, *negatives]
+        )
         texts = [items[i][0] for i in (index, positive, *negatives)]
         tagged = [id_format.format(text=t, id=i) for t, i in zip(texts, ids)]
-        result.append(UnifiedExample(
-            task=task, query=tagged[0], positive=tagged[1], negatives=tuple(tagged[2:]),
-            symmetric=True, source=source,
-        ))
+        result.append(
+            UnifiedExample(
+                task=task,
+                query=tagged[0],
+                positive=tagged[1],
+                negatives=tuple(tagged[2:]),
+                symmetric=True,
+                source=source,
+            )
+        )
     return result
 
 

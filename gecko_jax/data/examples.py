@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import tensorflow as tf
 
@@ -71,7 +72,9 @@ class UnifiedExample:
     def __post_init__(self) -> None:
         for name in (TASK, QUERY, POSITIVE, POSITIVE_TITLE, SOURCE):
             if not isinstance(getattr(self, name), str):
-                raise BadRowError(f"field {name!r} must be a string, got {type(getattr(self, name)).__name__}")
+                raise BadRowError(
+                    f"field {name!r} must be a string, got {type(getattr(self, name)).__name__}"
+                )
         if not self.query.strip():
             raise BadRowError("empty query")
         if not self.positive.strip():
@@ -79,15 +82,22 @@ class UnifiedExample:
         if not all(isinstance(n, str) for n in self.negatives):
             raise BadRowError("field 'negatives' must hold strings")
         if self.negative_titles and len(self.negative_titles) != len(self.negatives):
-            raise BadRowError(f"{len(self.negative_titles)} negative titles for {len(self.negatives)} negatives")
+            raise BadRowError(
+                f"{len(self.negative_titles)} negative titles for {len(self.negatives)} negatives"
+            )
 
     def as_features(self) -> dict[str, Any]:
         """The example as a dict matching :data:`OUTPUT_SIGNATURE` (titles filled)."""
         titles = self.negative_titles or ("",) * len(self.negatives)
         return {
-            TASK: self.task, QUERY: self.query, POSITIVE: self.positive,
-            POSITIVE_TITLE: self.positive_title, NEGATIVES: list(self.negatives),
-            NEGATIVE_TITLES: list(titles), SYMMETRIC: self.symmetric, SOURCE: self.source,
+            TASK: self.task,
+            QUERY: self.query,
+            POSITIVE: self.positive,
+            POSITIVE_TITLE: self.positive_title,
+            NEGATIVES: list(self.negatives),
+            NEGATIVE_TITLES: list(titles),
+            SYMMETRIC: self.symmetric,
+            SOURCE: self.source,
         }
 
 
@@ -126,9 +136,14 @@ def from_record(
     if not isinstance(flag, bool):
         raise BadRowError("field 'symmetric' must be true or false")
     return UnifiedExample(
-        task=record.get(TASK, default_task), query=record[QUERY], positive=record[POSITIVE],
-        positive_title=record.get(POSITIVE_TITLE) or "", negatives=negatives,
-        negative_titles=titles, symmetric=flag, source=record.get(SOURCE, source),
+        task=record.get(TASK, default_task),
+        query=record[QUERY],
+        positive=record[POSITIVE],
+        positive_title=record.get(POSITIVE_TITLE) or "",
+        negatives=negatives,
+        negative_titles=titles,
+        symmetric=flag,
+        source=record.get(SOURCE, source),
     )
 
 
@@ -143,8 +158,9 @@ class BadRowCounter:
       max_warnings: individual warnings logged; later bad rows are only counted.
     """
 
-    def __init__(self, name: str, max_bad_fraction: float = 0.01, min_rows: int = 100,
-                 max_warnings: int = 20) -> None:
+    def __init__(
+        self, name: str, max_bad_fraction: float = 0.01, min_rows: int = 100, max_warnings: int = 20
+    ) -> None:
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         self.name, self.max_bad_fraction = name, max_bad_fraction
@@ -187,4 +203,6 @@ class BadRowCounter:
                 f"{self.max_bad_fraction:.2%}): {self.reasons}"
             )
         if self.bad:
-            log.warning("%s: skipped %d bad rows of %d: %s", self.name, self.bad, seen, self.reasons)
+            log.warning(
+                "%s: skipped %d bad rows of %d: %s", self.name, self.bad, seen, self.reasons
+            )

@@ -42,7 +42,10 @@ POSITIVE_IDS = "positive_ids"
 DATASET_ID = "dataset_id"
 
 TASK_FEATURE_LENGTHS: Mapping[str, int] = {
-    "query": 64, "positive": 256, "negative": 256, "num_negatives": 1,
+    "query": 64,
+    "positive": 256,
+    "negative": 256,
+    "num_negatives": 1,
 }
 _LENGTH_KEYS = ("query", "positive", "negative", "num_negatives")
 _HASH_BUCKETS = 2**31 - 1
@@ -73,7 +76,9 @@ def check_lengths(task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
         raise ValueError("task_feature_lengths needs 'negative' when num_negatives > 0")
     for key in ("query", "positive", "negative"):
         if key in lengths and (not isinstance(lengths[key], int) or lengths[key] < 1):
-            raise ValueError(f"task_feature_lengths[{key!r}] must be a positive int, got {lengths[key]}")
+            raise ValueError(
+                f"task_feature_lengths[{key!r}] must be a positive int, got {lengths[key]}"
+            )
     return lengths
 
 
@@ -92,12 +97,16 @@ class GeckoFeatureConverter:
         self.vocabulary = vocabulary
         self.tokenize_batch = tokenize_batch
 
-    def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    def get_model_feature_lengths(
+        self, task_feature_lengths: Mapping[str, int]
+    ) -> dict[str, tuple[int, ...]]:
         """The shape of each output feature (per example)."""
         lengths = check_lengths(task_feature_lengths)
         shapes = {
-            QUERY_TOKENS: (lengths["query"],), POSITIVE_TOKENS: (lengths["positive"],),
-            POSITIVE_IDS: (), DATASET_ID: (),
+            QUERY_TOKENS: (lengths["query"],),
+            POSITIVE_TOKENS: (lengths["positive"],),
+            POSITIVE_IDS: (),
+            DATASET_ID: (),
         }
         k = lengths["num_negatives"]
         if k:
@@ -117,8 +126,12 @@ class GeckoFeatureConverter:
         ids = self.vocabulary.tokenize_tf(texts, length)
         return ids.to_tensor(0, shape=[None, length])
 
-    def _convert_batch(self, batch: Mapping[str, tf.Tensor | tf.RaggedTensor],
-                       lengths: Mapping[str, int], dataset_id: int) -> dict[str, tf.Tensor]:
+    def _convert_batch(
+        self,
+        batch: Mapping[str, tf.Tensor | tf.RaggedTensor],
+        lengths: Mapping[str, int],
+        dataset_id: int,
+    ) -> dict[str, tf.Tensor]:
         positives = batch[prep.POSITIVE_TEXT]
         size = tf.shape(positives)[0]
         out = {
@@ -136,8 +149,13 @@ class GeckoFeatureConverter:
             out[NEGATIVE_MASK] = tf.sequence_mask(negatives.row_lengths(), k)
         return out
 
-    def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int] = TASK_FEATURE_LENGTHS,
-                 *, dataset_id: int = 0) -> tf.data.Dataset:
+    def __call__(
+        self,
+        ds: tf.data.Dataset,
+        task_feature_lengths: Mapping[str, int] = TASK_FEATURE_LENGTHS,
+        *,
+        dataset_id: int = 0,
+    ) -> tf.data.Dataset:
         """Converts unbatched formatted examples to unbatched model features.
 
         Args:
@@ -157,11 +175,16 @@ class GeckoFeatureConverter:
             del expected_ranks[prep.NEGATIVE_TEXTS]
         for name, rank in expected_ranks.items():
             if not isinstance(spec, Mapping) or name not in spec:
-                raise ValueError(f"dataset has no feature {name!r} (apply preprocessors.format_texts first)")
+                raise ValueError(
+                    f"dataset has no feature {name!r} (apply preprocessors.format_texts first)"
+                )
             if spec[name].dtype != tf.string or spec[name].shape.rank != rank:
-                raise ValueError(f"feature {name!r} must be a string tensor of rank {rank}, got {spec[name]}")
+                raise ValueError(
+                    f"feature {name!r} must be a string tensor of rank {rank}, got {spec[name]}"
+                )
         ds = prep.batch_examples(ds, self.tokenize_batch).map(
             lambda b: self._convert_batch(b, lengths, dataset_id),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
         return ds.unbatch()

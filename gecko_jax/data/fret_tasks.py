@@ -14,7 +14,8 @@ the task types (the paper's ablation of task diversity, Table 6).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gecko_jax.data import registry, sources
 from gecko_jax.data.formats import InputFormat
@@ -67,10 +68,17 @@ def register_fret_tasks(
     filters += [(slice_name(name, t), (TASK_TYPE_FIELD, [t])) for t in task_types]
     for task_name, row_filter in filters:
         source = sources.file_source(
-            file_pattern, file_format=file_format, source_name=task_name,
-            max_bad_fraction=max_bad_fraction, row_filter=row_filter,
+            file_pattern,
+            file_format=file_format,
+            source_name=task_name,
+            max_bad_fraction=max_bad_fraction,
+            row_filter=row_filter,
         )
-        info = {"task_type": row_filter[1][0] if row_filter else "all FRet task types",
-                "origin": str(file_pattern), "paper": FRET_PAPER, **(metadata or {})}
+        info = {
+            "task_type": row_filter[1][0] if row_filter else "all FRet task types",
+            "origin": str(file_pattern),
+            "paper": FRET_PAPER,
+            **(metadata or {}),
+        }
         registry.register_unified_task(task_name, source, metadata=info, input_format=input_format)
     return names

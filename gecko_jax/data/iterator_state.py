@@ -42,7 +42,9 @@ def host_state_bytes(value: Any) -> bytes:
         return bytes(value)
     if isinstance(value, HostStateSnapshot):
         return value.to_bytes()
-    raise TypeError(f"{HOST_STATE_KEY} must be bytes or have to_bytes(), got {type(value).__name__}")
+    raise TypeError(
+        f"{HOST_STATE_KEY} must be bytes or have to_bytes(), got {type(value).__name__}"
+    )
 
 
 def host_state_filename(process_index: int, process_count: int) -> str:

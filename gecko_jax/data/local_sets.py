@@ -27,7 +27,8 @@ import csv
 import json
 import logging
 import os
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import seqio
 import tensorflow as tf
@@ -49,16 +50,23 @@ def examples_dataset(rows: Sequence[UnifiedExample]) -> tf.data.Dataset:
     width = max((len(e.negatives) for e in rows), default=0)
 
     def padded(values: Iterable[Sequence[str]]) -> tf.Tensor:
-        return tf.constant([list(v) + [""] * (width - len(v)) for v in values],
-                           dtype=tf.string, shape=[len(rows), width])
+        return tf.constant(
+            [list(v) + [""] * (width - len(v)) for v in values],
+            dtype=tf.string,
+            shape=[len(rows), width],
+        )
 
     features = {
         examples.TASK: tf.constant([e.task for e in rows], tf.string, shape=[len(rows)]),
         examples.QUERY: tf.constant([e.query for e in rows], tf.string, shape=[len(rows)]),
         examples.POSITIVE: tf.constant([e.positive for e in rows], tf.string, shape=[len(rows)]),
-        examples.POSITIVE_TITLE: tf.constant([e.positive_title for e in rows], tf.string, shape=[len(rows)]),
+        examples.POSITIVE_TITLE: tf.constant(
+            [e.positive_title for e in rows], tf.string, shape=[len(rows)]
+        ),
         examples.NEGATIVES: padded(e.negatives for e in rows),
-        examples.NEGATIVE_TITLES: padded(e.negative_titles or ("",) * len(e.negatives) for e in rows),
+        examples.NEGATIVE_TITLES: padded(
+            e.negative_titles or ("",) * len(e.negatives) for e in rows
+        ),
         examples.SYMMETRIC: tf.constant([e.symmetric for e in rows], tf.bool, shape=[len(rows)]),
         examples.SOURCE: tf.constant([e.source for e in rows], tf.string, shape=[len(rows)]),
         "num_negatives": tf.constant([len(e.negatives) for e in rows], tf.int32, shape=[len(rows)]),
@@ -81,7 +89,9 @@ class ExamplesSource(seqio.DataSource):
     are then kept in memory. Meant for local sets of up to a few hundred thousand rows.
     """
 
-    def __init__(self, split_loaders: Mapping[str, ExampleLoader], *, caching_permitted: bool = True) -> None:
+    def __init__(
+        self, split_loaders: Mapping[str, ExampleLoader], *, caching_permitted: bool = True
+    ) -> None:
         if not split_loaders:
             raise ValueError("ExamplesSource needs at least one split")
         super().__init__(splits=tuple(split_loaders), caching_permitted=caching_permitted)
@@ -205,12 +215,18 @@ def read_beir_qrels(path: str) -> list[Qrel]:
                 continue
             parts = line.rstrip("\r\n").split("\t")
             try:
-                rows.append(Qrel(
-                    parts[columns["query-id"]], parts[columns["corpus-id"]],
-                    float(parts[columns["score"]]), number,
-                ))
+                rows.append(
+                    Qrel(
+                        parts[columns["query-id"]],
+                        parts[columns["corpus-id"]],
+                        float(parts[columns["score"]]),
+                        number,
+                    )
+                )
             except (IndexError, ValueError):
-                raise ValueError(f"{path}:{number}: expected query-id, corpus-id, score; got {line!r}") from None
+                raise ValueError(
+                    f"{path}:{number}: expected query-id, corpus-id, score; got {line!r}"
+                ) from None
     return rows
 
 
@@ -256,10 +272,15 @@ def read_beir(
             counter.record_bad(where, f"unknown corpus id {doc_id!r}")
             continue
         try:
-            result.append(UnifiedExample(
-                task=task, query=queries[query_id]["text"], positive=corpus[doc_id]["text"],
-                positive_title=corpus[doc_id]["title"], source=source,
-            ))
+            result.append(
+                UnifiedExample(
+                    task=task,
+                    query=queries[query_id]["text"],
+                    positive=corpus[doc_id]["text"],
+                    positive_title=corpus[doc_id]["title"],
+                    source=source,
+                )
+            )
         except BadRowError as e:
             counter.record_bad(where, str(e))
             continue
@@ -297,9 +318,15 @@ def read_sts(
         if both_directions:
             directions.append((pair.sentence2, pair.sentence1))
         for query, positive in directions:
-            result.append(UnifiedExample(
-                task=task, query=query, positive=positive, symmetric=True, source=source,
-            ))
+            result.append(
+                UnifiedExample(
+                    task=task,
+                    query=query,
+                    positive=positive,
+                    symmetric=True,
+                    source=source,
+                )
+            )
     return result
 
 

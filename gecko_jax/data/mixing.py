@@ -99,7 +99,9 @@ class MixtureRates:
         """
         unknown = sorted(set(self.weights) - set(tasks))
         if unknown:
-            raise ValueError(f"mixture rates name unknown tasks {unknown}; the tasks are {sorted(tasks)}")
+            raise ValueError(
+                f"mixture rates name unknown tasks {unknown}; the tasks are {sorted(tasks)}"
+            )
         missing = sorted(set(tasks) - set(self.weights))
         if missing:
             raise ValueError(f"no mixture rate for tasks {missing}")
@@ -129,9 +131,13 @@ def _fixed_spec(task: str, element_spec: Any) -> dict[str, tuple[tuple[int, ...]
     spec = {}
     for name, feature in element_spec.items():
         if not isinstance(feature, tf.TensorSpec) or not feature.shape.is_fully_defined():
-            raise ValueError(f"task {task!r}: feature {name!r} must have a fixed shape, got {feature}")
+            raise ValueError(
+                f"task {task!r}: feature {name!r} must have a fixed shape, got {feature}"
+            )
         if feature.dtype == tf.string:
-            raise ValueError(f"task {task!r}: feature {name!r} is a string; mix converted (token id) features")
+            raise ValueError(
+                f"task {task!r}: feature {name!r} is a string; mix converted (token id) features"
+            )
         spec[name] = (tuple(feature.shape.as_list()), np.dtype(feature.dtype.as_numpy_dtype))
     return spec
 
@@ -265,10 +271,14 @@ class OneDatasetPerBatchMixture:
 
     def _pipeline(self, task: str, dataset: tf.data.Dataset) -> tf.data.Dataset:
         if self._shuffle_buffer_size:
-            task_seed = int(np.random.SeedSequence(
-                [self.seed, zlib.crc32(task.encode("utf-8"))]).generate_state(1)[0])
-            dataset = dataset.shuffle(self._shuffle_buffer_size, seed=task_seed,
-                                      reshuffle_each_iteration=True)
+            task_seed = int(
+                np.random.SeedSequence(
+                    [self.seed, zlib.crc32(task.encode("utf-8"))]
+                ).generate_state(1)[0]
+            )
+            dataset = dataset.shuffle(
+                self._shuffle_buffer_size, seed=task_seed, reshuffle_each_iteration=True
+            )
         if self._repeat:
             dataset = dataset.repeat()
         # Whole chunks cross into Python: one tf.data call per local batch, not per row.
@@ -348,8 +358,12 @@ class OneDatasetPerBatchMixture:
         if len(deferred) > self.max_deferred:
             dropped = len(deferred) - self.max_deferred
             self.dropped_duplicates += dropped
-            log.warning("task %r: dropped %d duplicate rows (more than max_deferred=%d held back)",
-                        task, dropped, self.max_deferred)
+            log.warning(
+                "task %r: dropped %d duplicate rows (more than max_deferred=%d held back)",
+                task,
+                dropped,
+                self.max_deferred,
+            )
             deferred = deferred[: self.max_deferred]
         keep = np.concatenate([np.asarray(deferred, np.int64), np.arange(row, size)])
         self._pending[task] = {k: v[keep] for k, v in pool.items()}
@@ -416,31 +430,45 @@ class OneDatasetPerBatchMixture:
                 f"the saved input state is not a one-dataset-per-batch mixture's "
                 f"(kind {state.get('kind')!r}); was the run started with another input?"
             )
-        expected = {"seed": self.seed, "tasks": list(self.tasks),
-                    "global_batch_size": self.global_batch_size, "num_shards": self.num_shards}
+        expected = {
+            "seed": self.seed,
+            "tasks": list(self.tasks),
+            "global_batch_size": self.global_batch_size,
+            "num_shards": self.num_shards,
+        }
         for key, value in expected.items():
             if state.get(key) != value:
-                raise ValueError(f"the saved input state has {key}={state.get(key)!r}, this run {value!r}")
+                raise ValueError(
+                    f"the saved input state has {key}={state.get(key)!r}, this run {value!r}"
+                )
         if HOST_STATE_KEY not in state:
             raise ValueError(f"the saved input state has no per-host part ({HOST_STATE_KEY!r})")
-        arrays = iterator_state.unpack_arrays(iterator_state.host_state_bytes(state[HOST_STATE_KEY]))
+        arrays = iterator_state.unpack_arrays(
+            iterator_state.host_state_bytes(state[HOST_STATE_KEY])
+        )
         if int(arrays["position"]) != int(state["position"]):
-            raise ValueError(f"per-host input state at batch {int(arrays['position'])} does not "
-                             f"match the shared state's batch {state['position']}")
+            raise ValueError(
+                f"per-host input state at batch {int(arrays['position'])} does not "
+                f"match the shared state's batch {state['position']}"
+            )
         if list(arrays["tasks"]) != list(self.tasks):
             raise ValueError(f"per-host input state is for tasks {list(arrays['tasks'])}")
         shard = tuple(int(x) for x in arrays["shard"])
         if shard != (self.shard_index, self.num_shards):
-            raise ValueError(f"per-host input state is host {shard[0]}'s of {shard[1]}; "
-                             f"this is host {self.shard_index} of {self.num_shards}")
+            raise ValueError(
+                f"per-host input state is host {shard[0]}'s of {shard[1]}; "
+                f"this is host {self.shard_index} of {self.num_shards}"
+            )
         saved = sorted({k.split("/")[2] for k in arrays if k.startswith("pending/")})
         if saved != sorted(self._spec):
-            raise ValueError(f"per-host input state has features {saved}, this run {sorted(self._spec)}")
+            raise ValueError(
+                f"per-host input state has features {saved}, this run {sorted(self._spec)}"
+            )
         pending = {}
         for i, task in enumerate(self.tasks):
             pending[task] = {name: arrays[f"pending/{i}/{name}"] for name in self._spec}
         prefix = "iterators/"
-        files = {k[len(prefix):]: arrays[k].tobytes() for k in arrays if k.startswith(prefix)}
+        files = {k[len(prefix) :]: arrays[k].tobytes() for k in arrays if k.startswith(prefix)}
         self._freeze_snapshot()
         try:
             iterator_state.restore_iterators(self._iterators, files)

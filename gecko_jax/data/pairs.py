@@ -14,7 +14,8 @@ import dataclasses
 import json
 import os
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -72,11 +73,13 @@ def read_pair_rows(
                 rows.append(PairRow(record["query"], record["positive"], negatives))
                 continue
             title = record.get("positive_title")
-            rows.append(PairRow(
-                input_format.query(record["query"], task),
-                input_format.document(record["positive"], title),
-                tuple(input_format.document(n) for n in negatives),
-            ))
+            rows.append(
+                PairRow(
+                    input_format.query(record["query"], task),
+                    input_format.document(record["positive"], title),
+                    tuple(input_format.document(n) for n in negatives),
+                )
+            )
     if not rows:
         raise ValueError(f"{path}: no training rows")
     return rows
@@ -121,7 +124,9 @@ class PairBatches:
         self.num_negatives = (
             max(len(r.negatives) for r in rows) if num_negatives is None else num_negatives
         )
-        self._queries = _pad(vocabulary.tokenize([r.query for r in rows], query_length), query_length)
+        self._queries = _pad(
+            vocabulary.tokenize([r.query for r in rows], query_length), query_length
+        )
         self._positives = _pad(
             vocabulary.tokenize([r.positive for r in rows], document_length), document_length
         )
@@ -131,7 +136,9 @@ class PairBatches:
         self._negative_mask = np.zeros((len(rows), k), dtype=bool)
         flat = [(i, j, n) for i, r in enumerate(rows) for j, n in enumerate(r.negatives[:k])]
         if flat:
-            tokens = _pad(vocabulary.tokenize([n for _, _, n in flat], document_length), document_length)
+            tokens = _pad(
+                vocabulary.tokenize([n for _, _, n in flat], document_length), document_length
+            )
             rows_idx = np.array([i for i, _, _ in flat])
             cols_idx = np.array([j for _, j, _ in flat])
             self._negatives[rows_idx, cols_idx] = tokens

@@ -33,11 +33,15 @@ def register_mixture(name: str, rates: Mapping[str, float] | Sequence[str]) -> s
     Raises:
       ValueError: a task that is not registered (the message lists the registered ones).
     """
-    pairs = [(task, 1.0) for task in rates] if not isinstance(rates, Mapping) else list(rates.items())
+    pairs = (
+        [(task, 1.0) for task in rates] if not isinstance(rates, Mapping) else list(rates.items())
+    )
     known = seqio.TaskRegistry.names()
     unknown = [task for task, _ in pairs if task not in known]
     if unknown:
-        raise ValueError(f"mixture {name!r} names unregistered tasks {unknown}; registered: {sorted(known)}")
+        raise ValueError(
+            f"mixture {name!r} names unregistered tasks {unknown}; registered: {sorted(known)}"
+        )
     seqio.MixtureRegistry.remove(name)
     seqio.MixtureRegistry.add(name, pairs)
     return name
@@ -53,7 +57,9 @@ def tasks_and_rates(name: str) -> dict[str, float]:
         provider = seqio.get_mixture_or_task(name)
     except ValueError:
         known = sorted(set(seqio.MixtureRegistry.names()) | set(seqio.TaskRegistry.names()))
-        raise ValueError(f"MIXTURE_OR_TASK_NAME {name!r} is not registered; known: {known}") from None
+        raise ValueError(
+            f"MIXTURE_OR_TASK_NAME {name!r} is not registered; known: {known}"
+        ) from None
     if isinstance(provider, seqio.Mixture):
         return {task.name: float(provider.get_rate(task)) for task in provider.tasks}
     return {provider.name: 1.0}
@@ -87,11 +93,22 @@ def mixture_input(
     converter = GeckoFeatureConverter(vocabulary)
     datasets = {
         task: registry.converted_dataset(
-            task, converter, task_feature_lengths=task_feature_lengths, dataset_id=index,
-            split=split, shuffle=True, seed=seed, shard_info=shard_info, num_epochs=1,
+            task,
+            converter,
+            task_feature_lengths=task_feature_lengths,
+            dataset_id=index,
+            split=split,
+            shuffle=True,
+            seed=seed,
+            shard_info=shard_info,
+            num_epochs=1,
         )
         for index, task in enumerate(rates)
     }
     return OneDatasetPerBatchMixture(
-        datasets, MixtureRates(rates, temperature), global_batch_size, seed, shard_info=shard_info,
+        datasets,
+        MixtureRates(rates, temperature),
+        global_batch_size,
+        seed,
+        shard_info=shard_info,
     )

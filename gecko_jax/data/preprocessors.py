@@ -77,9 +77,14 @@ def batch_examples(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset
     Dense features of unknown length need ``ragged_batch`` (a map per element);
     ragged ones (as :mod:`sources` and :func:`format_texts` produce) batch directly.
     """
+
     def varies(spec: tf.TypeSpec) -> bool:
-        return (isinstance(spec, tf.TensorSpec) and spec.shape.rank is not None
-                and spec.shape.rank > 0 and not spec.shape.is_fully_defined())
+        return (
+            isinstance(spec, tf.TensorSpec)
+            and spec.shape.rank is not None
+            and spec.shape.rank > 0
+            and not spec.shape.is_fully_defined()
+        )
 
     if any(varies(s) for s in tf.nest.flatten(dataset.element_spec)):
         return dataset.ragged_batch(batch_size)
@@ -109,21 +114,31 @@ class _Formatter:
         title = tf.where(tf.equal(title, ""), self._missing_title, title)
         return fill_template(self._document, {"title": title, "text": text})
 
-    def side(self, text: tf.Tensor, title: tf.Tensor, task: tf.Tensor,
-             symmetric: tf.Tensor) -> tf.Tensor:
+    def side(
+        self, text: tf.Tensor, title: tf.Tensor, task: tf.Tensor, symmetric: tf.Tensor
+    ) -> tf.Tensor:
         """The document format, or the query format with the task where symmetric."""
         return tf.where(symmetric, self.query(text, task), self.document(text, title))
 
-    def __call__(self, batch: dict[str, tf.Tensor | tf.RaggedTensor]) -> dict[str, tf.Tensor | tf.RaggedTensor]:
+    def __call__(
+        self, batch: dict[str, tf.Tensor | tf.RaggedTensor]
+    ) -> dict[str, tf.Tensor | tf.RaggedTensor]:
         task, symmetric = batch[ex.TASK], batch[ex.SYMMETRIC]
         negatives, titles = as_ragged(batch[ex.NEGATIVES]), as_ragged(batch[ex.NEGATIVE_TITLES])
         rows = negatives.value_rowids()
         out = dict(batch)
         out[QUERY_TEXT] = self.query(batch[ex.QUERY], task)
-        out[POSITIVE_TEXT] = self.side(batch[ex.POSITIVE], batch[ex.POSITIVE_TITLE], task, symmetric)
-        out[NEGATIVE_TEXTS] = negatives.with_flat_values(self.side(
-            negatives.flat_values, titles.flat_values, tf.gather(task, rows), tf.gather(symmetric, rows)
-        ))
+        out[POSITIVE_TEXT] = self.side(
+            batch[ex.POSITIVE], batch[ex.POSITIVE_TITLE], task, symmetric
+        )
+        out[NEGATIVE_TEXTS] = negatives.with_flat_values(
+            self.side(
+                negatives.flat_values,
+                titles.flat_values,
+                tf.gather(task, rows),
+                tf.gather(symmetric, rows),
+            )
+        )
         return out
 
 

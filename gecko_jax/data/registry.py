@@ -25,23 +25,32 @@ from gecko_jax.data.feature_converter import TASK_FEATURE_LENGTHS, GeckoFeatureC
 
 def _text_feature(rank: int) -> seqio.Feature:
     # PassThroughVocabulary: seqio requires a vocabulary; strings are not encoded.
-    return seqio.Feature(seqio.PassThroughVocabulary(size=0), add_eos=False, dtype=tf.string, rank=rank)
+    return seqio.Feature(
+        seqio.PassThroughVocabulary(size=0), add_eos=False, dtype=tf.string, rank=rank
+    )
 
 
-TEXT_OUTPUT_FEATURES: Mapping[str, seqio.Feature] = types.MappingProxyType({
-    prep.QUERY_TEXT: _text_feature(0),
-    prep.POSITIVE_TEXT: _text_feature(0),
-    prep.NEGATIVE_TEXTS: _text_feature(1),
-    ex.TASK: _text_feature(0),
-    ex.SOURCE: _text_feature(0),
-})
+TEXT_OUTPUT_FEATURES: Mapping[str, seqio.Feature] = types.MappingProxyType(
+    {
+        prep.QUERY_TEXT: _text_feature(0),
+        prep.POSITIVE_TEXT: _text_feature(0),
+        prep.NEGATIVE_TEXTS: _text_feature(1),
+        ex.TASK: _text_feature(0),
+        ex.SOURCE: _text_feature(0),
+    }
+)
 
 
 class UnifiedTask(seqio.Task):
     """A seqio Task of formatted unified examples, with metadata and its input format."""
 
-    def __init__(self, *args: Any, metadata: Mapping[str, Any] | None = None,
-                 input_format: formats.InputFormat = prep.DEFAULT_FORMAT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        metadata: Mapping[str, Any] | None = None,
+        input_format: formats.InputFormat = prep.DEFAULT_FORMAT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._metadata = types.MappingProxyType(dict(metadata or {}))
         self._input_format = input_format
@@ -92,7 +101,9 @@ def register_unified_task(
     """
     if name in seqio.TaskRegistry.names():
         if not replace:
-            raise ValueError(f"task {name!r} is already registered (pass replace=True to replace it)")
+            raise ValueError(
+                f"task {name!r} is already registered (pass replace=True to replace it)"
+            )
         seqio.TaskRegistry.remove(name)
     input_format = input_format or prep.DEFAULT_FORMAT
     steps = [
@@ -135,8 +146,14 @@ def get_task_dataset(
     if not isinstance(task, seqio.Task):
         raise TypeError(f"{name!r} is a mixture, not a task")
     return task.get_dataset(
-        sequence_length=None, split=split, shuffle=shuffle, seed=seed, shard_info=shard_info,
-        num_epochs=num_epochs, trim_output_features=False, use_cached=False,
+        sequence_length=None,
+        split=split,
+        shuffle=shuffle,
+        seed=seed,
+        shard_info=shard_info,
+        num_epochs=num_epochs,
+        trim_output_features=False,
+        use_cached=False,
     )
 
 
@@ -161,6 +178,7 @@ def converted_dataset(
       dataset_id: the task's ``dataset_id`` feature.
       split, shuffle, seed, shard_info, num_epochs: as in :func:`get_task_dataset`.
     """
-    ds = get_task_dataset(name, split=split, shuffle=shuffle, seed=seed,
-                          shard_info=shard_info, num_epochs=num_epochs)
+    ds = get_task_dataset(
+        name, split=split, shuffle=shuffle, seed=seed, shard_info=shard_info, num_epochs=num_epochs
+    )
     return converter(ds, task_feature_lengths, dataset_id=dataset_id)

@@ -42,8 +42,13 @@ FILE_FORMATS = (JSONL, TFRECORD)
 PARSE_BATCH = 1024  # Rows per Python parse call.
 
 _EXTENSIONS = {
-    "jsonl": JSONL, "json": JSONL, "ndjson": JSONL,
-    "tfrecord": TFRECORD, "tfrecords": TFRECORD, "tfrec": TFRECORD, "tfr": TFRECORD,
+    "jsonl": JSONL,
+    "json": JSONL,
+    "ndjson": JSONL,
+    "tfrecord": TFRECORD,
+    "tfrecords": TFRECORD,
+    "tfrec": TFRECORD,
+    "tfr": TFRECORD,
 }
 # Shard suffixes and glob characters after an extension: "x.jsonl-00000-of-00016",
 # "x.jsonl-*-of-00016", "x.tfrecord*", "x.jsonl@16".
@@ -58,7 +63,8 @@ RowFilter = tuple[str, frozenset[str]]
 # The element spec of the datasets: examples.OUTPUT_SIGNATURE with 1-D ragged lists.
 ELEMENT_SPEC: dict[str, tf.TypeSpec] = {
     name: tf.RaggedTensorSpec(spec.shape, spec.dtype, ragged_rank=0)
-    if name in (ex.NEGATIVES, ex.NEGATIVE_TITLES) else spec
+    if name in (ex.NEGATIVES, ex.NEGATIVE_TITLES)
+    else spec
     for name, spec in ex.OUTPUT_SIGNATURE.items()
 }
 
@@ -100,7 +106,9 @@ def expand_pattern(pattern: str) -> list[str]:
         files = [f"{base}-{i:05d}-of-{count:05d}" for i in range(count)]
         missing = [f for f in files if not tf.io.gfile.exists(f)]
         if missing:
-            raise FileNotFoundError(f"file pattern {pattern!r}: {len(missing)} shards missing, e.g. {missing[0]}")
+            raise FileNotFoundError(
+                f"file pattern {pattern!r}: {len(missing)} shards missing, e.g. {missing[0]}"
+            )
         return files
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
@@ -111,8 +119,9 @@ def expand_pattern(pattern: str) -> list[str]:
 # ----------------------------------------------------------------------------- parsing
 
 
-def _json_example(raw: bytes, default_task: str, source: str, symmetric: bool,
-                  row_filter: RowFilter | None = None) -> ex.UnifiedExample | None:
+def _json_example(
+    raw: bytes, default_task: str, source: str, symmetric: bool, row_filter: RowFilter | None = None
+) -> ex.UnifiedExample | None:
     try:
         record = json.loads(raw)
     except UnicodeDecodeError as e:
@@ -144,8 +153,9 @@ _SCALAR_FIELDS = (ex.TASK, ex.QUERY, ex.POSITIVE, ex.POSITIVE_TITLE, ex.SOURCE)
 _LIST_FIELDS = (ex.NEGATIVES, ex.NEGATIVE_TITLES)
 
 
-def _tf_example(raw: bytes, default_task: str, source: str, symmetric: bool,
-                row_filter: RowFilter | None = None) -> ex.UnifiedExample | None:
+def _tf_example(
+    raw: bytes, default_task: str, source: str, symmetric: bool, row_filter: RowFilter | None = None
+) -> ex.UnifiedExample | None:
     try:
         proto = tf.train.Example.FromString(raw)
     except message.DecodeError:
@@ -176,7 +186,8 @@ def _tf_example(raw: bytes, default_task: str, source: str, symmetric: bool,
 
 
 _DECODERS: dict[str, Callable[..., ex.UnifiedExample | None]] = {
-    JSONL: _json_example, TFRECORD: _tf_example,
+    JSONL: _json_example,
+    TFRECORD: _tf_example,
 }
 # Columns out of one parse call; negatives are flat with per-row counts.
 _COLUMNS = (ex.TASK, ex.QUERY, ex.POSITIVE, ex.POSITIVE_TITLE, ex.SOURCE)
@@ -186,8 +197,16 @@ _PARSE_DTYPES = [tf.string] * 5 + [tf.string, tf.string, tf.int64, tf.bool]
 class _BatchParser:
     """The Python side of one dataset: parses row batches, keeps the bad-row counts."""
 
-    def __init__(self, file_format: str, name: str, default_task: str, source: str,
-                 symmetric: bool, max_bad_fraction: float, row_filter: RowFilter | None = None) -> None:
+    def __init__(
+        self,
+        file_format: str,
+        name: str,
+        default_task: str,
+        source: str,
+        symmetric: bool,
+        max_bad_fraction: float,
+        row_filter: RowFilter | None = None,
+    ) -> None:
         self._decode = _DECODERS[file_format]
         self._skip_blank = file_format == JSONL
         self._args = (default_task, source, symmetric, row_filter)
@@ -195,8 +214,9 @@ class _BatchParser:
         self._last_bad = ""
         self._lock = threading.Lock()
 
-    def __call__(self, path: Any, indices: np.ndarray, rows: np.ndarray,
-                 end: Any) -> list[np.ndarray]:
+    def __call__(
+        self, path: Any, indices: np.ndarray, rows: np.ndarray, end: Any
+    ) -> list[np.ndarray]:
         path = np.asarray(path).item()
         with self._lock:
             if end:
@@ -229,7 +249,9 @@ class _BatchParser:
                 negative_titles = example.negative_titles or ("",) * len(negs)
                 negative_titles = [t.encode("utf-8") for t in negative_titles]
             except (ex.BadRowError, UnicodeError) as e:
-                reason = str(e) if isinstance(e, ex.BadRowError) else "invalid unicode (lone surrogate)"
+                reason = (
+                    str(e) if isinstance(e, ex.BadRowError) else "invalid unicode (lone surrogate)"
+                )
                 self._counter.record_good(good)
                 good = 0
                 self._last_bad = f"{path}:{index}"
@@ -254,8 +276,12 @@ def _parsed_to_features(parsed: Sequence[tf.Tensor]) -> dict[str, tf.Tensor | tf
     for name, column in zip(_COLUMNS, columns):
         features[name] = tf.ensure_shape(column, [None])
     counts = tf.ensure_shape(counts, [None])
-    features[ex.NEGATIVES] = tf.RaggedTensor.from_row_lengths(tf.ensure_shape(negatives, [None]), counts)
-    features[ex.NEGATIVE_TITLES] = tf.RaggedTensor.from_row_lengths(tf.ensure_shape(titles, [None]), counts)
+    features[ex.NEGATIVES] = tf.RaggedTensor.from_row_lengths(
+        tf.ensure_shape(negatives, [None]), counts
+    )
+    features[ex.NEGATIVE_TITLES] = tf.RaggedTensor.from_row_lengths(
+        tf.ensure_shape(titles, [None]), counts
+    )
     features[ex.SYMMETRIC] = tf.ensure_shape(flags, [None])
     return features
 
@@ -352,8 +378,15 @@ class UnifiedFileSource(seqio.FileDataSource):
             (tf.constant(""), tf.zeros([0], tf.int64), tf.zeros([0], tf.string), tf.constant(True))
         )
         name = self.source_name or ",".join(self._split_to_filepattern[split])
-        parser = _BatchParser(self.file_format, name, self.default_task, self.source_name or name,
-                              self.symmetric, self.max_bad_fraction, self.row_filter)
+        parser = _BatchParser(
+            self.file_format,
+            name,
+            self.default_task,
+            self.source_name or name,
+            self.symmetric,
+            self.max_bad_fraction,
+            self.row_filter,
+        )
 
         def parse(path: tf.Tensor, indices: tf.Tensor, rows: tf.Tensor, last: tf.Tensor) -> dict:
             # Stateful (the default) also keeps tf.data from parallelising this map.
@@ -369,9 +402,11 @@ class UnifiedFileSource(seqio.FileDataSource):
         """(path, 1-based row numbers, rows, end=False) batches of one file."""
         rows = self._reader(path)
         if row_shard is None:
+
             def number(i: tf.Tensor, batch: tf.Tensor) -> tuple:
                 indices = i * PARSE_BATCH + 1 + tf.range(tf.size(batch, tf.int64), dtype=tf.int64)
                 return path, indices, batch, tf.constant(False)
+
             return rows.batch(PARSE_BATCH).enumerate().map(number)
         rows = rows.enumerate(start=1).shard(row_shard.num_shards, row_shard.index)
         return rows.batch(PARSE_BATCH).map(lambda i, batch: (path, i, batch, tf.constant(False)))
@@ -423,13 +458,19 @@ def file_source(
     if file_format is None:
         kinds = {infer_format(p) for patterns in splits.values() for p in patterns}
         if len(kinds) > 1:
-            raise ValueError(f"file patterns {splits} mix formats {sorted(kinds)}; pass file_format=")
+            raise ValueError(
+                f"file patterns {splits} mix formats {sorted(kinds)}; pass file_format="
+            )
         file_format = kinds.pop()
     if isinstance(num_input_examples, int):
         num_input_examples = {split: num_input_examples for split in splits}
     return UnifiedFileSource(
-        splits, file_format, default_task=default_task, symmetric=symmetric,
-        source_name=source_name or "", max_bad_fraction=max_bad_fraction,
+        splits,
+        file_format,
+        default_task=default_task,
+        symmetric=symmetric,
+        source_name=source_name or "",
+        max_bad_fraction=max_bad_fraction,
         num_input_examples=num_input_examples,
         row_filter=None if row_filter is None else (row_filter[0], frozenset(row_filter[1])),
     )
@@ -455,7 +496,9 @@ def example_to_record(example: ex.UnifiedExample) -> dict[str, Any]:
 
 
 def _strings(values: Iterable[str]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+    return tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values])
+    )
 
 
 def _extra_feature(value: Any) -> tf.train.Feature:
@@ -471,8 +514,9 @@ def _extra_feature(value: Any) -> tf.train.Feature:
     return _strings([json.dumps(value, ensure_ascii=False, sort_keys=True)])
 
 
-def example_to_tf_example(example: ex.UnifiedExample,
-                          extra: Mapping[str, Any] | None = None) -> tf.train.Example:
+def example_to_tf_example(
+    example: ex.UnifiedExample, extra: Mapping[str, Any] | None = None
+) -> tf.train.Example:
     """A unified example as a ``tf.train.Example`` (the TFRecord row format).
 
     Args:
@@ -483,7 +527,9 @@ def example_to_tf_example(example: ex.UnifiedExample,
     record = example_to_record(example)
     feature = {name: _strings([record[name]]) for name in _SCALAR_FIELDS if name in record}
     feature.update({name: _strings(record[name]) for name in _LIST_FIELDS if name in record})
-    feature[ex.SYMMETRIC] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(example.symmetric)]))
+    feature[ex.SYMMETRIC] = tf.train.Feature(
+        int64_list=tf.train.Int64List(value=[int(example.symmetric)])
+    )
     for name, value in (extra or {}).items():
         if name in ex.OUTPUT_SIGNATURE:
             raise ValueError(f"extra field {name!r} clashes with a unified-format field")
@@ -491,9 +537,12 @@ def example_to_tf_example(example: ex.UnifiedExample,
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def write_examples(examples: Iterable[ex.UnifiedExample], path: str,
-                   file_format: str | None = None,
-                   extras: Iterable[Mapping[str, Any]] | None = None) -> int:
+def write_examples(
+    examples: Iterable[ex.UnifiedExample],
+    path: str,
+    file_format: str | None = None,
+    extras: Iterable[Mapping[str, Any]] | None = None,
+) -> int:
     """Writes examples as JSONL or TFRecord (local or ``gs://``); returns the count.
 
     Args:
@@ -515,7 +564,9 @@ def write_examples(examples: Iterable[ex.UnifiedExample], path: str,
             for example, extra in zip(examples, extras):
                 clash = set(extra) & set(ex.OUTPUT_SIGNATURE)
                 if clash:
-                    raise ValueError(f"extra fields {sorted(clash)} clash with unified-format fields")
+                    raise ValueError(
+                        f"extra fields {sorted(clash)} clash with unified-format fields"
+                    )
                 row = {**example_to_record(example), **extra}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:

@@ -35,7 +35,9 @@ def read_sts_benchmark(path: str | os.PathLike) -> list[StsPair]:
         for number, line in enumerate(f, start=1):
             columns = line.rstrip("\n").split("\t")
             if len(columns) < 7:
-                raise ValueError(f"{path}:{number}: expected >= 7 tab-separated columns, got {len(columns)}")
+                raise ValueError(
+                    f"{path}:{number}: expected >= 7 tab-separated columns, got {len(columns)}"
+                )
             try:
                 score = float(columns[4])
             except ValueError:
@@ -45,7 +47,9 @@ def read_sts_benchmark(path: str | os.PathLike) -> list[StsPair]:
 
 
 def write_positive_pairs_jsonl(
-    pairs: list[StsPair], path: str | os.PathLike, min_score: float = 4.0,
+    pairs: list[StsPair],
+    path: str | os.PathLike,
+    min_score: float = 4.0,
     task: str | None = None,
 ) -> int:
     """Writes pairs scoring at least ``min_score`` as training rows (both directions).
@@ -58,7 +62,10 @@ def write_positive_pairs_jsonl(
     rows = []
     for pair in pairs:
         if pair.score >= min_score:
-            for query, positive in ((pair.sentence1, pair.sentence2), (pair.sentence2, pair.sentence1)):
+            for query, positive in (
+                (pair.sentence1, pair.sentence2),
+                (pair.sentence2, pair.sentence1),
+            ):
                 row = {"query": query, "positive": positive}
                 if task is not None:
                     row["task"] = task

@@ -32,12 +32,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import seqio
 
-from gecko_jax.data.eval_data import DEFAULT_EVAL_DATA_DIR, EVAL_DATA_ENV, eval_data_dir
 from gecko_jax.data import academic, classification, local_sets, registry, sources
+from gecko_jax.data.eval_data import eval_data_dir
 from gecko_jax.data.formats import InputFormat
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ MEDMCQA_ENV = "GECKO_MEDMCQA"
 
 
 LOCAL_PAPER = "not in Gecko's mixture: a labelled train split read through the local readers"
-CLASSIFICATION_PAPER = "Gecko section 3.3: classification as (x, same-label x+, other-label x-) with unique ids"
-
+CLASSIFICATION_PAPER = (
+    "Gecko section 3.3: classification as (x, same-label x+, other-label x-) with unique ids"
+)
 
 
 def register_academic_set(
@@ -58,8 +60,11 @@ def register_academic_set(
 ) -> seqio.Task:
     """Registers an :class:`academic.AcademicSet` as the seqio task ``name``."""
     return registry.register_unified_task(
-        name, academic_set.source, preprocessors=academic_set.preprocessors,
-        metadata=academic_set.metadata, input_format=input_format,
+        name,
+        academic_set.source,
+        preprocessors=academic_set.preprocessors,
+        metadata=academic_set.metadata,
+        input_format=input_format,
     )
 
 
@@ -96,11 +101,20 @@ def register_pair_corpus(
       input_format: overrides the registry's default input format.
     """
     source = sources.file_source(
-        file_pattern, file_format=file_format, default_task=task, symmetric=symmetric,
-        source_name=name, max_bad_fraction=max_bad_fraction,
+        file_pattern,
+        file_format=file_format,
+        default_task=task,
+        symmetric=symmetric,
+        source_name=name,
+        max_bad_fraction=max_bad_fraction,
     )
-    info = {"task_type": "pairs", "origin": str(file_pattern), "task": task,
-            "paper": "Gecko section 3.1 (pre-finetuning pairs) / 3.2 (FRet)", **(metadata or {})}
+    info = {
+        "task_type": "pairs",
+        "origin": str(file_pattern),
+        "task": task,
+        "paper": "Gecko section 3.1 (pre-finetuning pairs) / 3.2 (FRet)",
+        **(metadata or {}),
+    }
     return registry.register_unified_task(name, source, metadata=info, input_format=input_format)
 
 
@@ -123,14 +137,25 @@ def register_classification_task(
     See :func:`classification.build_triples` for the triple arguments and
     :func:`local_sets.read_labelled_texts` for the file format.
     """
-    load = functools.partial(local_sets.read_labelled_texts, path, text_field=text_field,
-                             label_field=label_field)
-    source = classification.classification_source(
-        load, task=task, seed=seed, id_format=id_format, id_scope=id_scope,
-        singleton_labels=singleton_labels, source=name,
+    load = functools.partial(
+        local_sets.read_labelled_texts, path, text_field=text_field, label_field=label_field
     )
-    info = {"task_type": "classification", "origin": path, "task": task,
-            "paper": CLASSIFICATION_PAPER, **(metadata or {})}
+    source = classification.classification_source(
+        load,
+        task=task,
+        seed=seed,
+        id_format=id_format,
+        id_scope=id_scope,
+        singleton_labels=singleton_labels,
+        source=name,
+    )
+    info = {
+        "task_type": "classification",
+        "origin": path,
+        "task": task,
+        "paper": CLASSIFICATION_PAPER,
+        **(metadata or {}),
+    }
     return registry.register_unified_task(name, source, metadata=info, input_format=input_format)
 
 
@@ -149,8 +174,14 @@ def register_beir_task(
         split: functools.partial(local_sets.read_beir, data_dir, qrels, task=task, source=name)
         for split, qrels in splits.items()
     }
-    info = {"task_type": "retrieval", "origin": f"BEIR layout at {data_dir}", "task": task,
-            "qrels_splits": splits, "paper": LOCAL_PAPER, **(metadata or {})}
+    info = {
+        "task_type": "retrieval",
+        "origin": f"BEIR layout at {data_dir}",
+        "task": task,
+        "qrels_splits": splits,
+        "paper": LOCAL_PAPER,
+        **(metadata or {}),
+    }
     return registry.register_unified_task(
         name, local_sets.examples_source(loaders), metadata=info, input_format=input_format
     )
@@ -167,11 +198,19 @@ def register_sts_task(
 ) -> seqio.Task:
     """Registers STS Benchmark TSVs (split -> path) as symmetric positive pairs."""
     loaders = {
-        split: functools.partial(local_sets.read_sts, path, min_score=min_score, task=task, source=name)
+        split: functools.partial(
+            local_sets.read_sts, path, min_score=min_score, task=task, source=name
+        )
         for split, path in paths.items()
     }
-    info = {"task_type": "sentence similarity (symmetric)", "origin": dict(paths), "task": task,
-            "min_score": min_score, "paper": LOCAL_PAPER, **(metadata or {})}
+    info = {
+        "task_type": "sentence similarity (symmetric)",
+        "origin": dict(paths),
+        "task": task,
+        "min_score": min_score,
+        "paper": LOCAL_PAPER,
+        **(metadata or {}),
+    }
     return registry.register_unified_task(
         name, local_sets.examples_source(loaders), metadata=info, input_format=input_format
     )
@@ -182,22 +221,30 @@ def register_eval_data_tasks(data_dir: str | None = None) -> list[str]:
     root = eval_data_dir(data_dir)
     register_sts_task(
         "stsb_train",
-        {"train": os.path.join(root, "stsb", "sts-train.csv"),
-         "validation": os.path.join(root, "stsb", "sts-dev.csv")},
+        {
+            "train": os.path.join(root, "stsb", "sts-train.csv"),
+            "validation": os.path.join(root, "stsb", "sts-dev.csv"),
+        },
         metadata={"origin_dataset": "STS Benchmark (English)"},
     )
     register_classification_task(
-        "banking77_train", os.path.join(root, "banking77", "train.csv"),
-        text_field="text", label_field="category",
+        "banking77_train",
+        os.path.join(root, "banking77", "train.csv"),
+        text_field="text",
+        label_field="category",
         metadata={"origin_dataset": "Banking77 (77 intents)"},
     )
     register_classification_task(
-        "amazon_counterfactual_train", os.path.join(root, "amazon_counterfactual", "EN_train.tsv"),
-        text_field="sentence", label_field="is_counterfactual",
+        "amazon_counterfactual_train",
+        os.path.join(root, "amazon_counterfactual", "EN_train.tsv"),
+        text_field="sentence",
+        label_field="is_counterfactual",
         metadata={"origin_dataset": "Amazon Counterfactual (English)"},
     )
     register_beir_task(
-        "scifact_train", os.path.join(root, "scifact"), task="fact checking",
+        "scifact_train",
+        os.path.join(root, "scifact"),
+        task="fact checking",
         metadata={"origin_dataset": "SciFact (BEIR), train qrels"},
     )
     return ["stsb_train", "banking77_train", "amazon_counterfactual_train", "scifact_train"]
@@ -225,8 +272,10 @@ def register_local_academic_tasks(
         register_academic_set("fever", academic.fever(fever_claims_path, fever_wiki_pages))
         names.append("fever")
     elif fever_claims_path or fever_wiki_pages:
-        raise ValueError("fever needs both the claims path and the wiki-pages pattern "
-                         f"(${FEVER_CLAIMS_ENV}, ${FEVER_WIKI_ENV})")
+        raise ValueError(
+            "fever needs both the claims path and the wiki-pages pattern "
+            f"(${FEVER_CLAIMS_ENV}, ${FEVER_WIKI_ENV})"
+        )
     if medmcqa_path:
         register_academic_set("medmcqa", academic.medmcqa(medmcqa_path))
         names.append("medmcqa")
@@ -256,7 +305,9 @@ def register_default_tasks(
     return [
         *register_tfds_tasks(),
         *register_eval_data_tasks(data_dir),
-        *register_local_academic_tasks(hotpotqa_path, fever_claims_path, fever_wiki_pages, medmcqa_path),
+        *register_local_academic_tasks(
+            hotpotqa_path, fever_claims_path, fever_wiki_pages, medmcqa_path
+        ),
     ]
 
 

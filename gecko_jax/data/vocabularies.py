@@ -16,7 +16,8 @@ import abc
 import json
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import seqio
@@ -162,9 +163,7 @@ class WordPieceVocabulary(EncoderVocabulary):
         if missing:
             raise ValueError(f"Special tokens {missing} are not in {vocab_path}.")
         if index[pad_token] != seqio.vocabularies.PAD_ID:
-            raise ValueError(
-                f"{pad_token} must have id 0 in {vocab_path}, not {index[pad_token]}."
-            )
+            raise ValueError(f"{pad_token} must have id 0 in {vocab_path}, not {index[pad_token]}.")
         self._unk_token = unk_token
         self._unk, self._cls, self._sep = index[unk_token], index[cls_token], index[sep_token]
         # HF matches these in the raw text before normalisation (added tokens).

@@ -83,9 +83,7 @@ def resolve_dims(dims: Sequence[int] | None, embedding_dim: int) -> list[int]:
         raise ValueError(f"dims {too_small} must be positive")
     too_large = [d for d in resolved if d > embedding_dim]
     if too_large:
-        raise ValueError(
-            f"dims {too_large} exceed the model's embedding size {embedding_dim}"
-        )
+        raise ValueError(f"dims {too_large} exceed the model's embedding size {embedding_dim}")
     return resolved
 
 
@@ -125,5 +123,7 @@ def score_settings(evaluator: Any) -> dict[str, Any]:
     for field in dataclasses.fields(evaluator):
         if field.init and field.name not in DATA_FIELDS | SCORE_NEUTRAL_FIELDS:
             value = getattr(evaluator, field.name)
-            settings[field.name] = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
+            settings[field.name] = (
+                {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
+            )
     return settings

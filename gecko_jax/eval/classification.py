@@ -48,7 +48,9 @@ def mteb_undersample(
     return selections
 
 
-def classification_scores(truth: Sequence[Hashable], predicted: Sequence[Hashable]) -> dict[str, float]:
+def classification_scores(
+    truth: Sequence[Hashable], predicted: Sequence[Hashable]
+) -> dict[str, float]:
     """Accuracy, macro F1 / precision / recall and weighted F1, in points."""
     fractions = {
         "accuracy": accuracy_score(truth, predicted),
@@ -114,11 +116,13 @@ class ClassificationEvaluator:
         scores: base.Scores = {}
         for dim in dims:
             vectors = base.truncate(embeddings, dim)
-            train_vectors, test_vectors = vectors[:len(used)], vectors[len(used):]
+            train_vectors, test_vectors = vectors[: len(used)], vectors[len(used) :]
             runs = []
             for chosen in experiments:
                 model = LogisticRegression(max_iter=self.max_iter, random_state=self.seed)
-                model.fit(train_vectors[[row_of[i] for i in chosen]], [self.train[i][1] for i in chosen])
+                model.fit(
+                    train_vectors[[row_of[i] for i in chosen]], [self.train[i][1] for i in chosen]
+                )
                 runs.append(classification_scores(test_labels, model.predict(test_vectors)))
             scores[dim] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
         return scores

@@ -40,7 +40,9 @@ def _dims(value: str) -> list[int]:
     try:
         dims = [int(v) for v in _names(value)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {value!r}"
+        ) from None
     if any(d < 1 for d in dims):
         raise argparse.ArgumentTypeError(f"dimensions must be positive, got {value!r}")
     return dims
@@ -48,21 +50,39 @@ def _dims(value: str) -> list[int]:
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=32, help="encoding batch size")
-    parser.add_argument("--max_length", type=int, default=None, help="token limit (default: the model's)")
+    parser.add_argument(
+        "--max_length", type=int, default=None, help="token limit (default: the model's)"
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
 
 
 def _add_local_flags(parser: argparse.ArgumentParser, tasks_default: Sequence[str] | None) -> None:
-    parser.add_argument("--tasks", type=_names, default=tasks_default,
-                        help=f"comma-separated local sets (default: {','.join(DEFAULT_TASKS)})")
-    parser.add_argument("--data_dir", default=None,
-                        help="evaluation-data directory (default: $GECKO_EVAL_DATA, else ../shared/data)")
+    parser.add_argument(
+        "--tasks",
+        type=_names,
+        default=tasks_default,
+        help=f"comma-separated local sets (default: {','.join(DEFAULT_TASKS)})",
+    )
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="evaluation-data directory (default: $GECKO_EVAL_DATA, else ../shared/data)",
+    )
     parser.add_argument("--split", default="test", help="evaluation split of every task")
-    parser.add_argument("--task_prompts", choices=PROMPT_STYLES, default="none",
-                        help="'gecko': Gecko's 'task: ... | query: ...' inputs with each set's task")
-    parser.add_argument("--full_train", action="store_true",
-                        help="classification: fit on the whole train split instead of MTEB's undersampling")
-    parser.add_argument("--overwrite", action="store_true", help="re-evaluate tasks already in the output dir")
+    parser.add_argument(
+        "--task_prompts",
+        choices=PROMPT_STYLES,
+        default="none",
+        help="'gecko': Gecko's 'task: ... | query: ...' inputs with each set's task",
+    )
+    parser.add_argument(
+        "--full_train",
+        action="store_true",
+        help="classification: fit on the whole train split instead of MTEB's undersampling",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="re-evaluate tasks already in the output dir"
+    )
     _add_model_flags(parser)
 
 
@@ -73,29 +93,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser("local", help="Matryoshka sweep of one model on local sets")
     local.add_argument("--model", required=True, help="model name or directory")
-    local.add_argument("--dims", type=_dims, default=None, help="dimensions (default: the model's full size)")
+    local.add_argument(
+        "--dims", type=_dims, default=None, help="dimensions (default: the model's full size)"
+    )
     local.add_argument("--output_dir", required=True)
     _add_local_flags(local, list(DEFAULT_TASKS))
 
     compare = commands.add_parser("compare", help="side-by-side table of reports and/or models")
-    compare.add_argument("entries", nargs="+",
-                         help="report.json files, directories holding one, model names or model directories")
-    compare.add_argument("--dim", type=int, default=None, help="compare at this dimension (default: full size)")
-    compare.add_argument("--dims", type=_dims, default=None, help="dimensions evaluated for model entries")
-    compare.add_argument("--output_dir", default="gecko_eval_compare",
-                         help="where compare.{json,md,png} (and model entries' sweeps) go")
+    compare.add_argument(
+        "entries",
+        nargs="+",
+        help="report.json files, directories holding one, model names or model directories",
+    )
+    compare.add_argument(
+        "--dim", type=int, default=None, help="compare at this dimension (default: full size)"
+    )
+    compare.add_argument(
+        "--dims", type=_dims, default=None, help="dimensions evaluated for model entries"
+    )
+    compare.add_argument(
+        "--output_dir",
+        default="gecko_eval_compare",
+        help="where compare.{json,md,png} (and model entries' sweeps) go",
+    )
     _add_local_flags(compare, None)
 
-    mteb = commands.add_parser("mteb", help="run MTEB tasks or a benchmark through the mteb package")
+    mteb = commands.add_parser(
+        "mteb", help="run MTEB tasks or a benchmark through the mteb package"
+    )
     mteb.add_argument("--model", required=True, help="model name or directory")
     mteb.add_argument("--tasks", type=_names, default=None, help="comma-separated MTEB task names")
-    mteb.add_argument("--benchmark", default=None, help="an MTEB benchmark name, e.g. 'MTEB(eng, v2)'")
-    mteb.add_argument("--dims", type=_dims, default=None, help="Matryoshka dimensions (default: full size)")
+    mteb.add_argument(
+        "--benchmark", default=None, help="an MTEB benchmark name, e.g. 'MTEB(eng, v2)'"
+    )
+    mteb.add_argument(
+        "--dims", type=_dims, default=None, help="Matryoshka dimensions (default: full size)"
+    )
     mteb.add_argument("--output_dir", required=True)
-    mteb.add_argument("--batch_size", type=int, default=None, help="encoding batch size (default: the adapter's)")
-    mteb.add_argument("--task_prompts", choices=PROMPT_STYLES, default="gecko",
-                      help="'gecko': Gecko's task formats with each MTEB task's task string")
-    mteb.add_argument("--overwrite", action="store_true", help="re-evaluate tasks that already have results")
+    mteb.add_argument(
+        "--batch_size", type=int, default=None, help="encoding batch size (default: the adapter's)"
+    )
+    mteb.add_argument(
+        "--task_prompts",
+        choices=PROMPT_STYLES,
+        default="gecko",
+        help="'gecko': Gecko's task formats with each MTEB task's task string",
+    )
+    mteb.add_argument(
+        "--overwrite", action="store_true", help="re-evaluate tasks that already have results"
+    )
     return parser
 
 
@@ -118,7 +164,9 @@ def _evaluators(args: argparse.Namespace) -> list[Evaluator]:
     return built
 
 
-def _sweep(model: str, output_dir: str, dims: Sequence[int] | None, args: argparse.Namespace) -> Report:
+def _sweep(
+    model: str, output_dir: str, dims: Sequence[int] | None, args: argparse.Namespace
+) -> Report:
     from gecko_jax.eval.report import run_sweep
 
     def load() -> Encoder:
@@ -126,8 +174,14 @@ def _sweep(model: str, output_dir: str, dims: Sequence[int] | None, args: argpar
 
         return Encoder.load(model, dtype=args.dtype, max_length=args.max_length)
 
-    return run_sweep(load, _evaluators(args), output_dir, model=_model_id(model), dims=dims,
-                     overwrite=args.overwrite)
+    return run_sweep(
+        load,
+        _evaluators(args),
+        output_dir,
+        model=_model_id(model),
+        dims=dims,
+        overwrite=args.overwrite,
+    )
 
 
 def _local(args: argparse.Namespace) -> None:
@@ -155,7 +209,9 @@ def _compare(args: argparse.Namespace) -> None:
             entries.append((entry, load_report(entry)))
             continue
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", entry).strip("_")
-        entries.append((entry, _sweep(entry, os.path.join(args.output_dir, "models", slug), args.dims, args)))
+        entries.append(
+            (entry, _sweep(entry, os.path.join(args.output_dir, "models", slug), args.dims, args))
+        )
     comparison = compare_reports(entries, args.tasks, args.dim)
     paths = write_comparison(comparison, args.output_dir)
     print(comparison.table())
@@ -169,9 +225,16 @@ def _mteb(args: argparse.Namespace) -> None:
 
     options = {"batch_size": args.batch_size} if args.batch_size else {}
     try:
-        paths = run_mteb(checkpoint=args.model, tasks=args.tasks, benchmark=args.benchmark,
-                         output_dir=args.output_dir, dims=args.dims, overwrite=args.overwrite,
-                         task_prompts=args.task_prompts, **options)
+        paths = run_mteb(
+            checkpoint=args.model,
+            tasks=args.tasks,
+            benchmark=args.benchmark,
+            output_dir=args.output_dir,
+            dims=args.dims,
+            overwrite=args.overwrite,
+            task_prompts=args.task_prompts,
+            **options,
+        )
     except (UnknownNameError, DatasetUnavailableError) as e:
         raise ValueError(e.args[0] if e.args else str(e)) from e
     for path in paths:

@@ -57,8 +57,10 @@ class ClusteringEvaluator:
         scores: base.Scores = {}
         for dim in dims:
             kmeans = MiniBatchKMeans(
-                n_clusters=len(set(labels)), batch_size=self.kmeans_batch_size,
-                n_init="auto", random_state=self.seed,
+                n_clusters=len(set(labels)),
+                batch_size=self.kmeans_batch_size,
+                n_init="auto",
+                random_state=self.seed,
             ).fit(base.truncate(embeddings, dim))
             scores[dim] = {"v_measure": base.points(v_measure_score(labels, kmeans.labels_))}
         return scores

@@ -31,14 +31,27 @@ class Comparison:
 
     def table(self) -> str:
         """The comparison as a Markdown table (column headers carry the dimension)."""
-        header = ["task", "metric", *(f"{label} @{dim}" for label, dim in zip(self.labels, self.dims))]
-        return markdown_table(header, [[task, metric, *scores] for task, metric, scores in self.rows])
+        header = [
+            "task",
+            "metric",
+            *(f"{label} @{dim}" for label, dim in zip(self.labels, self.dims)),
+        ]
+        return markdown_table(
+            header, [[task, metric, *scores] for task, metric, scores in self.rows]
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"columns": [{"label": label, "dim": dim, "model": r.model}
-                            for label, dim, r in zip(self.labels, self.dims, self.reports)],
-                "rows": [{"task": t, "metric": m, "scores": dict(zip(self.labels, s))} for t, m, s in self.rows]}
+        return {
+            "columns": [
+                {"label": label, "dim": dim, "model": r.model}
+                for label, dim, r in zip(self.labels, self.dims, self.reports)
+            ],
+            "rows": [
+                {"task": t, "metric": m, "scores": dict(zip(self.labels, s))}
+                for t, m, s in self.rows
+            ],
+        }
 
 
 def matches(task_name: str, wanted: Sequence[str] | None) -> bool:
@@ -52,7 +65,9 @@ def _labels(entries: Sequence[tuple[str, Report]]) -> list[str]:
 
 
 def compare_reports(
-    entries: Sequence[tuple[str, Report]], tasks: Sequence[str] | None = None, dim: int | None = None
+    entries: Sequence[tuple[str, Report]],
+    tasks: Sequence[str] | None = None,
+    dim: int | None = None,
 ) -> Comparison:
     """Builds the side-by-side table.
 
@@ -85,9 +100,15 @@ def write_comparison(comparison: Comparison, output_dir: str) -> dict[str, str]:
     panels = {
         f"{task} ({metric})": {
             label: {d: r.tasks[task].main(d) for d in r.dims}
-            for label, r in zip(comparison.labels, comparison.reports) if task in r.tasks
+            for label, r in zip(comparison.labels, comparison.reports)
+            if task in r.tasks
         }
         for task, metric, _ in comparison.rows
     }
-    return write_outputs(output_dir, (COMPARE_JSON, COMPARE_MD, COMPARE_PNG), comparison.to_json(),
-                         comparison.table() + "\n", panels)
+    return write_outputs(
+        output_dir,
+        (COMPARE_JSON, COMPARE_MD, COMPARE_PNG),
+        comparison.to_json(),
+        comparison.table() + "\n",
+        panels,
+    )

@@ -36,7 +36,6 @@ from gecko_jax.eval.clustering import ClusteringEvaluator
 from gecko_jax.eval.retrieval import RetrievalEvaluator, read_beir_split
 from gecko_jax.eval.sts import StsEvaluator
 
-
 _SPLIT_ALIASES = {"validation": "dev", "valid": "dev"}
 
 Builder = Callable[[str, str, str, dict[str, Any]], Evaluator]
@@ -61,18 +60,24 @@ class EvaluatorSpec:
 
 
 def _sts(root: str, split: str, name: str, options: dict[str, Any]) -> Evaluator:
-    return StsEvaluator(read_sts_benchmark(os.path.join(root, "stsb", f"sts-{split}.csv")), name=name, **options)
+    return StsEvaluator(
+        read_sts_benchmark(os.path.join(root, "stsb", f"sts-{split}.csv")), name=name, **options
+    )
 
 
 def _scifact(root: str, split: str, name: str, options: dict[str, Any]) -> Evaluator:
-    return RetrievalEvaluator(read_beir_split(os.path.join(root, "scifact"), split), name=name, **options)
+    return RetrievalEvaluator(
+        read_beir_split(os.path.join(root, "scifact"), split), name=name, **options
+    )
 
 
 def _labelled(path: str, text_field: str, label_field: str) -> list[tuple[str, str]]:
     return read_labelled_texts(path, text_field=text_field, label_field=label_field)
 
 
-def _classification(files: Mapping[str, str], text_field: str, label_field: str, samples_per_label: int) -> Builder:
+def _classification(
+    files: Mapping[str, str], text_field: str, label_field: str, samples_per_label: int
+) -> Builder:
     def build(root: str, split: str, name: str, options: dict[str, Any]) -> Evaluator:
         train = _labelled(os.path.join(root, files["train"]), text_field, label_field)
         test = _labelled(os.path.join(root, files[split]), text_field, label_field)
@@ -88,30 +93,40 @@ def _banking77_clustering(root: str, split: str, name: str, options: dict[str, A
 
 
 def _amazon_files(prefix: str) -> dict[str, str]:
-    return {split: f"amazon_counterfactual/{prefix}_{file}.tsv"
-            for split, file in (("train", "train"), ("dev", "valid"), ("test", "test"))}
+    return {
+        split: f"amazon_counterfactual/{prefix}_{file}.tsv"
+        for split, file in (("train", "train"), ("dev", "valid"), ("test", "test"))
+    }
 
 
 SPECS: dict[str, EvaluatorSpec] = {
     "stsb": EvaluatorSpec(StsEvaluator, ("train", "dev", "test"), "sentence similarity", _sts),
     "scifact": EvaluatorSpec(RetrievalEvaluator, ("train", "test"), "fact checking", _scifact),
     "banking77": EvaluatorSpec(
-        ClassificationEvaluator, ("test",), "classification",
-        _classification({"train": "banking77/train.csv", "test": "banking77/test.csv"}, "text", "category", 8),
+        ClassificationEvaluator,
+        ("test",),
+        "classification",
+        _classification(
+            {"train": "banking77/train.csv", "test": "banking77/test.csv"}, "text", "category", 8
+        ),
     ),
     "amazon_counterfactual_en": EvaluatorSpec(
-        ClassificationEvaluator, ("dev", "test"), "classification",
+        ClassificationEvaluator,
+        ("dev", "test"),
+        "classification",
         _classification(_amazon_files("EN"), "sentence", "is_counterfactual", 32),
     ),
     "amazon_counterfactual_en_ext": EvaluatorSpec(
-        ClassificationEvaluator, ("dev", "test"), "classification",
+        ClassificationEvaluator,
+        ("dev", "test"),
+        "classification",
         _classification(_amazon_files("EN-ext"), "sentence", "is_counterfactual", 32),
     ),
-    "banking77_clustering": EvaluatorSpec(ClusteringEvaluator, ("train", "test"), "classification",
-                                          _banking77_clustering),
+    "banking77_clustering": EvaluatorSpec(
+        ClusteringEvaluator, ("train", "test"), "classification", _banking77_clustering
+    ),
 }
 KNOWN_EVALUATORS: tuple[str, ...] = tuple(SPECS)
-
 
 
 def spec(name: str) -> EvaluatorSpec:
@@ -131,7 +146,9 @@ def options_of(name: str) -> list[str]:
     return sorted(f.name for f in fields if f.init and f.name not in DATA_FIELDS)
 
 
-def build_evaluator(name: str, data_dir: str | None = None, split: str = "test", **options: Any) -> Evaluator:
+def build_evaluator(
+    name: str, data_dir: str | None = None, split: str = "test", **options: Any
+) -> Evaluator:
     """Builds the evaluator of a named local set (reads its files now).
 
     Args:
@@ -151,11 +168,17 @@ def build_evaluator(name: str, data_dir: str | None = None, split: str = "test",
     entry = spec(name)
     split = _SPLIT_ALIASES.get(split, split)
     if split not in entry.splits:
-        raise ValueError(f"evaluator {name!r} has no split {split!r}; splits: {', '.join(entry.splits)}")
+        raise ValueError(
+            f"evaluator {name!r} has no split {split!r}; splits: {', '.join(entry.splits)}"
+        )
     unknown = sorted(set(options) - set(options_of(name)))
     if unknown:
-        raise ValueError(f"evaluator {name!r} has no option(s) {unknown}; options: {', '.join(options_of(name))}")
+        raise ValueError(
+            f"evaluator {name!r} has no option(s) {unknown}; options: {', '.join(options_of(name))}"
+        )
     root = eval_data_dir(data_dir)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"evaluation data directory not found: {root} (pass data_dir or set ${EVAL_DATA_ENV})")
+        raise FileNotFoundError(
+            f"evaluation data directory not found: {root} (pass data_dir or set ${EVAL_DATA_ENV})"
+        )
     return entry.build(root, split, f"{name}_{split}", dict(options))

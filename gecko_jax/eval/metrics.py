@@ -69,7 +69,12 @@ def average_precision_at_k(ranked: Sequence[str], relevance: Mapping[str, float]
     return float(np.sum(np.arange(1, len(hits) + 1) / (hits + 1)) / relevant)
 
 
-DEFAULT_CUTOFFS: dict[str, tuple[int, ...]] = {"ndcg": (10,), "recall": (100,), "mrr": (10,), "map": (10,)}
+DEFAULT_CUTOFFS: dict[str, tuple[int, ...]] = {
+    "ndcg": (10,),
+    "recall": (100,),
+    "mrr": (10,),
+    "map": (10,),
+}
 
 METRICS = {
     "ndcg": ndcg_at_k,

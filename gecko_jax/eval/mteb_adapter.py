@@ -220,7 +220,11 @@ class GeckoMtebModel(AbsEncoder):
         """
         overrides = {
             "release_date": checkpoint_date(name_or_path),
-            "loader_kwargs": {"checkpoint": os.fspath(name_or_path), "dim": dim, "task_prompts": task_prompts},
+            "loader_kwargs": {
+                "checkpoint": os.fspath(name_or_path),
+                "dim": dim,
+                "task_prompts": task_prompts,
+            },
             **(meta_overrides or {}),
         }
         return cls(
@@ -262,7 +266,11 @@ class GeckoMtebModel(AbsEncoder):
           ``[n, dim]`` float32, L2-normalised.
         """
         symmetric = is_symmetric(task_metadata)
-        kind = formats.DOCUMENT if prompt_type == PromptType.document and not symmetric else formats.QUERY
+        kind = (
+            formats.DOCUMENT
+            if prompt_type == PromptType.document and not symmetric
+            else formats.QUERY
+        )
         task = self.gecko_task(task_metadata)
         texts, titles = _collect_texts(inputs, task_metadata.name, split_titles=task is not None)
         logger.debug("%s: %d %s texts, task %r", task_metadata.name, len(texts), kind, task)
@@ -289,10 +297,14 @@ def _collect_texts(
     titles: list[str | None] = []
     for batch in inputs:
         if "text" not in batch:
-            raise ValueError(f"task {task_name}: gecko_jax embeds text only, got columns {sorted(batch)}")
+            raise ValueError(
+                f"task {task_name}: gecko_jax embeds text only, got columns {sorted(batch)}"
+            )
         if split_titles and "body" in batch:
             texts.extend(batch["body"])
-            titles.extend(title or None for title in batch.get("title", [None] * len(batch["body"])))
+            titles.extend(
+                title or None for title in batch.get("title", [None] * len(batch["body"]))
+            )
         else:
             texts.extend(batch["text"])
             titles.extend([None] * len(batch["text"]))
@@ -366,7 +378,10 @@ def run_mteb(
     task_objects = resolve_tasks(tasks, benchmark)
     encoder = Encoder.load(checkpoint)
     base_name = model_name or default_model_name(checkpoint)
-    overrides = {"release_date": checkpoint_date(checkpoint), "revision": weights_fingerprint(encoder.params)}
+    overrides = {
+        "release_date": checkpoint_date(checkpoint),
+        "revision": weights_fingerprint(encoder.params),
+    }
     models = [
         GeckoMtebModel(
             encoder,
@@ -377,7 +392,11 @@ def run_mteb(
             task_prompts=task_prompts,
             meta_overrides={
                 **overrides,
-                "loader_kwargs": {"checkpoint": checkpoint, "dim": dim, "task_prompts": task_prompts},
+                "loader_kwargs": {
+                    "checkpoint": checkpoint,
+                    "dim": dim,
+                    "task_prompts": task_prompts,
+                },
             },
         )
         for dim in (dims or [None])
@@ -387,7 +406,9 @@ def run_mteb(
     for model in models:
         for task in task_objects:
             evaluate_task(model, task, cache, batch_size=batch_size, overwrite=overwrite)
-            paths.append(os.fspath(cache.get_task_result_path(task.metadata.name, model.mteb_model_meta)))
+            paths.append(
+                os.fspath(cache.get_task_result_path(task.metadata.name, model.mteb_model_meta))
+            )
     return paths
 
 

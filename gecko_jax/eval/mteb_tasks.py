@@ -58,7 +58,14 @@ DEFAULT_TASK_STRING = SEARCH_RESULT
 
 # Task types whose texts are all formatted as queries, whatever mteb calls them.
 SYMMETRIC_TASK_TYPES = frozenset(
-    {"STS", "PairClassification", "Classification", "MultilabelClassification", "Clustering", "BitextMining"}
+    {
+        "STS",
+        "PairClassification",
+        "Classification",
+        "MultilabelClassification",
+        "Clustering",
+        "BitextMining",
+    }
 )
 
 # Translated, hard-negative and decontaminated variants share the original's task string:
@@ -94,7 +101,9 @@ class TaskStrings:
     """
 
     overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    retrieval: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(RETRIEVAL_TASK_STRINGS))
+    retrieval: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: dict(RETRIEVAL_TASK_STRINGS)
+    )
     by_type: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(TASK_TYPE_STRINGS))
     default: str = DEFAULT_TASK_STRING
 
@@ -162,5 +171,7 @@ def _all_task_names() -> list[str]:
 def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
-    hint = f"; close matches: {', '.join(by_lower[c] for c in close)}" if close else "; no close match"
+    hint = (
+        f"; close matches: {', '.join(by_lower[c] for c in close)}" if close else "; no close match"
+    )
     return f"unknown MTEB {kind} {name!r}{hint}"

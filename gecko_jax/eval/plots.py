@@ -43,7 +43,7 @@ def plot_panels(panels: Panels, path: str, title: str = "") -> str:
         ax.set_ylabel("score (points)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if title:
         figure.suptitle(title)

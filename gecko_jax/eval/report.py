@@ -55,15 +55,22 @@ class TaskResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (dimensions become string keys)."""
-        return {"name": self.name, "main_metric": self.main_metric, "seconds": self.seconds,
-                "scores": {str(dim): metrics for dim, metrics in sorted(self.scores.items())}}
+        return {
+            "name": self.name,
+            "main_metric": self.main_metric,
+            "seconds": self.seconds,
+            "scores": {str(dim): metrics for dim, metrics in sorted(self.scores.items())},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskResult:
         """Inverse of :meth:`to_json`."""
-        return cls(data["name"], data["main_metric"],
-                   {int(dim): dict(metrics) for dim, metrics in data["scores"].items()},
-                   float(data.get("seconds", 0.0)))
+        return cls(
+            data["name"],
+            data["main_metric"],
+            {int(dim): dict(metrics) for dim, metrics in data["scores"].items()},
+            float(data.get("seconds", 0.0)),
+        )
 
 
 @dataclasses.dataclass
@@ -78,14 +85,24 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"model": self.model, "embedding_dim": self.embedding_dim, "dims": self.dims,
-                "created": self.created, "tasks": {n: t.to_json() for n, t in self.tasks.items()}}
+        return {
+            "model": self.model,
+            "embedding_dim": self.embedding_dim,
+            "dims": self.dims,
+            "created": self.created,
+            "tasks": {n: t.to_json() for n, t in self.tasks.items()},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Report:
         """Inverse of :meth:`to_json`."""
-        return cls(data["model"], int(data["embedding_dim"]), [int(d) for d in data["dims"]],
-                   {n: TaskResult.from_json(t) for n, t in data["tasks"].items()}, data.get("created", ""))
+        return cls(
+            data["model"],
+            int(data["embedding_dim"]),
+            [int(d) for d in data["dims"]],
+            {n: TaskResult.from_json(t) for n, t in data["tasks"].items()},
+            data.get("created", ""),
+        )
 
 
 def load_report(path: str) -> Report:
@@ -127,7 +144,9 @@ class _LazyEncoder:
         return self._encoder
 
 
-def _cached(path: str, model: str, settings: dict[str, Any]) -> tuple[TaskResult | None, int | None]:
+def _cached(
+    path: str, model: str, settings: dict[str, Any]
+) -> tuple[TaskResult | None, int | None]:
     """A task file's result and embedding size, after checking model and settings match."""
     if not os.path.isfile(path):
         return None, None
@@ -184,14 +203,27 @@ def run_sweep(
             start = time.perf_counter()
             result.scores.update(evaluator.evaluate(lazy.get(), missing))
             result.seconds += time.perf_counter() - start
-            write_json_atomic(path, {"model": model, "embedding_dim": embedding_dim, "settings": settings,
-                                     **result.to_json()})
+            write_json_atomic(
+                path,
+                {
+                    "model": model,
+                    "embedding_dim": embedding_dim,
+                    "settings": settings,
+                    **result.to_json(),
+                },
+            )
         results[evaluator.name] = dataclasses.replace(
-            result, scores={d: result.scores[d] for d in wanted})
+            result, scores={d: result.scores[d] for d in wanted}
+        )
     if embedding_dim is None:
         embedding_dim = lazy.get().embedding_dim
-    report = Report(model, embedding_dim, base.resolve_dims(dims, embedding_dim), results,
-                    datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    report = Report(
+        model,
+        embedding_dim,
+        base.resolve_dims(dims, embedding_dim),
+        results,
+        datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
     write_report(report, output_dir)
     return report
 
@@ -205,37 +237,57 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
     numeric = [any(isinstance(r[i], (int, float)) for r in rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+    ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def main_table(report: Report) -> str:
     """The main metric of each task (rows) at each dimension (columns)."""
-    rows = [[name, t.main_metric, *(t.main(d) for d in report.dims)] for name, t in report.tasks.items()]
+    rows = [
+        [name, t.main_metric, *(t.main(d) for d in report.dims)] for name, t in report.tasks.items()
+    ]
     return markdown_table(["task", "metric", *map(str, report.dims)], rows)
 
 
 def render_markdown(report: Report) -> str:
     """``report.md``: the main table, then every metric of each task per dimension."""
-    parts = [f"# Evaluation of {report.model}", "",
-             f"Embedding size {report.embedding_dim}; Matryoshka dimensions "
-             f"{', '.join(map(str, report.dims))}; scores in points (0-100). {report.created}", "",
-             "## Main metric", "", main_table(report), ""]
+    parts = [
+        f"# Evaluation of {report.model}",
+        "",
+        f"Embedding size {report.embedding_dim}; Matryoshka dimensions "
+        f"{', '.join(map(str, report.dims))}; scores in points (0-100). {report.created}",
+        "",
+        "## Main metric",
+        "",
+        main_table(report),
+        "",
+    ]
     for name, task in report.tasks.items():
         metrics = list(dict.fromkeys(m for d in report.dims for m in task.scores.get(d, {})))
         rows = [[m, *(task.scores.get(d, {}).get(m) for d in report.dims)] for m in metrics]
-        parts += [f"## {name} ({task.seconds:.1f} s)", "",
-                  markdown_table(["metric", *map(str, report.dims)], rows), ""]
+        parts += [
+            f"## {name} ({task.seconds:.1f} s)",
+            "",
+            markdown_table(["metric", *map(str, report.dims)], rows),
+            "",
+        ]
     return "\n".join(parts)
 
 
 PLOT_TITLE = "main metric by Matryoshka dimension"
 
 
-def write_outputs(output_dir: str, names: tuple[str, str, str], record: Any, markdown: str,
-                  panels: dict[str, dict[str, dict[int, float]]]) -> dict[str, str]:
+def write_outputs(
+    output_dir: str,
+    names: tuple[str, str, str],
+    record: Any,
+    markdown: str,
+    panels: dict[str, dict[str, dict[int, float]]],
+) -> dict[str, str]:
     """Writes a JSON record, a Markdown table and a PNG of ``panels`` under ``output_dir``.
 
     Args:
@@ -245,7 +297,10 @@ def write_outputs(output_dir: str, names: tuple[str, str, str], record: Any, mar
       Their paths, keyed ``json``, ``markdown`` and ``plot``.
     """
     os.makedirs(output_dir, exist_ok=True)
-    paths = {kind: os.path.join(output_dir, name) for kind, name in zip(("json", "markdown", "plot"), names)}
+    paths = {
+        kind: os.path.join(output_dir, name)
+        for kind, name in zip(("json", "markdown", "plot"), names)
+    }
     write_json_atomic(paths["json"], record)
     with open(paths["markdown"], "w", encoding="utf-8") as f:
         f.write(markdown)
@@ -255,6 +310,14 @@ def write_outputs(output_dir: str, names: tuple[str, str, str], record: Any, mar
 
 def write_report(report: Report, output_dir: str) -> dict[str, str]:
     """Writes ``report.json``, ``report.md`` and ``report.png``; returns their paths."""
-    lines = {f"{name} ({t.main_metric})": {d: t.main(d) for d in report.dims} for name, t in report.tasks.items()}
-    return write_outputs(output_dir, (REPORT_JSON, REPORT_MD, REPORT_PNG), report.to_json(),
-                         render_markdown(report), {report.model: lines})
+    lines = {
+        f"{name} ({t.main_metric})": {d: t.main(d) for d in report.dims}
+        for name, t in report.tasks.items()
+    }
+    return write_outputs(
+        output_dir,
+        (REPORT_JSON, REPORT_MD, REPORT_PNG),
+        report.to_json(),
+        render_markdown(report),
+        {report.model: lines},
+    )

@@ -75,9 +75,14 @@ def read_beir_split(data_dir: str, split: str = "test") -> BeirSplit:
         else:
             qrels.setdefault(row.query_id, {})[row.corpus_id] = row.score
     if unknown:
-        log.warning("%s: skipped %d of %d qrels rows naming unknown ids (%s%s)", qrels_path,
-                    len(unknown), len(rows), "; ".join(unknown[:_EXAMPLES_IN_WARNING]),
-                    ", ..." if len(unknown) > _EXAMPLES_IN_WARNING else "")
+        log.warning(
+            "%s: skipped %d of %d qrels rows naming unknown ids (%s%s)",
+            qrels_path,
+            len(unknown),
+            len(rows),
+            "; ".join(unknown[:_EXAMPLES_IN_WARNING]),
+            ", ..." if len(unknown) > _EXAMPLES_IN_WARNING else "",
+        )
     judged = [q for q, rel in qrels.items() if any(r > 0 for r in rel.values())]
     if not judged:
         raise ValueError(f"{qrels_path}: no query with a relevant document among known ids")
@@ -93,7 +98,12 @@ def read_beir_split(data_dir: str, split: str = "test") -> BeirSplit:
 
 
 def exact_search(
-    queries: np.ndarray, documents: np.ndarray, k: int, *, query_block: int = 1024, doc_block: int = 65536
+    queries: np.ndarray,
+    documents: np.ndarray,
+    k: int,
+    *,
+    query_block: int = 1024,
+    doc_block: int = 65536,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` documents by inner product for every query, exactly.
 
@@ -107,11 +117,11 @@ def exact_search(
     top_scores = np.empty((len(queries), k), dtype=np.float32)
     top_indices = np.empty((len(queries), k), dtype=np.int64)
     for q_start in range(0, len(queries), query_block):
-        block = queries[q_start:q_start + query_block]
+        block = queries[q_start : q_start + query_block]
         best_s = np.full((len(block), 0), -np.inf, dtype=np.float32)
         best_i = np.zeros((len(block), 0), dtype=np.int64)
         for d_start in range(0, len(documents), doc_block):
-            sims = block @ documents[d_start:d_start + doc_block].T
+            sims = block @ documents[d_start : d_start + doc_block].T
             ids = np.broadcast_to(np.arange(d_start, d_start + sims.shape[1]), sims.shape)
             cand_s = np.concatenate([best_s, sims], axis=1)
             cand_i = np.concatenate([best_i, ids], axis=1)
@@ -121,8 +131,8 @@ def exact_search(
                 cand_i = np.take_along_axis(cand_i, keep, axis=1)
             best_s, best_i = cand_s, cand_i
         order = np.lexsort((best_i, -best_s), axis=1)
-        top_scores[q_start:q_start + len(block)] = np.take_along_axis(best_s, order, axis=1)
-        top_indices[q_start:q_start + len(block)] = np.take_along_axis(best_i, order, axis=1)
+        top_scores[q_start : q_start + len(block)] = np.take_along_axis(best_s, order, axis=1)
+        top_indices[q_start : q_start + len(block)] = np.take_along_axis(best_i, order, axis=1)
     return top_scores, top_indices
 
 
@@ -147,22 +157,34 @@ class RetrievalEvaluator:
 
     def _document_embeddings(self, encoder: base.TextEncoder) -> np.ndarray:
         if self.task is None:
-            texts = [f"{title} {text}".strip() for title, text in zip(self.data.doc_titles, self.data.doc_texts)]
+            texts = [
+                f"{title} {text}".strip()
+                for title, text in zip(self.data.doc_titles, self.data.doc_texts)
+            ]
             return encoder.encode(texts, kind="document", batch_size=self.batch_size)
-        return encoder.encode(self.data.doc_texts, task=self.task, kind="document",
-                              titles=self.data.doc_titles, batch_size=self.batch_size)
+        return encoder.encode(
+            self.data.doc_texts,
+            task=self.task,
+            kind="document",
+            titles=self.data.doc_titles,
+            batch_size=self.batch_size,
+        )
 
     def evaluate(self, encoder: base.TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
         """nDCG@10, recall@100, MRR@10, MAP@10 (points) per dimension."""
         dims = base.resolve_dims(dims, encoder.embedding_dim)
         cutoffs = metrics.DEFAULT_CUTOFFS if self.cutoffs is None else self.cutoffs
         depth = max(k for ks in cutoffs.values() for k in ks)
-        queries = encoder.encode(self.data.query_texts, task=self.task, kind="query", batch_size=self.batch_size)
+        queries = encoder.encode(
+            self.data.query_texts, task=self.task, kind="query", batch_size=self.batch_size
+        )
         documents = self._document_embeddings(encoder)
         scores: base.Scores = {}
         for dim in dims:
             _, top = exact_search(base.truncate(queries, dim), base.truncate(documents, dim), depth)
-            rankings = {q: [self.data.doc_ids[i] for i in row] for q, row in zip(self.data.query_ids, top)}
+            rankings = {
+                q: [self.data.doc_ids[i] for i in row] for q, row in zip(self.data.query_ids, top)
+            }
             fractions = metrics.evaluate_rankings(rankings, self.data.qrels, cutoffs)
             scores[dim] = {key: base.points(value) for key, value in fractions.items()}
         return scores

@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-async def gather_progress(awaitables: Iterable[Awaitable[T]], desc: str, progress: bool = True,
-                          unit: str = "call") -> list[T]:
+async def gather_progress(
+    awaitables: Iterable[Awaitable[T]], desc: str, progress: bool = True, unit: str = "call"
+) -> list[T]:
     """Awaits all concurrently (results in order) with a tqdm bar ticking per completion.
 
     The LLM client bounds how many calls are in flight. On the first failure every

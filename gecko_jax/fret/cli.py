@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gin
-
 from gecko_jax import gin_utils, host_memory
 from gecko_jax.fret import config as cfg
 
@@ -36,6 +35,7 @@ def _positive_int(minimum: int = 1) -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -43,7 +43,9 @@ def _negative(text: str) -> str:
     try:
         cfg.parse_negative(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("RankingConfig.negative", "expected")) from None
+        raise argparse.ArgumentTypeError(
+            str(e).replace("RankingConfig.negative", "expected")
+        ) from None
     return text
 
 
@@ -65,14 +67,19 @@ def parse_task_types(text: str) -> tuple[cfg.TaskType, ...]:
         name = name.strip()
         try:
             value = float(weight) if weight else 1.0
-            task_type = dataclasses.replace(known[name], weight=value) if name in known else cfg.TaskType(
-                name, weight=value)
+            task_type = (
+                dataclasses.replace(known[name], weight=value)
+                if name in known
+                else cfg.TaskType(name, weight=value)
+            )
         except ValueError as e:
             raise argparse.ArgumentTypeError(f"{item!r}: {e}") from None
         types.append(task_type)
     names = [t.name for t in types]
     if not types or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"expected distinct comma-separated task types, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected distinct comma-separated task types, got {text!r}"
+        )
     return tuple(types)
 
 
@@ -82,38 +89,92 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gecko-fret",
         description="FRet (Gecko paper, section 3): an LLM writes a task and a query for each "
         "seed passage, neighbours are mined with an embedder and re-ranked by the LLM, and "
-        "(task, query, positive, hard negative) rows are written in shards.")
-    p.add_argument("--corpus", required=True, help="JSONL corpus (_id/id, title, text): path, glob or list")
+        "(task, query, positive, hard negative) rows are written in shards.",
+    )
+    p.add_argument(
+        "--corpus", required=True, help="JSONL corpus (_id/id, title, text): path, glob or list"
+    )
     p.add_argument("--output_dir", required=True, help="rows, markers, summary (local or gs://)")
-    p.add_argument("--llm", required=True, help="LLM client spec, e.g. vertex:gemini-2.0-flash, "
-                   "vertex-batch:gemini-2.0-flash, openai:http://host:8000/v1#model, loopback")
-    p.add_argument("--embedder", default=None, help="Encoder name or path (default all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--llm",
+        required=True,
+        help="LLM client spec, e.g. vertex:gemini-2.0-flash, "
+        "vertex-batch:gemini-2.0-flash, openai:http://host:8000/v1#model, loopback",
+    )
+    p.add_argument(
+        "--embedder", default=None, help="Encoder name or path (default all-MiniLM-L6-v2)"
+    )
     shard = p.add_mutually_exclusive_group()
     shard.add_argument("--num_shards", type=_positive_int(), default=None, help="number of shards")
-    shard.add_argument("--shard_size", type=_positive_int(), default=None, help="seed passages per shard (1000)")
-    p.add_argument("--top_n", type=_positive_int(2), default=None, help="neighbours scored per query (20)")
+    shard.add_argument(
+        "--shard_size", type=_positive_int(), default=None, help="seed passages per shard (1000)"
+    )
+    p.add_argument(
+        "--top_n", type=_positive_int(2), default=None, help="neighbours scored per query (20)"
+    )
     p.add_argument("--ranking", choices=cfg.RANKINGS, default=None, help="rrf (default), ql or rc")
-    p.add_argument("--negative", type=_negative, default=None, help="p_N (default), random or rank:K")
-    p.add_argument("--task_types", type=parse_task_types, default=None,
-                   help="comma-separated task types, each optionally =weight (default: the four built-in)")
-    p.add_argument("--seed", type=int, default=None, help="seed of sampling and random negatives (0)")
-    p.add_argument("--max_passages", type=_positive_int(), default=None, help="read at most this many passages")
-    p.add_argument("--max_words", type=_positive_int(), default=None, help="truncate passages to this (400)")
-    p.add_argument("--cache", default=None, help="LLM cache path (default OUTPUT_DIR/llm_cache.sqlite)")
-    p.add_argument("--llm_concurrency", type=_positive_int(), default=None,
-                   help="LLM requests in flight at once (default: the client's, 16)")
-    p.add_argument("--batch_staging_dir", default=None,
-                   help="for --llm vertex-batch:MODEL: the batch jobs' inputs and outputs (gs://bucket/path)")
-    p.add_argument("--worker_index", type=_positive_int(0), default=None,
-                   help="this worker's index, 0..N-1: runs the shards s with s %% N == index (0)")
-    p.add_argument("--worker_count", type=_positive_int(), default=None,
-                   help="workers sharing --output_dir (1); each needs its own local --cache")
-    p.add_argument("--output_format", choices=cfg.OUTPUT_FORMATS, default=None, help="jsonl (default) or tfrecord")
+    p.add_argument(
+        "--negative", type=_negative, default=None, help="p_N (default), random or rank:K"
+    )
+    p.add_argument(
+        "--task_types",
+        type=parse_task_types,
+        default=None,
+        help="comma-separated task types, each optionally =weight (default: the four built-in)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of sampling and random negatives (0)"
+    )
+    p.add_argument(
+        "--max_passages", type=_positive_int(), default=None, help="read at most this many passages"
+    )
+    p.add_argument(
+        "--max_words", type=_positive_int(), default=None, help="truncate passages to this (400)"
+    )
+    p.add_argument(
+        "--cache", default=None, help="LLM cache path (default OUTPUT_DIR/llm_cache.sqlite)"
+    )
+    p.add_argument(
+        "--llm_concurrency",
+        type=_positive_int(),
+        default=None,
+        help="LLM requests in flight at once (default: the client's, 16)",
+    )
+    p.add_argument(
+        "--batch_staging_dir",
+        default=None,
+        help="for --llm vertex-batch:MODEL: the batch jobs' inputs and outputs (gs://bucket/path)",
+    )
+    p.add_argument(
+        "--worker_index",
+        type=_positive_int(0),
+        default=None,
+        help="this worker's index, 0..N-1: runs the shards s with s %% N == index (0)",
+    )
+    p.add_argument(
+        "--worker_count",
+        type=_positive_int(),
+        default=None,
+        help="workers sharing --output_dir (1); each needs its own local --cache",
+    )
+    p.add_argument(
+        "--output_format",
+        choices=cfg.OUTPUT_FORMATS,
+        default=None,
+        help="jsonl (default) or tfrecord",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
-    p.add_argument("--gin_bindings", action="append", default=[], help="gin binding (repeatable); "
-                   "--gin.NAME=VALUE is short for --gin_bindings='NAME = VALUE'")
-    p.add_argument("--gin_search_paths", action="append", default=[], help="directories searched for gin files")
+    p.add_argument(
+        "--gin_bindings",
+        action="append",
+        default=[],
+        help="gin binding (repeatable); "
+        "--gin.NAME=VALUE is short for --gin_bindings='NAME = VALUE'",
+    )
+    p.add_argument(
+        "--gin_search_paths", action="append", default=[], help="directories searched for gin files"
+    )
     return p
 
 
@@ -123,17 +184,30 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
     """The run's config: gin's bindings, overridden by the flags that were given."""
-    return cfg.FretConfig(**_given(
-        corpus=args.corpus, output_dir=args.output_dir, llm=args.llm, embedder=args.embedder,
-        num_shards=args.num_shards, shard_size=args.shard_size, output_format=args.output_format,
-        seed=args.seed, cache=args.cache, llm_concurrency=args.llm_concurrency,
-        batch_staging_dir=args.batch_staging_dir, worker_index=args.worker_index, worker_count=args.worker_count,
-        progress=False if args.no_progress else None,
-        corpus_options=cfg.CorpusConfig(**_given(max_passages=args.max_passages, max_words=args.max_words)),
-        generation=cfg.GenerationConfig(**_given(task_types=args.task_types)),
-        retrieval=cfg.RetrievalConfig(**_given(top_n=args.top_n)),
-        ranking=cfg.RankingConfig(**_given(ranking=args.ranking, negative=args.negative)),
-    ))
+    return cfg.FretConfig(
+        **_given(
+            corpus=args.corpus,
+            output_dir=args.output_dir,
+            llm=args.llm,
+            embedder=args.embedder,
+            num_shards=args.num_shards,
+            shard_size=args.shard_size,
+            output_format=args.output_format,
+            seed=args.seed,
+            cache=args.cache,
+            llm_concurrency=args.llm_concurrency,
+            batch_staging_dir=args.batch_staging_dir,
+            worker_index=args.worker_index,
+            worker_count=args.worker_count,
+            progress=False if args.no_progress else None,
+            corpus_options=cfg.CorpusConfig(
+                **_given(max_passages=args.max_passages, max_words=args.max_words)
+            ),
+            generation=cfg.GenerationConfig(**_given(task_types=args.task_types)),
+            retrieval=cfg.RetrievalConfig(**_given(top_n=args.top_n)),
+            ranking=cfg.RankingConfig(**_given(ranking=args.ranking, negative=args.negative)),
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

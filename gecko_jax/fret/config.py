@@ -33,7 +33,9 @@ class TaskType:
     """
 
     name: str
-    guidance: str = "the query is one that a user with this task would issue, answered by the passage."
+    guidance: str = (
+        "the query is one that a user with this task would issue, answered by the passage."
+    )
     weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -45,11 +47,20 @@ class TaskType:
 
 DEFAULT_TASK_TYPES = (
     TaskType("question answering", "the query is a natural question that the passage answers."),
-    TaskType("search result", "the query is a short web search query (a few words or a phrase) "
-             "for which the passage is a relevant result."),
-    TaskType("fact checking", "the query is a claim, true or false, that the passage supports or refutes."),
-    TaskType("sentence similarity", "the query is a sentence that says the same thing as a sentence "
-             "of the passage, in different words."),
+    TaskType(
+        "search result",
+        "the query is a short web search query (a few words or a phrase) "
+        "for which the passage is a relevant result.",
+    ),
+    TaskType(
+        "fact checking",
+        "the query is a claim, true or false, that the passage supports or refutes.",
+    ),
+    TaskType(
+        "sentence similarity",
+        "the query is a sentence that says the same thing as a sentence "
+        "of the passage, in different words.",
+    ),
 )
 
 
@@ -92,8 +103,10 @@ def check_workers(index: int, count: int) -> None:
     if count < 1:
         raise ValueError(f"--worker_count (FretConfig.worker_count) must be >= 1, got {count}")
     if not 0 <= index < count:
-        raise ValueError(f"--worker_index (FretConfig.worker_index) must be in 0..{count - 1} "
-                         f"for --worker_count {count}, got {index}")
+        raise ValueError(
+            f"--worker_index (FretConfig.worker_index) must be in 0..{count - 1} "
+            f"for --worker_count {count}, got {index}"
+        )
 
 
 def _one_of(cls: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -125,7 +138,9 @@ class PromptConfig:
         if len(labels) < 2:
             raise ValueError(f"PromptConfig.relevance_labels needs at least 2 labels, got {labels}")
         if len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
-            raise ValueError(f"PromptConfig.relevance_labels must be distinct non-empty strings, got {labels}")
+            raise ValueError(
+                f"PromptConfig.relevance_labels must be distinct non-empty strings, got {labels}"
+            )
 
 
 @gin.configurable(module="gecko_jax.fret")
@@ -163,14 +178,23 @@ class GenerationConfig:
         names = [t.name for t in self.task_types]
         if len(set(names)) != len(names):
             raise ValueError(f"GenerationConfig.task_types has duplicate names: {names}")
-        _positive("GenerationConfig", max_attempts=self.max_attempts, max_output_tokens=self.max_output_tokens,
-                  min_query_words=self.min_query_words, max_task_words=self.max_task_words,
-                  copy_ngram=self.copy_ngram)
+        _positive(
+            "GenerationConfig",
+            max_attempts=self.max_attempts,
+            max_output_tokens=self.max_output_tokens,
+            min_query_words=self.min_query_words,
+            max_task_words=self.max_task_words,
+            copy_ngram=self.copy_ngram,
+        )
         if self.max_query_words < self.min_query_words:
-            raise ValueError(f"GenerationConfig.max_query_words ({self.max_query_words}) is below "
-                             f"min_query_words ({self.min_query_words})")
+            raise ValueError(
+                f"GenerationConfig.max_query_words ({self.max_query_words}) is below "
+                f"min_query_words ({self.min_query_words})"
+            )
         if not 0.0 < self.max_copy_overlap <= 1.0:
-            raise ValueError(f"GenerationConfig.max_copy_overlap must be in (0, 1], got {self.max_copy_overlap}")
+            raise ValueError(
+                f"GenerationConfig.max_copy_overlap must be in (0, 1], got {self.max_copy_overlap}"
+            )
 
 
 @gin.configurable(module="gecko_jax.fret")
@@ -201,12 +225,19 @@ class RetrievalConfig:
     dim: int | None = None
 
     def __post_init__(self) -> None:
-        _positive("RetrievalConfig", top_n=self.top_n, block_size=self.block_size,
-                  batch_size=self.batch_size, dim=self.dim)
+        _positive(
+            "RetrievalConfig",
+            top_n=self.top_n,
+            block_size=self.block_size,
+            batch_size=self.batch_size,
+            dim=self.dim,
+        )
         _one_of("RetrievalConfig", "backend", self.backend, BACKENDS)
         _one_of("RetrievalConfig", "input_format", self.input_format, QUERY_INPUT_FORMATS)
         if self.top_n < 2:
-            raise ValueError(f"RetrievalConfig.top_n must be >= 2 (a positive and a negative), got {self.top_n}")
+            raise ValueError(
+                f"RetrievalConfig.top_n must be >= 2 (a positive and a negative), got {self.top_n}"
+            )
 
 
 @gin.configurable(module="gecko_jax.fret")
@@ -238,7 +269,9 @@ def parse_negative(spec: str) -> int | str:
         return spec
     match = _RANK_NEGATIVE.match(spec)
     if not match:
-        raise ValueError(f"RankingConfig.negative must be 'p_N', 'random' or 'rank:K', got {spec!r}")
+        raise ValueError(
+            f"RankingConfig.negative must be 'p_N', 'random' or 'rank:K', got {spec!r}"
+        )
     rank = int(match.group(1))
     if rank < 2:
         raise ValueError(f"RankingConfig.negative: rank:{rank} would be the positive; use K >= 2")
@@ -267,8 +300,12 @@ class CorpusConfig:
     text_field: str = "text"
 
     def __post_init__(self) -> None:
-        _positive("CorpusConfig", max_words=self.max_words, max_chars=self.max_chars,
-                  max_passages=self.max_passages)
+        _positive(
+            "CorpusConfig",
+            max_words=self.max_words,
+            max_chars=self.max_chars,
+            max_passages=self.max_passages,
+        )
 
 
 @gin.configurable(module="gecko_jax.fret")
@@ -323,17 +360,27 @@ class FretConfig:
                 raise ValueError(f"FretConfig.{name} must be set")
         if self.num_shards is not None and self.shard_size is not None:
             raise ValueError("set one of FretConfig.num_shards and FretConfig.shard_size, not both")
-        _positive("FretConfig", num_shards=self.num_shards, shard_size=self.shard_size,
-                  llm_concurrency=self.llm_concurrency)
+        _positive(
+            "FretConfig",
+            num_shards=self.num_shards,
+            shard_size=self.shard_size,
+            llm_concurrency=self.llm_concurrency,
+        )
         _one_of("FretConfig", "output_format", self.output_format, OUTPUT_FORMATS)
         check_workers(self.worker_index, self.worker_count)
         batch = self.llm.startswith("vertex-batch:")
         if batch and not self.batch_staging_dir:
-            raise ValueError(f"--batch_staging_dir (FretConfig.batch_staging_dir) is required by --llm {self.llm}: "
-                             "the batch jobs' inputs and outputs go there, e.g. gs://bucket/fret-batches")
+            raise ValueError(
+                f"--batch_staging_dir (FretConfig.batch_staging_dir) is required by --llm {self.llm}: "
+                "the batch jobs' inputs and outputs go there, e.g. gs://bucket/fret-batches"
+            )
         if self.batch_staging_dir and not batch:
-            raise ValueError("--batch_staging_dir (FretConfig.batch_staging_dir) is only for "
-                             f"--llm vertex-batch:MODEL, not --llm {self.llm}")
+            raise ValueError(
+                "--batch_staging_dir (FretConfig.batch_staging_dir) is only for "
+                f"--llm vertex-batch:MODEL, not --llm {self.llm}"
+            )
         if batch and self.llm_concurrency is not None:
-            raise ValueError("--llm_concurrency (FretConfig.llm_concurrency) does not apply to --llm vertex-batch: "
-                             "its calls wait in batch jobs")
+            raise ValueError(
+                "--llm_concurrency (FretConfig.llm_concurrency) does not apply to --llm vertex-batch: "
+                "its calls wait in batch jobs"
+            )

@@ -115,7 +115,9 @@ def _record(line: str, where: str) -> dict[str, Any]:
     return record
 
 
-def read_corpus(pattern: str, options: CorpusConfig | None = None, progress: bool = False) -> Corpus:
+def read_corpus(
+    pattern: str, options: CorpusConfig | None = None, progress: bool = False
+) -> Corpus:
     """Reads passages from JSONL file(s).
 
     Args:
@@ -134,7 +136,9 @@ def read_corpus(pattern: str, options: CorpusConfig | None = None, progress: boo
         raise CorpusError(f"corpus {pattern!r}: {e}") from None
     corpus = Corpus([], list(dict.fromkeys(files)))
     seen: dict[str, str] = {}
-    bar = tqdm(desc="read corpus", unit=" passages", disable=not progress, total=options.max_passages)
+    bar = tqdm(
+        desc="read corpus", unit=" passages", disable=not progress, total=options.max_passages
+    )
     with bar:
         for path in corpus.files:
             if _full(corpus, options):
@@ -150,7 +154,9 @@ def read_corpus(pattern: str, options: CorpusConfig | None = None, progress: boo
                     corpus.skipped_empty += 1
                     continue
                 if passage.id in seen:
-                    raise CorpusError(f"{where}: duplicate passage id {passage.id!r} (first at {seen[passage.id]})")
+                    raise CorpusError(
+                        f"{where}: duplicate passage id {passage.id!r} (first at {seen[passage.id]})"
+                    )
                 seen[passage.id] = where
                 text = truncate(passage.text, options.max_words, options.max_chars)
                 if text != passage.text:
@@ -159,8 +165,10 @@ def read_corpus(pattern: str, options: CorpusConfig | None = None, progress: boo
                 corpus.passages.append(passage)
                 bar.update(1)
     if not corpus.passages:
-        raise CorpusError(f"corpus {', '.join(corpus.files)} has no passage with a non-empty "
-                          f"{options.text_field!r} field")
+        raise CorpusError(
+            f"corpus {', '.join(corpus.files)} has no passage with a non-empty "
+            f"{options.text_field!r} field"
+        )
     return corpus
 
 

@@ -44,9 +44,18 @@ from gecko_jax.fret.llm.base import BlockedOutputError, LLMInputError, Malformed
 from gecko_jax.fret.llm.parsing import parse_json_object
 from gecko_jax.fret.templates import Prompts
 
-REJECT_REASONS = ("invalid_json", "bad_task", "bad_query", "task_too_long",
-                  "query_too_short", "query_too_long", "query_copied", "query_overlap", "llm_blocked",
-                  "llm_input_error")
+REJECT_REASONS = (
+    "invalid_json",
+    "bad_task",
+    "bad_query",
+    "task_too_long",
+    "query_too_short",
+    "query_too_long",
+    "query_copied",
+    "query_overlap",
+    "llm_blocked",
+    "llm_input_error",
+)
 _TOKEN = re.compile(r"\w+")
 
 
@@ -101,11 +110,11 @@ def copy_overlap(query: str, passage: str, n: int = 3) -> float:
     q, p = words(query), words(passage)
     if len(q) < n:
         return 0.0
-    grams = {tuple(p[i:i + n]) for i in range(len(p) - n + 1)}
+    grams = {tuple(p[i : i + n]) for i in range(len(p) - n + 1)}
     covered = [False] * len(q)
     for i in range(len(q) - n + 1):
-        if tuple(q[i:i + n]) in grams:
-            covered[i:i + n] = [True] * n
+        if tuple(q[i : i + n]) in grams:
+            covered[i : i + n] = [True] * n
     return sum(covered) / len(q)
 
 
@@ -174,7 +183,10 @@ async def generate_one(
     for attempt in range(config.max_attempts):
         try:
             answer = await client.generate(
-                prompt, json_mode=True, max_output_tokens=config.max_output_tokens, seed=base + attempt,
+                prompt,
+                json_mode=True,
+                max_output_tokens=config.max_output_tokens,
+                seed=base + attempt,
                 temperature=config.temperature if attempt == 0 else config.reask_temperature,
             )
             task, query = validate(answer.text, passage.text, config)

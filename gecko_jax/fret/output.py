@@ -70,19 +70,36 @@ class Row:
         return proto
 
 
-def build_row(seed: Passage, generated: Generated, ranked: Ranked, passages: Sequence[Passage],
-              llm_model: str, embedder: str) -> Row:
+def build_row(
+    seed: Passage,
+    generated: Generated,
+    ranked: Ranked,
+    passages: Sequence[Passage],
+    llm_model: str,
+    embedder: str,
+) -> Row:
     """The row of one seed passage's query, its ranked neighbours and chosen pair."""
     positive = passages[ranked.candidates[ranked.positive].index]
     negative = passages[ranked.candidates[ranked.negative].index]
     example = ex.UnifiedExample(
-        task=generated.task, query=generated.query, positive=positive.text, positive_title=positive.title,
-        negatives=(negative.text,), negative_titles=(negative.title,), symmetric=False, source=SOURCE,
+        task=generated.task,
+        query=generated.query,
+        positive=positive.text,
+        positive_title=positive.title,
+        negatives=(negative.text,),
+        negative_titles=(negative.title,),
+        symmetric=False,
+        source=SOURCE,
     )
     extras = {
-        "task_type": generated.task_type, "seed_id": seed.id, "positive_id": positive.id,
-        "negative_ids": [negative.id], "positive_changed": positive.id != seed.id,
-        "scores": [c.as_record() for c in ranked.candidates], "llm_model": llm_model, "embedder": embedder,
+        "task_type": generated.task_type,
+        "seed_id": seed.id,
+        "positive_id": positive.id,
+        "negative_ids": [negative.id],
+        "positive_changed": positive.id != seed.id,
+        "scores": [c.as_record() for c in ranked.candidates],
+        "llm_model": llm_model,
+        "embedder": embedder,
     }
     return Row(example, extras)
 

@@ -79,28 +79,44 @@ def cache_path(config: FretConfig) -> str:
     if config.cache:
         return config.cache
     if "://" in config.output_dir:
-        raise ValueError(f"--cache: the LLM cache is SQLite and must be local; --output_dir "
-                         f"{config.output_dir} is remote, so give --cache /local/path.sqlite")
+        raise ValueError(
+            f"--cache: the LLM cache is SQLite and must be local; --output_dir "
+            f"{config.output_dir} is remote, so give --cache /local/path.sqlite"
+        )
     return shards.join(config.output_dir, CACHE_FILE)
 
 
-def _settings(config: FretConfig, corpus: Corpus, plan: shards.ShardPlan, prompts: Prompts) -> dict[str, Any]:
+def _settings(
+    config: FretConfig, corpus: Corpus, plan: shards.ShardPlan, prompts: Prompts
+) -> dict[str, Any]:
     """What the rows depend on (recorded in ``run.json``), template texts included."""
     settings = dataclasses.asdict(config)
     # Not the --llm spec (a server's URL may change between runs) but the model, once known.
-    for name in ("llm", "cache", "progress", "num_shards", "shard_size", "llm_concurrency", "batch_staging_dir",
-                 "worker_index", "worker_count"):
+    for name in (
+        "llm",
+        "cache",
+        "progress",
+        "num_shards",
+        "shard_size",
+        "llm_concurrency",
+        "batch_staging_dir",
+        "worker_index",
+        "worker_count",
+    ):
         del settings[name]
     texts = (prompts.generation.text, prompts.query_likelihood.text, prompts.relevance.text)
-    settings.update(passages=len(corpus.passages), shards=plan.count,
-                    templates_sha256=hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest())
+    settings.update(
+        passages=len(corpus.passages),
+        shards=plan.count,
+        templates_sha256=hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest(),
+    )
     return settings
 
 
 def _fingerprint(passages: Sequence[Passage], embedder: str, config: Any) -> str:
     digest = hashlib.sha256(repr((embedder, config.input_format, config.dim)).encode("utf-8"))
     for p in passages:
-        digest.update(f"{p.id}\x1f{p.title}\x1f{p.text}\x1e".encode("utf-8"))
+        digest.update(f"{p.id}\x1f{p.title}\x1f{p.text}\x1e".encode())
     return digest.hexdigest()
 
 
@@ -113,7 +129,9 @@ def corpus_embeddings(encoder: Any, corpus: Corpus, config: FretConfig) -> np.nd
         if shards.read_json(meta_path).get("fingerprint") == fingerprint:
             with tf.io.gfile.GFile(path, "rb") as f:
                 return np.load(f)
-    embeddings = retrieve.embed_passages(encoder, corpus.passages, config.retrieval, config.progress)
+    embeddings = retrieve.embed_passages(
+        encoder, corpus.passages, config.retrieval, config.progress
+    )
 
     def write(tmp: str) -> None:
         with tf.io.gfile.GFile(tmp, "wb") as f:
@@ -121,7 +139,9 @@ def corpus_embeddings(encoder: Any, corpus: Corpus, config: FretConfig) -> np.nd
 
     tmp_tag = _workers(config).tmp_tag  # workers starting at once each write the same file
     shards.atomic_write(path, write, tmp_tag)
-    shards.write_json(meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)}, tmp_tag)
+    shards.write_json(
+        meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)}, tmp_tag
+    )
     return embeddings
 
 
@@ -146,11 +166,20 @@ async def run_shard(ctx: _Context, seeds: Sequence[Passage]) -> tuple[list[outpu
     config, stats = ctx.config, ShardStats(seeds=len(seeds), worker=ctx.config.worker_index)
     before = usage_dict(ctx.client.usage)
     clock = time.perf_counter()
-    types = [generate.sample_task_type(p.id, config.seed, config.generation.task_types) for p in seeds]
+    types = [
+        generate.sample_task_type(p.id, config.seed, config.generation.task_types) for p in seeds
+    ]
     stats.task_types.update(t.name for t in types)
     results = await gather_progress(
-        (generate.generate_one(ctx.client, ctx.prompts, p, t, config.generation, config.seed, stats.rejects)
-         for p, t in zip(seeds, types)), "generate", config.progress)
+        (
+            generate.generate_one(
+                ctx.client, ctx.prompts, p, t, config.generation, config.seed, stats.rejects
+            )
+            for p, t in zip(seeds, types)
+        ),
+        "generate",
+        config.progress,
+    )
     kept = [(p, g) for p, g in zip(seeds, results) if g is not None]
     stats.gave_up = len(seeds) - len(kept)
     stats.attempts = len(kept) + sum(stats.rejects.values())  # each call is accepted or rejected
@@ -158,19 +187,32 @@ async def run_shard(ctx: _Context, seeds: Sequence[Passage]) -> tuple[list[outpu
 
     queries: list[rank.Query] = []
     if kept:
-        vectors = retrieve.embed_queries(ctx.encoder, [g.task for _, g in kept], [g.query for _, g in kept],
-                                         config.retrieval)
+        vectors = retrieve.embed_queries(
+            ctx.encoder, [g.task for _, g in kept], [g.query for _, g in kept], config.retrieval
+        )
         scores, indices = ctx.index.search(vectors, config.retrieval.top_n)
-        queries = [rank.Query(p.id, g.task, g.query, tuple(map(int, i)), tuple(map(float, s)))
-                   for (p, g), s, i in zip(kept, scores, indices)]
+        queries = [
+            rank.Query(p.id, g.task, g.query, tuple(map(int, i)), tuple(map(float, s)))
+            for (p, g), s, i in zip(kept, scores, indices)
+        ]
     stats.seconds["mine"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    ranked = await rank.rank_queries(ctx.client, ctx.prompts, ctx.corpus.passages, queries, config.ranking,
-                                     config.seed, stats.failures, config.progress)
+    ranked = await rank.rank_queries(
+        ctx.client,
+        ctx.prompts,
+        ctx.corpus.passages,
+        queries,
+        config.ranking,
+        config.seed,
+        stats.failures,
+        config.progress,
+    )
     stats.seconds["rank"] = time.perf_counter() - clock
     model = getattr(ctx.client, "model_id", config.llm)
-    rows = [output.build_row(p, g, r, ctx.corpus.passages, model, config.embedder)
-            for (p, g), r in zip(kept, ranked)]
+    rows = [
+        output.build_row(p, g, r, ctx.corpus.passages, model, config.embedder)
+        for (p, g), r in zip(kept, ranked)
+    ]
     stats.rows = len(rows)
     stats.positive_changed = sum(bool(row.extras["positive_changed"]) for row in rows)
     stats.usage = usage_delta(before, usage_dict(ctx.client.usage))
@@ -205,8 +247,9 @@ def open_client(config: FretConfig) -> Any:
 ClientFactory = Callable[[FretConfig], Any]
 
 
-async def run_async(config: FretConfig, client_factory: ClientFactory = open_client,
-                    encoder: Any = None) -> dict[str, Any]:
+async def run_async(
+    config: FretConfig, client_factory: ClientFactory = open_client, encoder: Any = None
+) -> dict[str, Any]:
     """:func:`run` inside a running event loop."""
     start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -221,9 +264,14 @@ async def run_async(config: FretConfig, client_factory: ClientFactory = open_cli
     store.remove_temporary()
     pending = store.pending()
     if plan.count < config.worker_count:
-        log.warning("--worker_count %d exceeds the %d shards: some workers have nothing to do",
-                    config.worker_count, plan.count)
-    model = (store.recorded_settings() or {}).get("llm_model", config.llm)  # a worker with nothing to do
+        log.warning(
+            "--worker_count %d exceeds the %d shards: some workers have nothing to do",
+            config.worker_count,
+            plan.count,
+        )
+    model = (store.recorded_settings() or {}).get(
+        "llm_model", config.llm
+    )  # a worker with nothing to do
     if pending:
         client = client_factory(config)  # inside the event loop the client will run on
         model = getattr(client, "model_id", model)
@@ -231,34 +279,55 @@ async def run_async(config: FretConfig, client_factory: ClientFactory = open_cli
         try:
             store.check_manifest(settings)
             if config.ranking.ranking != "rc":  # fail before hours of embedding, not after
-                await rank.probe_query_likelihood(client, prompts, corpus.passages[0], config.ranking.ranking)
+                await rank.probe_query_likelihood(
+                    client, prompts, corpus.passages[0], config.ranking.ranking
+                )
             if encoder is None:
                 from gecko_jax.encoder import Encoder
 
                 encoder = Encoder.load(config.embedder)
             clock = time.perf_counter()
-            index = retrieve.PassageIndex(corpus_embeddings(encoder, corpus, config), config.retrieval.block_size,
-                                          config.retrieval.backend, config.retrieval.approximate,
-                                          config.retrieval.faiss_index)
+            index = retrieve.PassageIndex(
+                corpus_embeddings(encoder, corpus, config),
+                config.retrieval.block_size,
+                config.retrieval.backend,
+                config.retrieval.approximate,
+                config.retrieval.faiss_index,
+            )
             seconds["embed_corpus"] = time.perf_counter() - clock
             ctx = _Context(config, corpus, prompts, client, encoder, index)
-            for shard in tqdm(pending, desc="shards", unit="shard", disable=not config.progress, file=sys.stderr):
+            for shard in tqdm(
+                pending, desc="shards", unit="shard", disable=not config.progress, file=sys.stderr
+            ):
                 start_index, stop_index = plan.bounds(shard)
                 rows, stats = await run_shard(ctx, corpus.passages[start_index:stop_index])
                 clock = time.perf_counter()
                 store.record_manifest(settings)
-                store.write_rows(shard, functools.partial(output.write_rows, rows, file_format=config.output_format))
+                store.write_rows(
+                    shard,
+                    functools.partial(output.write_rows, rows, file_format=config.output_format),
+                )
                 stats.seconds["write"] = time.perf_counter() - clock
                 store.mark_done(shard, stats.as_dict())
         finally:
             await client.aclose()
     seconds["wall"] = time.perf_counter() - start
-    return _write_summary(store, {
-        "shards": plan.count, "shards_this_run": len(pending), "passages": len(corpus.passages),
-        "truncated_passages": corpus.truncated, "skipped_empty_passages": corpus.skipped_empty,
-        "seconds": seconds, "llm_model": model, "embedder": config.embedder, "output_dir": config.output_dir,
-        "worker_index": config.worker_index, "worker_count": config.worker_count,
-    })
+    return _write_summary(
+        store,
+        {
+            "shards": plan.count,
+            "shards_this_run": len(pending),
+            "passages": len(corpus.passages),
+            "truncated_passages": corpus.truncated,
+            "skipped_empty_passages": corpus.skipped_empty,
+            "seconds": seconds,
+            "llm_model": model,
+            "embedder": config.embedder,
+            "output_dir": config.output_dir,
+            "worker_index": config.worker_index,
+            "worker_count": config.worker_count,
+        },
+    )
 
 
 def _write_summary(store: shards.ShardStore, run: dict[str, Any]) -> dict[str, Any]:
@@ -276,8 +345,12 @@ def _write_summary(store: shards.ShardStore, run: dict[str, Any]) -> dict[str, A
             return summary
 
 
-def run(config: FretConfig, client_factory: ClientFactory = open_client, encoder: Any = None,
-        echo: bool = True) -> dict[str, Any]:
+def run(
+    config: FretConfig,
+    client_factory: ClientFactory = open_client,
+    encoder: Any = None,
+    echo: bool = True,
+) -> dict[str, Any]:
     """Runs (or resumes) FRet; returns the summary, also written to ``summary.json``.
 
     Args:

@@ -89,8 +89,7 @@ class Ranked:
 
 def ranks(scores: Sequence[float | None]) -> list[int]:
     """Rank of each score, 1 = highest; ties and None (last) by position, earlier first."""
-    order = sorted(range(len(scores)),
-                   key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
+    order = sorted(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
     out = [0] * len(scores)
     for rank, i in enumerate(order, start=1):
         out[i] = rank
@@ -102,7 +101,9 @@ def reciprocal_rank_fusion(*rank_lists: Sequence[int]) -> list[float]:
     return [sum(1.0 / r for r in rs) for rs in zip(*rank_lists)]
 
 
-def expected_relevance(probabilities: Mapping[str, float], labels: Sequence[RelevanceLabel]) -> float:
+def expected_relevance(
+    probabilities: Mapping[str, float], labels: Sequence[RelevanceLabel]
+) -> float:
     """``sum value(l) * p(l)`` with ``p`` renormalised over ``labels``.
 
     Raises:
@@ -145,7 +146,9 @@ def rank_candidates(
       rng_seed: seeds ``negative="random"``.
     """
     if len(indices) < 2:
-        raise ValueError(f"need at least 2 neighbours to pick a positive and a negative, got {len(indices)}")
+        raise ValueError(
+            f"need at least 2 neighbours to pick a positive and a negative, got {len(indices)}"
+        )
     rank_ql = ranks(ql) if ql is not None else None
     rank_rc = ranks(rc) if rc is not None else None
     used = [r for r in (rank_ql, rank_rc) if r is not None]
@@ -155,15 +158,25 @@ def rank_candidates(
     final = ranks(fused)
     order = sorted(range(len(indices)), key=final.__getitem__)
     candidates = tuple(
-        Candidate(int(indices[i]), ids[i], float(retrieval[i]), None if ql is None else ql[i],
-                  None if rc is None else rc[i], None if rank_ql is None else rank_ql[i],
-                  None if rank_rc is None else rank_rc[i], fused[i], final[i])
-        for i in range(len(indices)))
+        Candidate(
+            int(indices[i]),
+            ids[i],
+            float(retrieval[i]),
+            None if ql is None else ql[i],
+            None if rc is None else rc[i],
+            None if rank_ql is None else rank_ql[i],
+            None if rank_rc is None else rank_rc[i],
+            fused[i],
+            final[i],
+        )
+        for i in range(len(indices))
+    )
     return Ranked(candidates, order[0], choose_negative(order, config.negative, rng_seed))
 
 
-async def _ql_score(client: Any, prompts: Prompts, passage: Passage, query: str, task: str,
-                    ranking: str) -> float:
+async def _ql_score(
+    client: Any, prompts: Prompts, passage: Passage, query: str, task: str, ranking: str
+) -> float:
     prompt, continuation = prompts.ql(passage.text, passage.title, query, task)
     try:
         return float(await client.log_likelihood(prompt, continuation))
@@ -174,7 +187,9 @@ async def _ql_score(client: Any, prompts: Prompts, passage: Passage, query: str,
         ) from e
 
 
-async def probe_query_likelihood(client: Any, prompts: Prompts, passage: Passage, ranking: str) -> None:
+async def probe_query_likelihood(
+    client: Any, prompts: Prompts, passage: Passage, ranking: str
+) -> None:
     """Scores one query likelihood, so that a client without QL fails before any work.
 
     Raises:
@@ -183,8 +198,14 @@ async def probe_query_likelihood(client: Any, prompts: Prompts, passage: Passage
     await _ql_score(client, prompts, passage, "test query", "test", ranking)
 
 
-async def _rc_score(client: Any, prompts: Prompts, passage: Passage, query: str, task: str,
-                    failures: collections.Counter[str]) -> float | None:
+async def _rc_score(
+    client: Any,
+    prompts: Prompts,
+    passage: Passage,
+    query: str,
+    task: str,
+    failures: collections.Counter[str],
+) -> float | None:
     prompt = prompts.rc(passage.text, passage.title, query, task)
     try:
         probabilities = await client.label_probabilities(prompt, prompts.labels)
@@ -242,7 +263,9 @@ async def rank_queries(
     for q in queries:
         for i in q.indices:
             if use_ql:
-                calls.append(_ql_score(client, prompts, passages[i], q.query, q.task, config.ranking))
+                calls.append(
+                    _ql_score(client, prompts, passages[i], q.query, q.task, config.ranking)
+                )
             if use_rc:
                 calls.append(_rc_score(client, prompts, passages[i], q.query, q.task, failures))
     scores = iter(await gather_progress(calls, "rank", progress))
@@ -256,6 +279,15 @@ async def rank_queries(
             if use_rc:
                 rc.append(next(scores))
         ids = [passages[i].id for i in q.indices]
-        ranked.append(rank_candidates(q.indices, ids, q.retrieval, ql if use_ql else None,
-                                      rc if use_rc else None, config, stable_seed(seed, "negative", q.seed_id)))
+        ranked.append(
+            rank_candidates(
+                q.indices,
+                ids,
+                q.retrieval,
+                ql if use_ql else None,
+                rc if use_rc else None,
+                config,
+                stable_seed(seed, "negative", q.seed_id),
+            )
+        )
     return ranked

@@ -42,16 +42,25 @@ DEFAULT_QUERY_BLOCK = 1_024
 class TextEncoder(Protocol):
     """What retrieval needs of :class:`gecko_jax.encoder.Encoder`."""
 
-    def encode(self, texts: Sequence[str], task: str | None = None, kind: str = "query", dim: int | None = None,
-               batch_size: int = 32, titles: Sequence[str | None] | None = None,
-               show_progress: bool | None = None) -> np.ndarray: ...
+    def encode(
+        self,
+        texts: Sequence[str],
+        task: str | None = None,
+        kind: str = "query",
+        dim: int | None = None,
+        batch_size: int = 32,
+        titles: Sequence[str | None] | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray: ...
 
 
 def _check_queries(queries: Any, shape: tuple[int, int], k: int) -> np.ndarray:
     """Queries as float32 ``[Q, d]`` for passages of ``shape``; checks ``k``."""
     q = np.asarray(queries, np.float32)
     if q.ndim != 2 or len(shape) != 2:
-        raise ValueError(f"query and passage embeddings must be 2-D, got shapes {q.shape} and {shape}")
+        raise ValueError(
+            f"query and passage embeddings must be 2-D, got shapes {q.shape} and {shape}"
+        )
     if q.shape[1] != shape[1]:
         raise ValueError(f"query dim {q.shape[1]} != passage dim {shape[1]}")
     if not 1 <= k <= shape[0]:
@@ -61,14 +70,25 @@ def _check_queries(queries: Any, shape: tuple[int, int], k: int) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("k", "block_k", "approximate", "total"))
 def _merge_block(
-    best_scores: jax.Array, best_ids: jax.Array, queries: jax.Array, block: jax.Array, offset: jax.Array,
-    valid: jax.Array, *, k: int, block_k: int, approximate: bool, total: int,
+    best_scores: jax.Array,
+    best_ids: jax.Array,
+    queries: jax.Array,
+    block: jax.Array,
+    offset: jax.Array,
+    valid: jax.Array,
+    *,
+    k: int,
+    block_k: int,
+    approximate: bool,
+    total: int,
 ) -> tuple[jax.Array, jax.Array]:
     scores = jnp.matmul(queries, block.T, precision=jax.lax.Precision.HIGHEST)
     column = jnp.arange(block.shape[0])
     scores = jnp.where(column[None, :] < valid, scores, -jnp.inf)
     if approximate:
-        block_scores, block_ids = jax.lax.approx_max_k(scores, block_k, reduction_input_size_override=total)
+        block_scores, block_ids = jax.lax.approx_max_k(
+            scores, block_k, reduction_input_size_override=total
+        )
     else:
         block_scores, block_ids = jax.lax.top_k(scores, block_k)
     # Running entries first: on equal scores top_k keeps them, and they have lower indices.
@@ -89,13 +109,21 @@ class PassageIndex:
       faiss_index: the faiss ``index_factory`` string (faiss backend).
     """
 
-    def __init__(self, passage_embeddings: Any, block_size: int | None = None, backend: str = "jax",
-                 approximate: bool = False, faiss_index: str = "Flat") -> None:
+    def __init__(
+        self,
+        passage_embeddings: Any,
+        block_size: int | None = None,
+        backend: str = "jax",
+        approximate: bool = False,
+        faiss_index: str = "Flat",
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         passages = np.asarray(passage_embeddings, np.float32)
         if passages.ndim != 2 or passages.shape[0] == 0:
-            raise ValueError(f"passage embeddings must be a non-empty 2-D array, got shape {passages.shape}")
+            raise ValueError(
+                f"passage embeddings must be a non-empty 2-D array, got shape {passages.shape}"
+            )
         if block_size is not None and block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.size, self.dim = passages.shape
@@ -110,8 +138,9 @@ class PassageIndex:
         padded[: self.size] = passages
         self._blocks = [jax.device_put(b) for b in np.split(padded, count)]
 
-    def search(self, query_embeddings: Any, k: int, query_block: int = DEFAULT_QUERY_BLOCK
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_embeddings: Any, k: int, query_block: int = DEFAULT_QUERY_BLOCK
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` passages of each query: ``(scores [Q, k] float32, indices [Q, k] int64)``.
 
         Rows are sorted by score, descending; ties by index, ascending.
@@ -122,8 +151,10 @@ class PassageIndex:
         if self.backend == "faiss":
             scores, ids = self._faiss.search(queries, k)
             if (ids < 0).any():
-                raise RuntimeError(f"the faiss index returned fewer than k={k} neighbours for some queries; "
-                                   "search more of it (nprobe) or use 'Flat'")
+                raise RuntimeError(
+                    f"the faiss index returned fewer than k={k} neighbours for some queries; "
+                    "search more of it (nprobe) or use 'Flat'"
+                )
             return _sort_rows(scores, ids)
         rows = min(query_block, queries.shape[0])
         count = -(-queries.shape[0] // rows)
@@ -141,8 +172,17 @@ class PassageIndex:
         for number, block in enumerate(self._blocks):
             offset = number * self.block_size
             best_scores, best_ids = _merge_block(
-                best_scores, best_ids, queries, block, jnp.int32(offset), jnp.int32(self.size - offset),
-                k=k, block_k=block_k, approximate=self.approximate, total=self.size)
+                best_scores,
+                best_ids,
+                queries,
+                block,
+                jnp.int32(offset),
+                jnp.int32(self.size - offset),
+                k=k,
+                block_k=block_k,
+                approximate=self.approximate,
+                total=self.size,
+            )
         return best_scores, best_ids
 
 
@@ -158,8 +198,10 @@ def _faiss_index(passages: np.ndarray, spec: str) -> Any:
 
 def _sort_rows(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((ids, -scores), axis=-1)
-    return (np.take_along_axis(scores, order, 1).astype(np.float32),
-            np.take_along_axis(ids, order, 1).astype(np.int64))
+    return (
+        np.take_along_axis(scores, order, 1).astype(np.float32),
+        np.take_along_axis(ids, order, 1).astype(np.int64),
+    )
 
 
 def top_k_neighbours(
@@ -190,25 +232,39 @@ def top_k_neighbours(
     return index.search(query_embeddings, k)
 
 
-def passage_texts(passages: Sequence[Passage], config: RetrievalConfig) -> tuple[list[str], list[str] | None]:
+def passage_texts(
+    passages: Sequence[Passage], config: RetrievalConfig
+) -> tuple[list[str], list[str] | None]:
     """Document-side texts (and titles for the gecko format) of the passages."""
     if config.input_format == "gecko":
         return [p.text for p in passages], [p.title for p in passages]
     return [f"{p.title}. {p.text}" if p.title else p.text for p in passages], None
 
 
-def embed_passages(encoder: TextEncoder, passages: Sequence[Passage], config: RetrievalConfig,
-                   progress: bool = False) -> np.ndarray:
+def embed_passages(
+    encoder: TextEncoder,
+    passages: Sequence[Passage],
+    config: RetrievalConfig,
+    progress: bool = False,
+) -> np.ndarray:
     """``[N, d]`` document embeddings of the passages (with titles), in order."""
     texts, titles = passage_texts(passages, config)
     # Any non-None task switches the encoder to its "title: ... | text: ..." template.
     task = "" if config.input_format == "gecko" else None
-    return encoder.encode(texts, task=task, kind="document", dim=config.dim, batch_size=config.batch_size,
-                          titles=titles, show_progress=progress)
+    return encoder.encode(
+        texts,
+        task=task,
+        kind="document",
+        dim=config.dim,
+        batch_size=config.batch_size,
+        titles=titles,
+        show_progress=progress,
+    )
 
 
-def embed_queries(encoder: TextEncoder, tasks: Sequence[str], queries: Sequence[str],
-                  config: RetrievalConfig) -> np.ndarray:
+def embed_queries(
+    encoder: TextEncoder, tasks: Sequence[str], queries: Sequence[str], config: RetrievalConfig
+) -> np.ndarray:
     """``[Q, d]`` query-side embeddings of ``task + query``, in order.
 
     The gecko format gives the same strings as ``Encoder.encode(queries, task=task,
@@ -223,5 +279,6 @@ def embed_queries(encoder: TextEncoder, tasks: Sequence[str], queries: Sequence[
         texts = [template.query(q, t) for t, q in zip(tasks, queries)]
     else:
         texts = [f"{t}: {q}" for t, q in zip(tasks, queries)]
-    return encoder.encode(texts, kind="query", dim=config.dim, batch_size=config.batch_size,
-                          show_progress=False)
+    return encoder.encode(
+        texts, kind="query", dim=config.dim, batch_size=config.batch_size, show_progress=False
+    )

@@ -60,7 +60,9 @@ class ShardPlan:
     count: int
 
     @classmethod
-    def make(cls, num_passages: int, num_shards: int | None = None, shard_size: int | None = None) -> ShardPlan:
+    def make(
+        cls, num_passages: int, num_shards: int | None = None, shard_size: int | None = None
+    ) -> ShardPlan:
         """A plan from a shard count or a shard size (default size 1,000).
 
         Raises:
@@ -74,7 +76,9 @@ class ShardPlan:
                 raise ValueError(f"--shard_size must be >= 1, got {size}")
             num_shards = -(-num_passages // size)
         elif not 1 <= num_shards <= num_passages:
-            raise ValueError(f"--num_shards must be in 1..{num_passages} (the passages), got {num_shards}")
+            raise ValueError(
+                f"--num_shards must be in 1..{num_passages} (the passages), got {num_shards}"
+            )
         return cls(num_passages, num_shards)
 
     def bounds(self, shard: int) -> tuple[int, int]:
@@ -110,8 +114,11 @@ class Workers:
 
 def join(directory: str, *parts: str) -> str:
     """``os.path.join`` that also suits ``gs://`` paths."""
-    return "/".join([directory.rstrip("/"), *parts]) if directory.startswith("gs://") else os.path.join(
-        directory, *parts)
+    return (
+        "/".join([directory.rstrip("/"), *parts])
+        if directory.startswith("gs://")
+        else os.path.join(directory, *parts)
+    )
 
 
 def atomic_write(path: str, write: Callable[[str], Any], tmp_tag: str = "") -> None:
@@ -126,9 +133,11 @@ def atomic_write(path: str, write: Callable[[str], Any], tmp_tag: str = "") -> N
 
 def write_json(path: str, value: Any, tmp_tag: str = "") -> None:
     """Writes JSON atomically (indented)."""
+
     def write(tmp: str) -> None:
         with tf.io.gfile.GFile(tmp, "w") as f:
             f.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
     atomic_write(path, write, tmp_tag)
 
 
@@ -148,7 +157,9 @@ class ShardStore:
       workers: this process's share of the shards (default: all of them).
     """
 
-    def __init__(self, output_dir: str, plan: ShardPlan, extension: str, workers: Workers | None = None) -> None:
+    def __init__(
+        self, output_dir: str, plan: ShardPlan, extension: str, workers: Workers | None = None
+    ) -> None:
         self.output_dir, self.plan, self.extension = output_dir, plan, extension
         self.workers = workers or Workers()
         tf.io.gfile.makedirs(join(output_dir, DONE_DIR))
@@ -167,7 +178,9 @@ class ShardStore:
 
     def is_done(self, shard: int) -> bool:
         """Whether the shard's marker and rows both exist."""
-        return tf.io.gfile.exists(self.marker_path(shard)) and tf.io.gfile.exists(self.rows_path(shard))
+        return tf.io.gfile.exists(self.marker_path(shard)) and tf.io.gfile.exists(
+            self.rows_path(shard)
+        )
 
     def pending(self) -> list[int]:
         """This worker's shards not done yet, in order."""
@@ -184,7 +197,9 @@ class ShardStore:
     def mark_done(self, shard: int, stats: Mapping[str, Any]) -> None:
         """Writes a shard's done marker (after its rows)."""
         if not tf.io.gfile.exists(self.rows_path(shard)):
-            raise ShardStateError(f"shard {shard} has no rows file {self.rows_path(shard)} to mark done")
+            raise ShardStateError(
+                f"shard {shard} has no rows file {self.rows_path(shard)} to mark done"
+            )
         write_json(self.marker_path(shard), {"shard": shard, **stats}, self.workers.tmp_tag)
 
     def done(self) -> list[int]:
@@ -234,7 +249,9 @@ class ShardStore:
         settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
         changed = sorted(k for k in settings if recorded.get(k) != settings[k])
         if changed:
-            details = "; ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5])
+            details = "; ".join(
+                f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5]
+            )
             raise ShardStateError(
                 f"{join(self.output_dir, MANIFEST)}: this output directory holds rows made with other settings ({details}); "
                 "use a new --output_dir, or restore the settings to resume"

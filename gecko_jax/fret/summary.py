@@ -61,8 +61,11 @@ class ShardStats:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (counters as plain dicts)."""
-        return {f.name: dict(v) if isinstance(v, collections.Counter) else v
-                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        return {
+            f.name: dict(v) if isinstance(v, collections.Counter) else v
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
 
 
 def _sum(markers: Sequence[Mapping[str, Any]], key: str) -> dict[str, float]:
@@ -76,7 +79,9 @@ def _per_worker(markers: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int
     """Shards, seeds and rows per worker index (markers without one: worker 0)."""
     counts: dict[int, dict[str, int]] = {}
     for marker in markers:
-        worker = counts.setdefault(int(marker.get("worker", 0)), {"shards": 0, "seeds": 0, "rows": 0})
+        worker = counts.setdefault(
+            int(marker.get("worker", 0)), {"shards": 0, "seeds": 0, "rows": 0}
+        )
         worker["shards"] += 1
         worker["seeds"] += marker["seeds"]
         worker["rows"] += marker["rows"]
@@ -101,11 +106,18 @@ def summarize(markers: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> d
     changed = sum(m["positive_changed"] for m in markers)
     usage = {name: sum(m["usage"].get(name, 0) for m in markers) for name in USAGE_FIELDS}
     usage["cost_usd"] = round(usage["cost_usd"], 6)
-    seconds = {stage: round(sum(m["seconds"].get(stage, 0.0) for m in markers), 3) for stage in SHARD_STAGES}
+    seconds = {
+        stage: round(sum(m["seconds"].get(stage, 0.0) for m in markers), 3)
+        for stage in SHARD_STAGES
+    }
     seconds.update({k: round(v, 3) for k, v in run.get("seconds", {}).items()})
     return {
         "rows": rows,
-        "shards": {"total": run["shards"], "done": len(markers), "done_this_run": run["shards_this_run"]},
+        "shards": {
+            "total": run["shards"],
+            "done": len(markers),
+            "done_this_run": run["shards_this_run"],
+        },
         "passages": run["passages"],
         "truncated_passages": run["truncated_passages"],
         "skipped_empty_passages": run["skipped_empty_passages"],
@@ -121,8 +133,11 @@ def summarize(markers: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> d
         "embedder": run["embedder"],
         "seconds": seconds,
         "output_dir": run["output_dir"],
-        "workers": {"count": run.get("worker_count", 1), "written_by": run.get("worker_index", 0),
-                    "done": _per_worker(markers)},
+        "workers": {
+            "count": run.get("worker_count", 1),
+            "written_by": run.get("worker_index", 0),
+            "done": _per_worker(markers),
+        },
     }
 
 
@@ -140,7 +155,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     ]
     workers = summary["workers"]
     if workers["count"] > 1:
-        lines.append(f"  written by worker {workers['written_by']} of {workers['count']}; rows by worker: "
-                     + ", ".join(f"{index}: {done['rows']}" for index, done in workers["done"].items()))
+        lines.append(
+            f"  written by worker {workers['written_by']} of {workers['count']}; rows by worker: "
+            + ", ".join(f"{index}: {done['rows']}" for index, done in workers["done"].items())
+        )
     lines.append(f"  summary: {summary['output_dir'].rstrip('/')}/summary.json")
     return "\n".join(lines)

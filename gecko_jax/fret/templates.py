@@ -67,13 +67,18 @@ class Template:
         missing = sorted(self.placeholders - values.keys())
         if missing:
             raise TemplateError(f"{self.source}: no value for placeholder {{{missing[0]}}}")
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0),
-                                self.text)
+        return _PLACEHOLDER.sub(
+            lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), self.text
+        )
 
 
 def template_path(name_or_path: str) -> str:
     """A packaged template's path for a bare file name, else the path unchanged."""
-    if os.sep not in name_or_path and "/" not in name_or_path and not tf.io.gfile.exists(name_or_path):
+    if (
+        os.sep not in name_or_path
+        and "/" not in name_or_path
+        and not tf.io.gfile.exists(name_or_path)
+    ):
         return os.path.join(PROMPTS_DIR, name_or_path)
     return name_or_path
 
@@ -108,7 +113,9 @@ def parse_template(
     found = frozenset(_PLACEHOLDER.findall(text))
     for name in sorted(required):
         if name not in found:
-            raise TemplateError(f"prompt template {source} lacks the required placeholder {{{name}}}")
+            raise TemplateError(
+                f"prompt template {source} lacks the required placeholder {{{name}}}"
+            )
     allowed = set(required) | set(optional)
     for name in sorted(found - allowed):
         raise TemplateError(
@@ -120,7 +127,9 @@ def parse_template(
     return Template(text, source, found)
 
 
-def split_continuation(template: Template, field: str, values: Mapping[str, str]) -> tuple[str, str]:
+def split_continuation(
+    template: Template, field: str, values: Mapping[str, str]
+) -> tuple[str, str]:
     """Renders a template that ends with ``{field}`` as (prompt, continuation).
 
     Raises:
@@ -129,12 +138,14 @@ def split_continuation(template: Template, field: str, values: Mapping[str, str]
     marker = "{" + field + "}"
     head, _, tail = template.text.rpartition(marker)
     if tail.strip():
-        raise TemplateError(f"prompt template {template.source} must end with {marker}, "
-                            f"found {tail.strip()[:40]!r} after it")
+        raise TemplateError(
+            f"prompt template {template.source} must end with {marker}, "
+            f"found {tail.strip()[:40]!r} after it"
+        )
     prefix = Template(head, template.source, frozenset(_PLACEHOLDER.findall(head)))
     prompt = prefix.render(**values)
     stripped = prompt.rstrip(" ")
-    return stripped, prompt[len(stripped):] + values[field]
+    return stripped, prompt[len(stripped) :] + values[field]
 
 
 def one_line(text: str) -> str:
@@ -157,13 +168,18 @@ class Prompts:
 
     def __init__(self, config: PromptConfig | None = None) -> None:
         self.config = config = config or PromptConfig()
-        self.generation = load_template(config.generation_template, ("passage", "task_type"),
-                                        ("title", "task_guidance"))
-        self.query_likelihood = load_template(config.query_likelihood_template, ("passage", "query"),
-                                              ("title", "task"))
-        split_continuation(self.query_likelihood, "query", _sample_values())  # checks {query} is last
-        self.relevance = load_template(config.relevance_template, ("passage", "query", "labels"),
-                                       ("title", "task"))
+        self.generation = load_template(
+            config.generation_template, ("passage", "task_type"), ("title", "task_guidance")
+        )
+        self.query_likelihood = load_template(
+            config.query_likelihood_template, ("passage", "query"), ("title", "task")
+        )
+        split_continuation(
+            self.query_likelihood, "query", _sample_values()
+        )  # checks {query} is last
+        self.relevance = load_template(
+            config.relevance_template, ("passage", "query", "labels"), ("title", "task")
+        )
         self._labels = format_labels(config.relevance_labels)
 
     @property
@@ -176,8 +192,9 @@ class Prompts:
 
     def generate(self, text: str, title: str, task_type: str, task_guidance: str) -> str:
         """The generation prompt for one passage and task type."""
-        return self.generation.render(**self._passage_values(text, title), task_type=task_type,
-                                      task_guidance=task_guidance)
+        return self.generation.render(
+            **self._passage_values(text, title), task_type=task_type, task_guidance=task_guidance
+        )
 
     def ql(self, text: str, title: str, query: str, task: str) -> tuple[str, str]:
         """(prompt, continuation) whose log-likelihood is QL(query, passage)."""
@@ -186,8 +203,12 @@ class Prompts:
 
     def rc(self, text: str, title: str, query: str, task: str) -> str:
         """The relevance-classification prompt (answered with one of :attr:`labels`)."""
-        return self.relevance.render(**self._passage_values(text, title), query=one_line(query), task=task,
-                                     labels=self._labels)
+        return self.relevance.render(
+            **self._passage_values(text, title),
+            query=one_line(query),
+            task=task,
+            labels=self._labels,
+        )
 
 
 def _sample_values() -> dict[str, str]:

@@ -59,7 +59,7 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_hf(cls, cfg: dict[str, Any]) -> "BertConfig":
+    def from_hf(cls, cfg: dict[str, Any]) -> BertConfig:
         """Reads a Hugging Face BERT ``config.json`` dict."""
         embedding = cfg.get("position_embedding_type", "absolute")
         if embedding != "absolute":
@@ -95,7 +95,11 @@ class BertLayer(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, mask: jax.Array, deterministic: bool, dropout_rows: jax.Array | None = None
+        self,
+        x: jax.Array,
+        mask: jax.Array,
+        deterministic: bool,
+        dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.config
         dtype = layers.dtype_from_name(cfg.dtype)
@@ -159,9 +163,15 @@ class BertEncoder(nn.Module):
             token_type_ids = jnp.zeros_like(input_ids)
         positions = jnp.arange(length)[None, :]
         x = (
-            _embed(cfg.vocab_size, cfg.hidden_size, (P.VOCAB, P.EMBED), "word_embeddings")(input_ids)
-            + _embed(cfg.max_position_embeddings, cfg.hidden_size, (None, P.EMBED), "position_embeddings")(positions)
-            + _embed(cfg.type_vocab_size, cfg.hidden_size, (None, P.EMBED), "token_type_embeddings")(token_type_ids)
+            _embed(cfg.vocab_size, cfg.hidden_size, (P.VOCAB, P.EMBED), "word_embeddings")(
+                input_ids
+            )
+            + _embed(
+                cfg.max_position_embeddings, cfg.hidden_size, (None, P.EMBED), "position_embeddings"
+            )(positions)
+            + _embed(
+                cfg.type_vocab_size, cfg.hidden_size, (None, P.EMBED), "token_type_embeddings"
+            )(token_type_ids)
         )
         x = layers.layer_norm(cfg.layer_norm_eps, dtype, "embeddings_norm")(x)
         x = Dropout(cfg.dropout_rate)(x, deterministic, dropout_rows)
@@ -180,7 +190,9 @@ def _norm_rules(flax_name: str, hf_name: str) -> ParamMapping:
     }
 
 
-def _dense_rules(path: tuple[str, ...], hf_name: str, kernel: Any, bias: Any = None) -> ParamMapping:
+def _dense_rules(
+    path: tuple[str, ...], hf_name: str, kernel: Any, bias: Any = None
+) -> ParamMapping:
     return {
         path + ("dense", "kernel"): TensorRule(f"{hf_name}.weight", kernel),
         path + ("dense", "bias"): TensorRule(f"{hf_name}.bias", bias or (lambda b: b)),
@@ -193,21 +205,33 @@ def hf_param_mapping(config: BertConfig) -> ParamMapping:
     mapping: ParamMapping = {
         ("word_embeddings", "embedding"): TensorRule("embeddings.word_embeddings.weight"),
         ("position_embeddings", "embedding"): TensorRule("embeddings.position_embeddings.weight"),
-        ("token_type_embeddings", "embedding"): TensorRule("embeddings.token_type_embeddings.weight"),
+        ("token_type_embeddings", "embedding"): TensorRule(
+            "embeddings.token_type_embeddings.weight"
+        ),
         **_norm_rules("embeddings_norm", "embeddings.LayerNorm"),
     }
     for i in range(config.num_hidden_layers):
         hf = f"encoder.layer.{i}"
         layer = (f"layer_{i}",)
         for proj in ("query", "key", "value"):
-            mapping.update(_dense_rules(
-                layer + ("attention", proj), f"{hf}.attention.self.{proj}",
-                torch_linear_to_heads(heads), lambda b: b.reshape(heads, -1),
-            ))
-        mapping.update(_dense_rules(
-            layer + ("attention", "out"), f"{hf}.attention.output.dense", torch_linear_from_heads(heads)
-        ))
-        mapping.update(_dense_rules(layer + ("intermediate",), f"{hf}.intermediate.dense", torch_linear))
+            mapping.update(
+                _dense_rules(
+                    layer + ("attention", proj),
+                    f"{hf}.attention.self.{proj}",
+                    torch_linear_to_heads(heads),
+                    lambda b: b.reshape(heads, -1),
+                )
+            )
+        mapping.update(
+            _dense_rules(
+                layer + ("attention", "out"),
+                f"{hf}.attention.output.dense",
+                torch_linear_from_heads(heads),
+            )
+        )
+        mapping.update(
+            _dense_rules(layer + ("intermediate",), f"{hf}.intermediate.dense", torch_linear)
+        )
         mapping.update(_dense_rules(layer + ("output",), f"{hf}.output.dense", torch_linear))
         for flax_name, hf_name in (
             ("attention_norm", f"{hf}.attention.output.LayerNorm"),

@@ -28,7 +28,9 @@ _DRAW_BITS = 16
 _DRAWS_PER_BLOCK = 4  # two 32-bit output words, two 16-bit draws each
 
 
-def keep_mask(key: jax.Array, rows: jax.Array | None, shape: tuple[int, ...], rate: float) -> jax.Array:
+def keep_mask(
+    key: jax.Array, rows: jax.Array | None, shape: tuple[int, ...], rate: float
+) -> jax.Array:
     """Boolean keep mask of ``shape`` (leading axis: rows).
 
     Args:
@@ -49,13 +51,22 @@ def keep_mask(key: jax.Array, rows: jax.Array | None, shape: tuple[int, ...], ra
     per_row = math.prod(shape[1:])
     blocks = -(-per_row // _DRAWS_PER_BLOCK)
     row_words = jnp.broadcast_to(rows.astype(jnp.uint32)[:, None], (shape[0], blocks))
-    block_words = jnp.broadcast_to(jnp.arange(blocks, dtype=jnp.uint32)[None, :], (shape[0], blocks))
+    block_words = jnp.broadcast_to(
+        jnp.arange(blocks, dtype=jnp.uint32)[None, :], (shape[0], blocks)
+    )
     out_a, out_b = threefry2x32_p.bind(words[0], words[1], row_words, block_words)
     threshold = jnp.uint32(round(rate * (1 << _DRAW_BITS)))
     low, shift = jnp.uint32(0xFFFF), jnp.uint32(_DRAW_BITS)
     # Compared before they are interleaved: the stacked array is bytes, not words.
-    keep = jnp.stack([(out_a & low) >= threshold, (out_a >> shift) >= threshold,
-                      (out_b & low) >= threshold, (out_b >> shift) >= threshold], axis=-1)
+    keep = jnp.stack(
+        [
+            (out_a & low) >= threshold,
+            (out_a >> shift) >= threshold,
+            (out_b & low) >= threshold,
+            (out_b >> shift) >= threshold,
+        ],
+        axis=-1,
+    )
     return keep.reshape(shape[0], -1)[:, :per_row].reshape(shape)
 
 
@@ -74,7 +85,9 @@ class Dropout(nn.Module):
     rate: float
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool, rows: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, deterministic: bool, rows: jax.Array | None = None
+    ) -> jax.Array:
         """Drops elements of ``x`` (leading axis: rows) unless ``deterministic``.
 
         Args:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import safetensors.numpy
@@ -166,7 +167,9 @@ def build_params(
     return params
 
 
-def flatten_shapes(tree: Mapping[str, Any], prefix: ParamPath = ()) -> dict[ParamPath, tuple[int, ...]]:
+def flatten_shapes(
+    tree: Mapping[str, Any], prefix: ParamPath = ()
+) -> dict[ParamPath, tuple[int, ...]]:
     """Flattens a nested dict of arrays / ShapeDtypeStructs into path -> shape."""
     out: dict[ParamPath, tuple[int, ...]] = {}
     for key, value in tree.items():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -73,7 +74,7 @@ class DenseGeneral(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
-        bias_axes = self.kernel_axes[-len(features):]
+        bias_axes = self.kernel_axes[-len(features) :]
         return nn.DenseGeneral(
             features=features,
             axis=self.axis,
@@ -161,6 +162,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
           ``[B, L, D]`` outputs.
         """
+
         def project(name: str) -> jax.Array:
             return DenseGeneral(
                 features=(self.num_heads, self.head_dim),
@@ -172,11 +174,13 @@ class MultiHeadAttention(nn.Module):
             )(x)
 
         query, key, value = project("query"), project("key"), project("value")
-        scale = self.scale if self.scale is not None else self.head_dim ** -0.5
+        scale = self.scale if self.scale is not None else self.head_dim**-0.5
         keep = None
         if self.dropout_rate > 0.0 and not deterministic:
             shape = (x.shape[0], self.num_heads, x.shape[1], x.shape[1])
-            keep = dropout.keep_mask(self.make_rng("dropout"), dropout_rows, shape, self.dropout_rate)
+            keep = dropout.keep_mask(
+                self.make_rng("dropout"), dropout_rows, shape, self.dropout_rate
+            )
         out = _attention(query, key, value, mask, bias, scale, keep, self.dropout_rate)
         return DenseGeneral(
             features=x.shape[-1],

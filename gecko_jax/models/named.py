@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 import json
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.models.hf_checkpoint import CheckpointError
@@ -94,7 +94,9 @@ def read_sentence_transformers_layout(model_dir: str) -> SentenceTransformersLay
             config = _read_json(os.path.join(model_dir, module["path"], "config.json"))
             modes = [mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)]
             if len(modes) != 1 or any(
-                v for k, v in config.items() if k.startswith("pooling_mode") and k not in _POOLING_FLAGS
+                v
+                for k, v in config.items()
+                if k.startswith("pooling_mode") and k not in _POOLING_FLAGS
             ):
                 raise CheckpointError(
                     f"{model_dir}/{module['path']}/config.json: only single mean or cls pooling "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -81,8 +82,16 @@ class T5Config:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "d_kv", "num_heads", "d_ff", "num_layers",
-                     "relative_attention_num_buckets", "relative_attention_max_distance"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "d_kv",
+            "num_heads",
+            "d_ff",
+            "num_layers",
+            "relative_attention_num_buckets",
+            "relative_attention_max_distance",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"T5Config.{name} must be a positive integer, got {value!r}")
@@ -149,8 +158,14 @@ class T5Config:
             raise ValueError(f"Unknown T5 size {size!r}; known sizes: {', '.join(_PRESETS)}")
         d_model, d_kv, num_heads, d_ff, num_layers = _PRESETS[size]
         return cls(
-            vocab_size=32128, d_model=d_model, d_kv=d_kv, num_heads=num_heads, d_ff=d_ff,
-            num_layers=num_layers, feed_forward_proj="gated-gelu", **overrides,
+            vocab_size=32128,
+            d_model=d_model,
+            d_kv=d_kv,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            num_layers=num_layers,
+            feed_forward_proj="gated-gelu",
+            **overrides,
         )
 
 
@@ -238,8 +253,12 @@ class T5MLP(nn.Module):
 
         def dense(name: str, features: int, axes: tuple[str, str], fan_in: int) -> nn.Module:
             return layers.DenseGeneral(
-                features=features, kernel_axes=axes, use_bias=False, dtype=dtype,
-                kernel_init=nn.initializers.normal(fan_in ** -0.5), name=name,
+                features=features,
+                kernel_axes=axes,
+                use_bias=False,
+                dtype=dtype,
+                kernel_init=nn.initializers.normal(fan_in**-0.5),
+                name=name,
             )
 
         if cfg.is_gated:
@@ -287,7 +306,7 @@ class T5Block(nn.Module):
             scale=1.0,  # T5 does not scale the logits by 1/sqrt(d_kv).
             dropout_rate=cfg.dropout_rate,
             dtype=dtype,
-            kernel_init=nn.initializers.normal(cfg.d_model ** -0.5),
+            kernel_init=nn.initializers.normal(cfg.d_model**-0.5),
             name="attention",
         )(normed, mask, bias=position_bias, deterministic=deterministic, dropout_rows=dropout_rows)
         x = x + Dropout(cfg.dropout_rate)(attended, deterministic, dropout_rows)
@@ -376,26 +395,26 @@ def hf_param_mapping(config: T5Config) -> ParamMapping:
     }
     relpos_name = "layer.0.SelfAttention.relative_attention_bias.weight"
     if not config.per_layer_relative_bias:
-        mapping[("relpos_bias", "embedding")] = TensorRule(
-            f"encoder.block.0.{relpos_name}"
-        )
+        mapping[("relpos_bias", "embedding")] = TensorRule(f"encoder.block.0.{relpos_name}")
     mlp_names = ("wi_0", "wi_1", "wo") if config.is_gated else ("wi", "wo")
     for i in range(config.num_layers):
         layer, hf = f"layers_{i}", f"encoder.block.{i}"
         attn = f"{hf}.layer.0.SelfAttention"
-        mapping[(layer, "pre_attention_norm", "scale")] = TensorRule(f"{hf}.layer.0.layer_norm.weight")
+        mapping[(layer, "pre_attention_norm", "scale")] = TensorRule(
+            f"{hf}.layer.0.layer_norm.weight"
+        )
         mapping[(layer, "pre_mlp_norm", "scale")] = TensorRule(f"{hf}.layer.1.layer_norm.weight")
         for flax_name, hf_name in (("query", "q"), ("key", "k"), ("value", "v")):
             mapping[(layer, "attention", flax_name, "dense", "kernel")] = TensorRule(
                 f"{attn}.{hf_name}.weight", qkv
             )
-        mapping[(layer, "attention", "out", "dense", "kernel")] = TensorRule(f"{attn}.o.weight", out)
+        mapping[(layer, "attention", "out", "dense", "kernel")] = TensorRule(
+            f"{attn}.o.weight", out
+        )
         for name in mlp_names:
             mapping[(layer, "mlp", name, "dense", "kernel")] = TensorRule(
                 f"{hf}.layer.1.DenseReluDense.{name}.weight", torch_linear
             )
         if config.per_layer_relative_bias:
-            mapping[(layer, "relpos_bias", "embedding")] = TensorRule(
-                f"{hf}.{relpos_name}"
-            )
+            mapping[(layer, "relpos_bias", "embedding")] = TensorRule(f"{hf}.{relpos_name}")
     return mapping

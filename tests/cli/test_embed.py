@@ -25,17 +25,37 @@ def test_lines_to_npy(tmp_path, encoder: Encoder) -> None:
 
 
 def test_jsonl_to_jsonl_keeps_fields_and_formats_documents(tmp_path, encoder: Encoder) -> None:
-    records = [{"id": 7, "body": "Paris is the capital of France.", "head": "Paris"},
-               {"id": 8, "body": "Berlin is in Germany.", "head": None}]
+    records = [
+        {"id": 7, "body": "Paris is the capital of France.", "head": "Paris"},
+        {"id": 8, "body": "Berlin is in Germany.", "head": None},
+    ]
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    embed.main(["--input", str(source), "--output", str(out), "--text_field", "body",
-                "--title_field", "head", "--task", "question answering", "--kind", "document"])
+    embed.main(
+        [
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--text_field",
+            "body",
+            "--title_field",
+            "head",
+            "--task",
+            "question answering",
+            "--kind",
+            "document",
+        ]
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [7, 8] and rows[0]["head"] == "Paris"
-    expected = encoder.encode(["title: Paris | text: Paris is the capital of France.",
-                               "title: none | text: Berlin is in Germany."])
+    expected = encoder.encode(
+        [
+            "title: Paris | text: Paris is the capital of France.",
+            "title: none | text: Berlin is in Germany.",
+        ]
+    )
     np.testing.assert_allclose(np.array([r["embedding"] for r in rows]), expected, atol=1e-5)
 
 
@@ -45,7 +65,9 @@ def test_bad_inputs_name_the_file_line_or_flag(tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"bad.jsonl:2: invalid JSON"):
         embed.main(["--input", str(source), "--output", str(tmp_path / "o.npy")])
     source.write_text('{"text": "ok"}\n{"body": "no text"}\n', encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2: expected an object with a string field 'text'"):
+    with pytest.raises(
+        SystemExit, match=r"bad.jsonl:2: expected an object with a string field 'text'"
+    ):
         embed.main(["--input", str(source), "--output", str(tmp_path / "o.npy")])
     with pytest.raises(SystemExit, match=r"cannot read --input .*missing.txt"):
         embed.main(["--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o.npy")])
@@ -59,7 +81,10 @@ def test_module_entry_point_runs(tmp_path) -> None:
     out = tmp_path / "out.npy"
     done = subprocess.run(
         [sys.executable, "-m", "gecko_jax.cli.embed", "--input", str(source), "--output", str(out)],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote 1 x 384 embeddings" in done.stderr

@@ -44,20 +44,35 @@ def _check_signature(ds: tf.data.Dataset) -> None:
 
 _NQ_SIGNATURE = {
     "question": {"text": tf.TensorSpec([], tf.string)},
-    "document": {"title": tf.TensorSpec([], tf.string),
-                 "tokens": {"token": tf.TensorSpec([None], tf.string), "is_html": tf.TensorSpec([None], tf.bool)}},
-    "annotations": {"long_answer": {"start_token": tf.TensorSpec([None], tf.int64),
-                                    "end_token": tf.TensorSpec([None], tf.int64)}},
+    "document": {
+        "title": tf.TensorSpec([], tf.string),
+        "tokens": {
+            "token": tf.TensorSpec([None], tf.string),
+            "is_html": tf.TensorSpec([None], tf.bool),
+        },
+    },
+    "annotations": {
+        "long_answer": {
+            "start_token": tf.TensorSpec([None], tf.int64),
+            "end_token": tf.TensorSpec([None], tf.int64),
+        }
+    },
 }
 _TOKENS = ["<P>", "Paris", "is", "the", "capital", ".", "</P>", "<P>", "Other", "</P>"]
 _HTML = [True, False, False, False, False, False, True, True, False, True]
 
 
 def _nq(question: str, title: str, starts: list[int], ends: list[int]) -> dict:
-    return {"question": {"text": question},
-            "document": {"title": title, "tokens": {"token": _TOKENS, "is_html": _HTML}},
-            "annotations": {"long_answer": {"start_token": np.array(starts, np.int64),
-                                            "end_token": np.array(ends, np.int64)}}}
+    return {
+        "question": {"text": question},
+        "document": {"title": title, "tokens": {"token": _TOKENS, "is_html": _HTML}},
+        "annotations": {
+            "long_answer": {
+                "start_token": np.array(starts, np.int64),
+                "end_token": np.array(ends, np.int64),
+            }
+        },
+    }
 
 
 def test_nq_to_unified_exact_rows() -> None:
@@ -71,12 +86,26 @@ def test_nq_to_unified_exact_rows() -> None:
     out = academic.nq_to_unified(ds)
     _check_signature(out)
     assert _rows(out) == [
-        {"task": "question answering", "query": "capital of france", "positive": "Paris is the capital .",
-         "positive_title": "France", "negatives": [], "negative_titles": [], "symmetric": False,
-         "source": "natural_questions"},
-        {"task": "question answering", "query": "other paragraph", "positive": "Other",
-         "positive_title": "Doc", "negatives": [], "negative_titles": [], "symmetric": False,
-         "source": "natural_questions"},
+        {
+            "task": "question answering",
+            "query": "capital of france",
+            "positive": "Paris is the capital .",
+            "positive_title": "France",
+            "negatives": [],
+            "negative_titles": [],
+            "symmetric": False,
+            "source": "natural_questions",
+        },
+        {
+            "task": "question answering",
+            "query": "other paragraph",
+            "positive": "Other",
+            "positive_title": "Doc",
+            "negatives": [],
+            "negative_titles": [],
+            "symmetric": False,
+            "source": "natural_questions",
+        },
     ]
 
 
@@ -84,7 +113,7 @@ def _nq_reference(record: dict) -> tuple[str, str, str] | None:
     """The expected (query, passage, title) of one raw NQ record, in plain Python."""
     tokens = [t.decode() for t in record["document"]["tokens"]["token"]]
     html = list(record["document"]["tokens"]["is_html"])
-    tokens = tokens[:len(html)]  # the mock draws each sequence's length independently
+    tokens = tokens[: len(html)]  # the mock draws each sequence's length independently
     la = record["annotations"]["long_answer"]
     for start, end in zip(la["start_token"], la["end_token"]):
         if start >= 0 and end > start:
@@ -140,7 +169,12 @@ _NLI_EXPECTED = [
 def _nli_dataset() -> tf.data.Dataset:
     premises, hypotheses, labels = zip(*_NLI)
     return tf.data.Dataset.from_tensor_slices(
-        {"premise": list(premises), "hypothesis": list(hypotheses), "label": np.array(labels, np.int64)})
+        {
+            "premise": list(premises),
+            "hypothesis": list(hypotheses),
+            "label": np.array(labels, np.int64),
+        }
+    )
 
 
 def _triples(ds: tf.data.Dataset) -> list[tuple[str, str, str]]:
@@ -158,15 +192,20 @@ def test_nli_to_unified_groups_by_premise() -> None:
     assert (first["task"], first["source"]) == ("sentence similarity", "toy")
 
 
-def _fake_nli_as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False, **kwargs):
+def _fake_nli_as_dataset(
+    self, split, decoders=None, read_config=None, shuffle_files=False, **kwargs
+):
     del self, split, decoders, read_config, shuffle_files, kwargs
     return _nli_dataset()
 
 
-@pytest.mark.parametrize("make, name, split", [
-    (academic.snli, "snli", "train"),
-    (academic.mnli, "mnli", "validation"),
-])
+@pytest.mark.parametrize(
+    "make, name, split",
+    [
+        (academic.snli, "snli", "train"),
+        (academic.mnli, "mnli", "validation"),
+    ],
+)
 def test_nli_sets_from_mocked_tfds(make, name, split) -> None:
     nli = make()
     assert nli.name == name and "contradiction" in nli.metadata["paper"]
@@ -186,24 +225,41 @@ def test_nli_with_random_mock_records_is_well_formed() -> None:
 # ------------------------------------------------------------------ HotpotQA
 
 _HOTPOT_GOOD = {
-    "_id": "a1", "question": "Which city is the capital of the country of the Eiffel Tower?",
-    "answer": "Paris", "type": "bridge", "level": "easy",
-    "context": [["Eiffel Tower", ["The Eiffel Tower is in Paris,", " France."]],
-                ["Louvre", ["The Louvre is a museum."]],
-                ["France", ["France's capital is Paris."]],
-                ["Seine", ["The Seine is a river."]]],
+    "_id": "a1",
+    "question": "Which city is the capital of the country of the Eiffel Tower?",
+    "answer": "Paris",
+    "type": "bridge",
+    "level": "easy",
+    "context": [
+        ["Eiffel Tower", ["The Eiffel Tower is in Paris,", " France."]],
+        ["Louvre", ["The Louvre is a museum."]],
+        ["France", ["France's capital is Paris."]],
+        ["Seine", ["The Seine is a river."]],
+    ],
     "supporting_facts": [["Eiffel Tower", 0], ["France", 0], ["Eiffel Tower", 1]],
 }
 _HOTPOT_BAD = {**_HOTPOT_GOOD, "_id": "a2", "supporting_facts": [["Berlin", 0]]}
 
 
 def _expected_hotpot(num_negatives: int) -> list[UnifiedExample]:
-    negs = (("The Louvre is a museum.", "Louvre"), ("The Seine is a river.", "Seine"))[:num_negatives]
-    return [UnifiedExample(task="question answering", query=_HOTPOT_GOOD["question"], positive=text,
-                           positive_title=title, negatives=tuple(n for n, _ in negs),
-                           negative_titles=tuple(t for _, t in negs), source="hotpotqa")
-            for text, title in (("The Eiffel Tower is in Paris, France.", "Eiffel Tower"),
-                                ("France's capital is Paris.", "France"))]
+    negs = (("The Louvre is a museum.", "Louvre"), ("The Seine is a river.", "Seine"))[
+        :num_negatives
+    ]
+    return [
+        UnifiedExample(
+            task="question answering",
+            query=_HOTPOT_GOOD["question"],
+            positive=text,
+            positive_title=title,
+            negatives=tuple(n for n, _ in negs),
+            negative_titles=tuple(t for _, t in negs),
+            source="hotpotqa",
+        )
+        for text, title in (
+            ("The Eiffel Tower is in Paris, France.", "Eiffel Tower"),
+            ("France's capital is Paris.", "France"),
+        )
+    ]
 
 
 def test_read_hotpotqa_json_array(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
@@ -231,23 +287,57 @@ def test_read_hotpotqa_jsonl_two_negatives(tmp_path, caplog: pytest.LogCaptureFi
 # ------------------------------------------------------------------ FEVER
 
 _CLAIMS = [
-    {"id": 1, "verifiable": "VERIFIABLE", "label": "SUPPORTS", "claim": "Nikolaj worked with Fox.",
-     "evidence": [[[100, 200, "Nikolaj_Coster-Waldau", 7]], [[101, 201, "Fox_Broadcasting_Company", 0]],
-                  [[102, 202, "Nikolaj_Coster-Waldau", 7]]]},
-    {"id": 2, "verifiable": "NOT VERIFIABLE", "label": "NOT ENOUGH INFO", "claim": "Unknown.",
-     "evidence": [[[300, None, None, None]]]},
-    {"id": 3, "verifiable": "VERIFIABLE", "label": "REFUTES", "claim": "Paris is in Germany.",
-     "evidence": [[[400, 500, "Paris_-LRB-city-RRB-", 0], [400, 501, "Paris_-LRB-city-RRB-", 2]]]},
-    {"id": 4, "verifiable": "VERIFIABLE", "label": "SUPPORTS", "claim": "Missing page.",
-     "evidence": [[[1, 2, "Nowhere", 0]]]},
+    {
+        "id": 1,
+        "verifiable": "VERIFIABLE",
+        "label": "SUPPORTS",
+        "claim": "Nikolaj worked with Fox.",
+        "evidence": [
+            [[100, 200, "Nikolaj_Coster-Waldau", 7]],
+            [[101, 201, "Fox_Broadcasting_Company", 0]],
+            [[102, 202, "Nikolaj_Coster-Waldau", 7]],
+        ],
+    },
+    {
+        "id": 2,
+        "verifiable": "NOT VERIFIABLE",
+        "label": "NOT ENOUGH INFO",
+        "claim": "Unknown.",
+        "evidence": [[[300, None, None, None]]],
+    },
+    {
+        "id": 3,
+        "verifiable": "VERIFIABLE",
+        "label": "REFUTES",
+        "claim": "Paris is in Germany.",
+        "evidence": [
+            [[400, 500, "Paris_-LRB-city-RRB-", 0], [400, 501, "Paris_-LRB-city-RRB-", 2]]
+        ],
+    },
+    {
+        "id": 4,
+        "verifiable": "VERIFIABLE",
+        "label": "SUPPORTS",
+        "claim": "Missing page.",
+        "evidence": [[[1, 2, "Nowhere", 0]]],
+    },
 ]
 _PAGES = [
-    {"id": "Nikolaj_Coster-Waldau", "text": "Nikolaj Coster-Waldau is a Danish actor .",
-     "lines": "0\tNikolaj Coster-Waldau is a Danish actor .\tDanish\n7\tHe appeared on Fox .\tFox"},
-    {"id": "Fox_Broadcasting_Company", "text": "Fox is a television network .",
-     "lines": "0\tFox is a television network .\n1\t"},
-    {"id": "Paris_-LRB-city-RRB-", "text": "Paris is a city . It has a river . It is in France .",
-     "lines": "0\tParis is a city .\n1\tIt has a river .\n2\tIt is in France ."},
+    {
+        "id": "Nikolaj_Coster-Waldau",
+        "text": "Nikolaj Coster-Waldau is a Danish actor .",
+        "lines": "0\tNikolaj Coster-Waldau is a Danish actor .\tDanish\n7\tHe appeared on Fox .\tFox",
+    },
+    {
+        "id": "Fox_Broadcasting_Company",
+        "text": "Fox is a television network .",
+        "lines": "0\tFox is a television network .\n1\t",
+    },
+    {
+        "id": "Paris_-LRB-city-RRB-",
+        "text": "Paris is a city . It has a river . It is in France .",
+        "lines": "0\tParis is a city .\n1\tIt has a river .\n2\tIt is in France .",
+    },
     {"id": "Unrelated", "text": "Not needed .", "lines": "0\tNot needed ."},
 ]
 
@@ -256,8 +346,12 @@ def _write_fever(tmp_path) -> tuple[str, str]:
     claims = tmp_path / "train.jsonl"
     claims.write_text("".join(json.dumps(c) + "\n" for c in _CLAIMS))
     (tmp_path / "wiki-pages").mkdir()
-    (tmp_path / "wiki-pages" / "wiki-001.jsonl").write_text("".join(json.dumps(p) + "\n" for p in _PAGES[:2]))
-    (tmp_path / "wiki-pages" / "wiki-002.jsonl").write_text("".join(json.dumps(p) + "\n" for p in _PAGES[2:]))
+    (tmp_path / "wiki-pages" / "wiki-001.jsonl").write_text(
+        "".join(json.dumps(p) + "\n" for p in _PAGES[:2])
+    )
+    (tmp_path / "wiki-pages" / "wiki-002.jsonl").write_text(
+        "".join(json.dumps(p) + "\n" for p in _PAGES[2:])
+    )
     return str(claims), str(tmp_path / "wiki-pages" / "wiki-*.jsonl")
 
 
@@ -266,9 +360,17 @@ def test_read_fever_pages(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         rows = academic.read_fever(claims, pages, max_bad_fraction=0.3)
     assert [(r.query, r.positive, r.positive_title) for r in rows] == [
-        ("Nikolaj worked with Fox.", "Nikolaj Coster-Waldau is a Danish actor .", "Nikolaj Coster-Waldau"),
+        (
+            "Nikolaj worked with Fox.",
+            "Nikolaj Coster-Waldau is a Danish actor .",
+            "Nikolaj Coster-Waldau",
+        ),
         ("Nikolaj worked with Fox.", "Fox is a television network .", "Fox Broadcasting Company"),
-        ("Paris is in Germany.", "Paris is a city . It has a river . It is in France .", "Paris (city)"),
+        (
+            "Paris is in Germany.",
+            "Paris is a city . It has a river . It is in France .",
+            "Paris (city)",
+        ),
     ]
     assert {(r.task, r.source, r.symmetric) for r in rows} == {("fact checking", "fever", False)}
     assert f"{claims}:4" in caplog.text and "'Nowhere'" in caplog.text
@@ -278,7 +380,10 @@ def test_read_fever_sentences_and_errors(tmp_path) -> None:
     claims, pages = _write_fever(tmp_path)
     rows = academic.read_fever(claims, pages, positive_unit="sentence", max_bad_fraction=0.3)
     assert [r.positive for r in rows] == [
-        "He appeared on Fox .", "Fox is a television network .", "Paris is a city . It is in France ."]
+        "He appeared on Fox .",
+        "Fox is a television network .",
+        "Paris is a city . It is in France .",
+    ]
     with pytest.raises(examples.BadInputError):
         academic.read_fever(claims, pages)
     with pytest.raises(FileNotFoundError, match="no FEVER wiki-pages files match"):
@@ -289,28 +394,63 @@ def test_read_fever_sentences_and_errors(tmp_path) -> None:
 # ------------------------------------------------------------------ MedMCQA
 
 _MED = [
-    {"id": "a", "question": "Which vitamin deficiency causes scurvy?", "opa": "Vitamin A",
-     "opb": "Vitamin C", "opc": "Vitamin D", "opd": "Vitamin K", "cop": 2,
-     "exp": "Scurvy is caused by vitamin C deficiency.", "subject_name": "Medicine"},
-    {"id": "b", "question": "No explanation?", "opa": "1", "opb": "2", "opc": "3", "opd": "4",
-     "cop": 1, "exp": None},
-    {"id": "c", "question": "Empty explanation?", "opa": "1", "opb": "2", "opc": "3", "opd": "4",
-     "cop": 1, "exp": "  "},
+    {
+        "id": "a",
+        "question": "Which vitamin deficiency causes scurvy?",
+        "opa": "Vitamin A",
+        "opb": "Vitamin C",
+        "opc": "Vitamin D",
+        "opd": "Vitamin K",
+        "cop": 2,
+        "exp": "Scurvy is caused by vitamin C deficiency.",
+        "subject_name": "Medicine",
+    },
+    {
+        "id": "b",
+        "question": "No explanation?",
+        "opa": "1",
+        "opb": "2",
+        "opc": "3",
+        "opd": "4",
+        "cop": 1,
+        "exp": None,
+    },
+    {
+        "id": "c",
+        "question": "Empty explanation?",
+        "opa": "1",
+        "opb": "2",
+        "opc": "3",
+        "opd": "4",
+        "cop": 1,
+        "exp": "  ",
+    },
 ]
 
 
-@pytest.mark.parametrize("style, query", [
-    ("question", "Which vitamin deficiency causes scurvy?"),
-    ("question_and_answer", "Which vitamin deficiency causes scurvy? Vitamin C"),
-    ("question_and_options",
-     "Which vitamin deficiency causes scurvy?\nA. Vitamin A\nB. Vitamin C\nC. Vitamin D\nD. Vitamin K"),
-])
+@pytest.mark.parametrize(
+    "style, query",
+    [
+        ("question", "Which vitamin deficiency causes scurvy?"),
+        ("question_and_answer", "Which vitamin deficiency causes scurvy? Vitamin C"),
+        (
+            "question_and_options",
+            "Which vitamin deficiency causes scurvy?\nA. Vitamin A\nB. Vitamin C\nC. Vitamin D\nD. Vitamin K",
+        ),
+    ],
+)
 def test_read_medmcqa(tmp_path, style: str, query: str) -> None:
     path = tmp_path / "train.json"
     path.write_text("".join(json.dumps(r) + "\n" for r in _MED))
     rows = academic.read_medmcqa(str(path), query_style=style)
-    assert rows == [UnifiedExample(task="question answering", query=query,
-                                   positive="Scurvy is caused by vitamin C deficiency.", source="medmcqa")]
+    assert rows == [
+        UnifiedExample(
+            task="question answering",
+            query=query,
+            positive="Scurvy is caused by vitamin C deficiency.",
+            source="medmcqa",
+        )
+    ]
 
 
 def test_medmcqa_bad_rows_and_local_source(tmp_path) -> None:
@@ -325,4 +465,5 @@ def test_medmcqa_bad_rows_and_local_source(tmp_path) -> None:
     path.write_text(json.dumps(_MED[0]) + "\n")
     rows = _rows(academic.medmcqa(str(path)).source.get_dataset("train"))
     assert [(r["query"], r["positive"]) for r in rows] == [
-        ("Which vitamin deficiency causes scurvy?", "Scurvy is caused by vitamin C deficiency.")]
+        ("Which vitamin deficiency causes scurvy?", "Scurvy is caused by vitamin C deficiency.")
+    ]

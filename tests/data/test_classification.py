@@ -11,8 +11,14 @@ from gecko_jax.data import classification, examples
 from gecko_jax.data.examples import UnifiedExample
 
 ITEMS = [
-    ("good film", "pos"), ("bad film", "neg"), ("great movie", "pos"), ("awful plot", "neg"),
-    ("loved it", "pos"), ("boring", "neg"), ("so-so", "mixed"), ("fine I guess", "mixed"),
+    ("good film", "pos"),
+    ("bad film", "neg"),
+    ("great movie", "pos"),
+    ("awful plot", "neg"),
+    ("loved it", "pos"),
+    ("boring", "neg"),
+    ("so-so", "mixed"),
+    ("fine I guess", "mixed"),
 ]
 
 
@@ -21,17 +27,34 @@ def test_forced_choices_give_exact_triples() -> None:
     items = [("x one", "a"), ("y only", "b"), ("x two", "a")]
     rows = classification.build_triples(items, seed=3, singleton_labels="skip", source="toy")
     assert rows == [
-        UnifiedExample(task="classification", query="x one [id 0]", positive="x two [id 0]",
-                       negatives=("y only [id 0]",), symmetric=True, source="toy"),
-        UnifiedExample(task="classification", query="x two [id 1]", positive="x one [id 1]",
-                       negatives=("y only [id 1]",), symmetric=True, source="toy"),
+        UnifiedExample(
+            task="classification",
+            query="x one [id 0]",
+            positive="x two [id 0]",
+            negatives=("y only [id 0]",),
+            symmetric=True,
+            source="toy",
+        ),
+        UnifiedExample(
+            task="classification",
+            query="x two [id 1]",
+            positive="x one [id 1]",
+            negatives=("y only [id 1]",),
+            symmetric=True,
+            source="toy",
+        ),
     ]
 
 
 def test_text_scope_and_custom_format() -> None:
     items = [("x one", "a"), ("y only", "b"), ("x two", "a")]
-    rows = classification.build_triples(items, singleton_labels="skip", id_scope="text",
-                                        id_format="{text} <{id}>", task="sentiment of a review")
+    rows = classification.build_triples(
+        items,
+        singleton_labels="skip",
+        id_scope="text",
+        id_format="{text} <{id}>",
+        task="sentiment of a review",
+    )
     assert [(r.query, r.positive, r.negatives) for r in rows] == [
         ("x one <0>", "x two <2>", ("y only <1>",)),
         ("x two <2>", "x one <0>", ("y only <1>",)),
@@ -71,7 +94,9 @@ def test_deterministic_by_seed() -> None:
 
 def test_negatives_cover_every_other_label() -> None:
     rows = classification.build_triples(ITEMS * 20, seed=1)
-    negatives_for_pos = {_untag(r.negatives[0])[0] for r, (_, label) in zip(rows, ITEMS * 20) if label == "pos"}
+    negatives_for_pos = {
+        _untag(r.negatives[0])[0] for r, (_, label) in zip(rows, ITEMS * 20) if label == "pos"
+    }
     assert negatives_for_pos == {t for t, label in ITEMS if label != "pos"}
 
 
@@ -110,9 +135,15 @@ def test_classification_source_yields_the_triples() -> None:
     items = [("x one", "a"), ("y only", "b"), ("x two", "a")]
     source = classification.classification_source(lambda: items, singleton_labels="skip")
     got = [
-        (r[examples.QUERY].decode(), r[examples.POSITIVE].decode(), [n.decode() for n in r[examples.NEGATIVES]],
-         bool(r[examples.SYMMETRIC]))
+        (
+            r[examples.QUERY].decode(),
+            r[examples.POSITIVE].decode(),
+            [n.decode() for n in r[examples.NEGATIVES]],
+            bool(r[examples.SYMMETRIC]),
+        )
         for r in source.get_dataset("train").as_numpy_iterator()
     ]
-    assert got == [("x one [id 0]", "x two [id 0]", ["y only [id 0]"], True),
-                   ("x two [id 1]", "x one [id 1]", ["y only [id 1]"], True)]
+    assert got == [
+        ("x one [id 0]", "x two [id 0]", ["y only [id 0]"], True),
+        ("x two [id 1]", "x one [id 1]", ["y only [id 1]"], True),
+    ]

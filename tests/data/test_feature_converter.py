@@ -23,13 +23,24 @@ def vocab(minilm_dir: str):
 
 def text_dataset(rows: list[tuple[str, str, list[str]]]) -> tf.data.Dataset:
     """Formatted examples (plus the pass-through features a task would have)."""
+
     def gen():
         for query, positive, negatives in rows:
-            yield {prep.QUERY_TEXT: query, prep.POSITIVE_TEXT: positive,
-                   prep.NEGATIVE_TEXTS: negatives, ex.TASK: "t", ex.SOURCE: "s"}
-    signature = {prep.QUERY_TEXT: tf.TensorSpec([], tf.string), prep.POSITIVE_TEXT: tf.TensorSpec([], tf.string),
-                 prep.NEGATIVE_TEXTS: tf.TensorSpec([None], tf.string), ex.TASK: tf.TensorSpec([], tf.string),
-                 ex.SOURCE: tf.TensorSpec([], tf.string)}
+            yield {
+                prep.QUERY_TEXT: query,
+                prep.POSITIVE_TEXT: positive,
+                prep.NEGATIVE_TEXTS: negatives,
+                ex.TASK: "t",
+                ex.SOURCE: "s",
+            }
+
+    signature = {
+        prep.QUERY_TEXT: tf.TensorSpec([], tf.string),
+        prep.POSITIVE_TEXT: tf.TensorSpec([], tf.string),
+        prep.NEGATIVE_TEXTS: tf.TensorSpec([None], tf.string),
+        ex.TASK: tf.TensorSpec([], tf.string),
+        ex.SOURCE: tf.TensorSpec([], tf.string),
+    }
     return tf.data.Dataset.from_generator(gen, output_signature=signature)
 
 
@@ -39,12 +50,22 @@ def padded(vocab, text: str, length: int) -> np.ndarray:
 
 
 ROWS = [
-    ("task: qa | query: who wrote faust?",
-     "title: Faust | text: Goethe wrote Faust in two parts, published in 1808 and 1832.",
-     ["title: none | text: Schiller", "title: x | text: Kant", "title: y | text: a third one is dropped"]),
+    (
+        "task: qa | query: who wrote faust?",
+        "title: Faust | text: Goethe wrote Faust in two parts, published in 1808 and 1832.",
+        [
+            "title: none | text: Schiller",
+            "title: x | text: Kant",
+            "title: y | text: a third one is dropped",
+        ],
+    ),
     ("task: qa | query: a", "title: none | text: same positive", ["title: none | text: only one"]),
     ("task: qa | query: b", "title: none | text: same positive", []),
-    ("task: qa | query: ünïcödé 東京", "title: none | text: other positive", ["", "title: none | text: two"]),
+    (
+        "task: qa | query: ünïcödé 東京",
+        "title: none | text: other positive",
+        ["", "title: none | text: two"],
+    ),
 ]
 
 
@@ -53,8 +74,14 @@ def test_token_ids_padding_negatives_and_masks(vocab) -> None:
     out = list(converter(text_dataset(ROWS), LENGTHS, dataset_id=7).as_numpy_iterator())
     assert len(out) == len(ROWS)
     for got, (query, positive, negatives) in zip(out, ROWS):
-        assert set(got) == {"query_tokens", "positive_tokens", "negative_tokens", "negative_mask",
-                            "positive_ids", "dataset_id"}
+        assert set(got) == {
+            "query_tokens",
+            "positive_tokens",
+            "negative_tokens",
+            "negative_mask",
+            "positive_ids",
+            "dataset_id",
+        }
         np.testing.assert_array_equal(got["query_tokens"], padded(vocab, query, 12))
         np.testing.assert_array_equal(got["positive_tokens"], padded(vocab, positive, 10))
         kept = negatives[:2]
@@ -65,8 +92,9 @@ def test_token_ids_padding_negatives_and_masks(vocab) -> None:
         np.testing.assert_array_equal(got["negative_mask"], [j < len(kept) for j in range(2)])
         assert got["dataset_id"] == 7 and got["query_tokens"].dtype == np.int32
     # Truncation keeps [SEP] last, like Hugging Face: [CLS] title : faust | text : goethe wrote [SEP].
-    np.testing.assert_array_equal(out[0]["positive_tokens"],
-                                  [101, 2516, 1024, 24021, 1064, 3793, 1024, 23173, 2626, 102])
+    np.testing.assert_array_equal(
+        out[0]["positive_tokens"], [101, 2516, 1024, 24021, 1064, 3793, 1024, 23173, 2626, 102]
+    )
     np.testing.assert_array_equal(out[2]["negative_tokens"], np.zeros((2, 8)))
     ids = [int(o["positive_ids"]) for o in out]
     assert ids[1] == ids[2] and len({ids[0], ids[1], ids[3]}) == 3
@@ -87,12 +115,15 @@ def test_output_signature_and_no_negatives(vocab) -> None:
     assert first["dataset_id"] == 0
 
 
-@pytest.mark.parametrize("lengths, match", [
-    ({"query": 8, "positive": 8, "num_negatives": 1}, "needs 'negative'"),
-    ({"query": 8, "positive": 8, "negative": 8}, "missing"),
-    ({"query": 8, "positive": 8, "negative": 8, "num_negatives": 1, "inputs": 3}, "unknown"),
-    ({"query": 0, "positive": 8, "negative": 8, "num_negatives": 1}, "positive int"),
-])
+@pytest.mark.parametrize(
+    "lengths, match",
+    [
+        ({"query": 8, "positive": 8, "num_negatives": 1}, "needs 'negative'"),
+        ({"query": 8, "positive": 8, "negative": 8}, "missing"),
+        ({"query": 8, "positive": 8, "negative": 8, "num_negatives": 1, "inputs": 3}, "unknown"),
+        ({"query": 0, "positive": 8, "negative": 8, "num_negatives": 1}, "positive int"),
+    ],
+)
 def test_bad_lengths_are_errors(vocab, lengths, match) -> None:
     with pytest.raises(ValueError, match=match):
         fc.GeckoFeatureConverter(vocab)(text_dataset(ROWS), lengths)
@@ -105,19 +136,34 @@ def test_unformatted_dataset_is_an_error(vocab) -> None:
 
 
 def test_file_to_features_end_to_end(tmp_path, vocab) -> None:
-    rows = [ex.UnifiedExample("question answering", "who wrote Faust?", "Goethe.", positive_title="Faust",
-                              negatives=("Schiller",)),
-            ex.UnifiedExample("sentence similarity", "a man plays", "a person plays", symmetric=True)]
+    rows = [
+        ex.UnifiedExample(
+            "question answering",
+            "who wrote Faust?",
+            "Goethe.",
+            positive_title="Faust",
+            negatives=("Schiller",),
+        ),
+        ex.UnifiedExample("sentence similarity", "a man plays", "a person plays", symmetric=True),
+    ]
     path = str(tmp_path / "rows.tfrecord")
     sources.write_examples(rows, path)
     ds = sources.file_source(path).get_dataset(shuffle=False)
     lengths = {"query": 16, "positive": 16, "negative": 16, "num_negatives": 1}
     out = list(fc.GeckoFeatureConverter(vocab)(prep.format_texts(ds), lengths).as_numpy_iterator())
     fmt = InputFormat()
-    np.testing.assert_array_equal(out[0]["query_tokens"],
-                                  padded(vocab, fmt.query("who wrote Faust?", "question answering"), 16))
-    np.testing.assert_array_equal(out[0]["positive_tokens"], padded(vocab, fmt.document("Goethe.", "Faust"), 16))
-    np.testing.assert_array_equal(out[0]["negative_tokens"][0], padded(vocab, fmt.document("Schiller"), 16))
-    np.testing.assert_array_equal(out[1]["positive_tokens"],
-                                  padded(vocab, fmt.query("a person plays", "sentence similarity"), 16))
+    np.testing.assert_array_equal(
+        out[0]["query_tokens"],
+        padded(vocab, fmt.query("who wrote Faust?", "question answering"), 16),
+    )
+    np.testing.assert_array_equal(
+        out[0]["positive_tokens"], padded(vocab, fmt.document("Goethe.", "Faust"), 16)
+    )
+    np.testing.assert_array_equal(
+        out[0]["negative_tokens"][0], padded(vocab, fmt.document("Schiller"), 16)
+    )
+    np.testing.assert_array_equal(
+        out[1]["positive_tokens"],
+        padded(vocab, fmt.query("a person plays", "sentence similarity"), 16),
+    )
     np.testing.assert_array_equal(out[1]["negative_mask"], [False])

@@ -11,20 +11,35 @@ import tensorflow as tf
 from gecko_jax.data import examples as ex
 from gecko_jax.data import fret_tasks, registry, sources
 
-TYPES = ["question answering", "fact checking", "question answering", "sentence similarity",
-         "search result", "fact checking"]
+TYPES = [
+    "question answering",
+    "fact checking",
+    "question answering",
+    "sentence similarity",
+    "search result",
+    "fact checking",
+]
 
 
 def _rows() -> list[tuple[ex.UnifiedExample, dict]]:
     rows = []
     for i, task_type in enumerate(TYPES):
         example = ex.UnifiedExample(
-            task=f"Given a {task_type} query, find the passage", query=f"query {i}",
-            positive=f"passage {i}", positive_title=f"title {i}", negatives=(f"negative {i}",),
-            symmetric=task_type == "sentence similarity", source="fret",
+            task=f"Given a {task_type} query, find the passage",
+            query=f"query {i}",
+            positive=f"passage {i}",
+            positive_title=f"title {i}",
+            negatives=(f"negative {i}",),
+            symmetric=task_type == "sentence similarity",
+            source="fret",
         )
-        audit = {"task_type": task_type, "seed_id": f"doc{i}", "positive_changed": i % 2 == 0,
-                 "scores": [{"id": f"doc{i}", "ql": -1.5, "rc": 0.75}], "rrf": [1.0, 0.5]}
+        audit = {
+            "task_type": task_type,
+            "seed_id": f"doc{i}",
+            "positive_changed": i % 2 == 0,
+            "scores": [{"id": f"doc{i}", "ql": -1.5, "rc": 0.75}],
+            "rrf": [1.0, 0.5],
+        }
         rows.append((example, audit))
     return rows
 
@@ -42,21 +57,36 @@ def test_slices_hold_their_task_types(tmp_path, suffix: str) -> None:
         path = str(tmp_path / f"rows.{suffix}-{shard:05d}-of-00002")
         written = sources.write_examples([e for e, _ in part], path, extras=[a for _, a in part])
         assert written == len(part)
-    names = fret_tasks.register_fret_tasks(str(tmp_path / f"rows.{suffix}-*"), name=f"fret_{suffix}")
-    assert names == [f"fret_{suffix}", f"fret_{suffix}_question_answering", f"fret_{suffix}_search_result",
-                     f"fret_{suffix}_fact_checking", f"fret_{suffix}_sentence_similarity"]
+    names = fret_tasks.register_fret_tasks(
+        str(tmp_path / f"rows.{suffix}-*"), name=f"fret_{suffix}"
+    )
+    assert names == [
+        f"fret_{suffix}",
+        f"fret_{suffix}_question_answering",
+        f"fret_{suffix}_search_result",
+        f"fret_{suffix}_fact_checking",
+        f"fret_{suffix}_sentence_similarity",
+    ]
     query = "task: Given a {t} query, find the passage | query: query {i}"
     assert _queries(f"fret_{suffix}") == [query.format(t=t, i=i) for i, t in enumerate(TYPES)]
-    assert _queries(f"fret_{suffix}_fact_checking") == [query.format(t="fact checking", i=i) for i in (1, 5)]
+    assert _queries(f"fret_{suffix}_fact_checking") == [
+        query.format(t="fact checking", i=i) for i in (1, 5)
+    ]
     assert _queries(f"fret_{suffix}_question_answering") == [
-        query.format(t="question answering", i=i) for i in (0, 2)]
-    ds = registry.get_task_dataset(f"fret_{suffix}_sentence_similarity", split="train", shuffle=False,
-                                  num_epochs=1)
+        query.format(t="question answering", i=i) for i in (0, 2)
+    ]
+    ds = registry.get_task_dataset(
+        f"fret_{suffix}_sentence_similarity", split="train", shuffle=False, num_epochs=1
+    )
     (row,) = list(ds.as_numpy_iterator())
     # Symmetric rows put the positive in the query format too.
-    assert row["positive_text"].decode() == "task: Given a sentence similarity query, find the passage | query: passage 3"
+    assert (
+        row["positive_text"].decode()
+        == "task: Given a sentence similarity query, find the passage | query: passage 3"
+    )
     assert [n.decode() for n in row["negative_texts"]] == [
-        "task: Given a sentence similarity query, find the passage | query: negative 3"]
+        "task: Given a sentence similarity query, find the passage | query: negative 3"
+    ]
     task = seqio.get_mixture_or_task(f"fret_{suffix}_search_result")
     assert task.metadata["task_type"] == "search result"
 
@@ -76,7 +106,9 @@ def test_extra_fields_are_written_and_ignored_by_readers(tmp_path) -> None:
     assert features["rrf"].float_list.value == [1.0, 0.5]
     assert json.loads(features["scores"].bytes_list.value[0]) == audit["scores"]
     for path in (jsonl, tfrecord):
-        got = list(sources.file_source(str(path)).get_dataset("train", shuffle=False).as_numpy_iterator())
+        got = list(
+            sources.file_source(str(path)).get_dataset("train", shuffle=False).as_numpy_iterator()
+        )
         assert [g["query"].decode() for g in got] == ["query 0"]
 
 

@@ -42,7 +42,9 @@ def task_dataset(
     if shuffle_seed is not None:  # the caller's shuffle: its buffer is part of the state
         ds = ds.shuffle(16, seed=shuffle_seed)
     if numpy_parse:  # external state, as seqio's tf.numpy_function parsers have
-        ds = ds.map(lambda x: tf.ensure_shape(tf.numpy_function(lambda v: v + 0, [x], tf.int64), []))
+        ds = ds.map(
+            lambda x: tf.ensure_shape(tf.numpy_function(lambda v: v + 0, [x], tf.int64), [])
+        )
 
     def features(x: tf.Tensor) -> dict[str, tf.Tensor]:
         x = tf.cast(x, tf.int32)
@@ -74,12 +76,17 @@ def assert_batches_equal(got: list[dict], want: list[dict]) -> None:
 # -- rates ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rates, expected", [
-    (MixtureRates.explicit({"a": 1, "b": 2, "c": 5}), {"a": 1 / 8, "b": 2 / 8, "c": 5 / 8}),
-    # sqrt of the sizes: 10, 20, 40
-    (MixtureRates.temperature_scaled({"a": 100, "b": 400, "c": 1600}, temperature=2.0),
-     {"a": 1 / 7, "b": 2 / 7, "c": 4 / 7}),
-])
+@pytest.mark.parametrize(
+    "rates, expected",
+    [
+        (MixtureRates.explicit({"a": 1, "b": 2, "c": 5}), {"a": 1 / 8, "b": 2 / 8, "c": 5 / 8}),
+        # sqrt of the sizes: 10, 20, 40
+        (
+            MixtureRates.temperature_scaled({"a": 100, "b": 400, "c": 1600}, temperature=2.0),
+            {"a": 1 / 7, "b": 2 / 7, "c": 4 / 7},
+        ),
+    ],
+)
 def test_one_dataset_per_batch_over_1000_batches_at_the_configured_rates(rates, expected) -> None:
     datasets = {name: task_dataset(i, 50, shuffle_seed=i) for i, name in enumerate("abc")}
     mixture = OneDatasetPerBatchMixture(datasets, rates, global_batch_size=8, seed=3)
@@ -100,7 +107,8 @@ def test_one_dataset_per_batch_over_1000_batches_at_the_configured_rates(rates, 
 
 def test_rate_modes_and_zero_rate_tasks() -> None:
     assert MixtureRates.proportional({"a": 10, "b": 30}).probabilities(["a", "b"]) == pytest.approx(
-        {"a": 0.25, "b": 0.75})
+        {"a": 0.25, "b": 0.75}
+    )
     capped = MixtureRates.proportional({"a": 10, "b": 30}, maximum=20)
     assert capped.probabilities(["a", "b"]) == pytest.approx({"a": 1 / 3, "b": 2 / 3})
     datasets = {"on": task_dataset(0, 20), "off": task_dataset(1, 20)}
@@ -137,14 +145,19 @@ def test_bad_configurations_fail_clearly() -> None:
 def test_task_choice_is_a_pure_function_of_seed_and_position() -> None:
     def make(seed: int) -> OneDatasetPerBatchMixture:
         datasets = {name: task_dataset(i, 30, shuffle_seed=i) for i, name in enumerate("abc")}
-        return OneDatasetPerBatchMixture(datasets, {"a": 1, "b": 1, "c": 1}, 4, seed=seed,
-                                         shuffle_buffer_size=8)
+        return OneDatasetPerBatchMixture(
+            datasets, {"a": 1, "b": 1, "c": 1}, 4, seed=seed, shuffle_buffer_size=8
+        )
 
     first, second = make(1), make(1)
     assert_batches_equal([next(first) for _ in range(40)], [next(second) for _ in range(40)])
     fresh = make(1)
-    assert [fresh.task_for_batch(n) for n in range(40)] == [first.task_for_batch(n) for n in range(40)]
-    assert [make(2).task_for_batch(n) for n in range(40)] != [fresh.task_for_batch(n) for n in range(40)]
+    assert [fresh.task_for_batch(n) for n in range(40)] == [
+        first.task_for_batch(n) for n in range(40)
+    ]
+    assert [make(2).task_for_batch(n) for n in range(40)] != [
+        fresh.task_for_batch(n) for n in range(40)
+    ]
 
 
 # -- duplicates ----------------------------------------------------------------
@@ -152,7 +165,8 @@ def test_task_choice_is_a_pure_function_of_seed_and_position() -> None:
 
 def test_duplicate_positives_and_queries_are_deferred_not_lost() -> None:
     mixture = OneDatasetPerBatchMixture(
-        {"t": task_dataset(0, 60, positive_group=3, query_group=2)}, {"t": 1}, 4, repeat=False)
+        {"t": task_dataset(0, 60, positive_group=3, query_group=2)}, {"t": 1}, 4, repeat=False
+    )
     served = []
     for n, batch in enumerate(mixture):
         assert len(set(batch["positive_ids"].tolist())) == 4, n
@@ -170,12 +184,15 @@ def test_duplicate_positives_and_queries_are_deferred_not_lost() -> None:
 
 
 def test_too_many_duplicates_are_dropped_or_fail() -> None:
-    capped = OneDatasetPerBatchMixture({"t": task_dataset(0, 60, positive_group=3)}, {"t": 1}, 4,
-                                       max_deferred=1)
+    capped = OneDatasetPerBatchMixture(
+        {"t": task_dataset(0, 60, positive_group=3)}, {"t": 1}, 4, max_deferred=1
+    )
     for _ in range(5):
         next(capped)
     assert capped.dropped_duplicates > 0
-    hopeless = OneDatasetPerBatchMixture({"t": task_dataset(0, 30, positive_group=1000)}, {"t": 1}, 4)
+    hopeless = OneDatasetPerBatchMixture(
+        {"t": task_dataset(0, 30, positive_group=1000)}, {"t": 1}, 4
+    )
     with pytest.raises(RuntimeError, match="too many duplicates"):
         next(hopeless)
 
@@ -189,8 +206,10 @@ def test_two_hosts_together_serve_the_global_batch() -> None:
 
     rates = {"a": 1, "b": 3}
     whole = OneDatasetPerBatchMixture(datasets((0, 1)), rates, 8, seed=5)
-    hosts = [OneDatasetPerBatchMixture(datasets((i, 2)), rates, 8, seed=5, shard_info=Shard(i, 2))
-             for i in range(2)]
+    hosts = [
+        OneDatasetPerBatchMixture(datasets((i, 2)), rates, 8, seed=5, shard_info=Shard(i, 2))
+        for i in range(2)
+    ]
     assert [h.local_batch_size for h in hosts] == [4, 4]
     for n in range(30):
         full = next(whole)
@@ -210,8 +229,9 @@ def resume_mixture() -> OneDatasetPerBatchMixture:
         "qa": task_dataset(1, 80, shuffle_seed=12, numpy_parse=True),
         "sts": task_dataset(2, 80, shuffle_seed=13, query_group=2),
     }
-    return OneDatasetPerBatchMixture(datasets, {"nli": 2, "qa": 1, "sts": 1}, global_batch_size=4,
-                                     seed=7, shuffle_buffer_size=8)
+    return OneDatasetPerBatchMixture(
+        datasets, {"nli": 2, "qa": 1, "sts": 1}, global_batch_size=4, seed=7, shuffle_buffer_size=8
+    )
 
 
 def _child_train_and_die(model_dir: str, out_dir: str) -> None:
@@ -236,9 +256,19 @@ def test_kill_and_resume_mid_epoch_gives_the_uninterrupted_batches(tmp_path) -> 
     model_dir, out_dir = tmp_path / "ckpt", tmp_path / "batches"
     out_dir.mkdir()
     child = subprocess.run(
-        [sys.executable, "-c", ("from tests.data.test_mixing import _child_train_and_die as f; "
-                                f"f({str(model_dir)!r}, {str(out_dir)!r})")],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            (
+                "from tests.data.test_mixing import _child_train_and_die as f; "
+                f"f({str(model_dir)!r}, {str(out_dir)!r})"
+            ),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     before_kill = [dict(np.load(out_dir / f"{step}.npz")) for step in range(1, 13)]
@@ -262,8 +292,9 @@ def test_kill_and_resume_mid_epoch_gives_the_uninterrupted_batches(tmp_path) -> 
 def test_peeking_then_rewinding_and_lazy_snapshots(monkeypatch) -> None:
     captures = []
     real_save = iterator_state.save_iterators
-    monkeypatch.setattr(iterator_state, "save_iterators",
-                        lambda its: captures.append(1) or real_save(its))
+    monkeypatch.setattr(
+        iterator_state, "save_iterators", lambda its: captures.append(1) or real_save(its)
+    )
     mixture = resume_mixture()
     for _ in range(5):  # train.py asks for the state every step and usually drops it
         next(mixture)
@@ -292,7 +323,8 @@ def test_set_state_rejects_other_inputs_and_configurations() -> None:
     with pytest.raises(ValueError, match="did a per-task pipeline change"):
         unshuffled.set_state(shuffled.get_state())
     host1 = OneDatasetPerBatchMixture(datasets, {"a": 1, "b": 1}, 4, shard_info=Shard(1, 2))
-    host0_state = OneDatasetPerBatchMixture(datasets, {"a": 1, "b": 1}, 4,
-                                            shard_info=Shard(0, 2)).get_state()
+    host0_state = OneDatasetPerBatchMixture(
+        datasets, {"a": 1, "b": 1}, 4, shard_info=Shard(0, 2)
+    ).get_state()
     with pytest.raises(ValueError, match="host 0's of 2; this is host 1 of 2"):
         host1.set_state(host0_state)

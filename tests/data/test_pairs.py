@@ -42,8 +42,12 @@ def test_batches_hold_real_token_ids_and_negative_masks(tmp_path, vocab) -> None
     assert batches.num_negatives == 3
     batch = next(batches)
     assert batch["query_tokens"].shape == (8, 8) and batch["negative_tokens"].shape == (8, 3, 6)
-    order = [int(np.flatnonzero(batch["positive_ids"] == text_id(f"answer number {i}"))[0])
-             if i != 2 else None for i in range(8)]
+    order = [
+        int(np.flatnonzero(batch["positive_ids"] == text_id(f"answer number {i}"))[0])
+        if i != 2
+        else None
+        for i in range(8)
+    ]
     first = order[0]
     # "question 0" -> [CLS] question 0 [SEP] then padding, as the HF tokenizer gives.
     np.testing.assert_array_equal(batch["query_tokens"][first], [101, 3160, 1014, 102, 0, 0, 0, 0])
@@ -59,7 +63,9 @@ def test_batches_hold_real_token_ids_and_negative_masks(tmp_path, vocab) -> None
 def test_resume_continues_exactly_without_replay(tmp_path, vocab) -> None:
     rows = read_pair_rows(_write(tmp_path / "p.jsonl", _rows(20)))
     make = lambda: PairBatches(rows, vocab, batch_size=6, query_length=8, document_length=8, seed=3)
-    straight = [next(b) for b in [make()] for _ in range(8)]  # crosses epoch boundaries (3 per epoch)
+    straight = [
+        next(b) for b in [make()] for _ in range(8)
+    ]  # crosses epoch boundaries (3 per epoch)
     first = make()
     head = [next(first) for _ in range(4)]
     state = json.loads(json.dumps(first.get_state()))  # as saved in a checkpoint

@@ -12,20 +12,33 @@ from gecko_jax.data.formats import InputFormat
 from gecko_jax.data.vocabularies import vocabulary_from_dir
 
 EXAMPLES = [
-    ex.UnifiedExample("question answering", "who wrote Faust?", "Goethe did.", positive_title="Faust",
-                      negatives=("Schiller", "Kant {x}"), negative_titles=("Friedrich Schiller", "")),
+    ex.UnifiedExample(
+        "question answering",
+        "who wrote Faust?",
+        "Goethe did.",
+        positive_title="Faust",
+        negatives=("Schiller", "Kant {x}"),
+        negative_titles=("Friedrich Schiller", ""),
+    ),
     ex.UnifiedExample("search result", "q | with pipe {task} {{}}", "no title | here {text}"),
-    ex.UnifiedExample("sentence similarity", "Ein Mann spielt — ♫", "Une personne joue 🎸",
-                      positive_title="ignored when symmetric", negatives=("猫が寝ている", "x"),
-                      negative_titles=("t1", "t2"), symmetric=True),
+    ex.UnifiedExample(
+        "sentence similarity",
+        "Ein Mann spielt — ♫",
+        "Une personne joue 🎸",
+        positive_title="ignored when symmetric",
+        negatives=("猫が寝ている", "x"),
+        negative_titles=("t1", "t2"),
+        symmetric=True,
+    ),
     ex.UnifiedExample("", "empty task", "doc", negatives=("only negative",)),
     ex.UnifiedExample("fact checking", "  spaces  ", "\ttabs\nnewline ", positive_title=" "),
 ]
 
 
 def unified_dataset(examples: list[ex.UnifiedExample]) -> tf.data.Dataset:
-    return tf.data.Dataset.from_generator(lambda: (e.as_features() for e in examples),
-                                          output_signature=ex.OUTPUT_SIGNATURE)
+    return tf.data.Dataset.from_generator(
+        lambda: (e.as_features() for e in examples), output_signature=ex.OUTPUT_SIGNATURE
+    )
 
 
 def python_format(example: ex.UnifiedExample, fmt: InputFormat) -> tuple[str, str, list[str]]:
@@ -33,16 +46,27 @@ def python_format(example: ex.UnifiedExample, fmt: InputFormat) -> tuple[str, st
     if example.symmetric:
         side = [fmt.query(t, example.task) for t in (example.positive, *example.negatives)]
     else:
-        side = [fmt.document(t, title) for t, title in
-                zip((example.positive, *example.negatives), (example.positive_title, *titles))]
+        side = [
+            fmt.document(t, title)
+            for t, title in zip(
+                (example.positive, *example.negatives), (example.positive_title, *titles)
+            )
+        ]
     return fmt.query(example.query, example.task), side[0], side[1:]
 
 
-def tf_format(examples: list[ex.UnifiedExample], fmt: InputFormat) -> list[tuple[str, str, list[str]]]:
+def tf_format(
+    examples: list[ex.UnifiedExample], fmt: InputFormat
+) -> list[tuple[str, str, list[str]]]:
     out = []
     for e in prep.format_texts(unified_dataset(examples), fmt).as_numpy_iterator():
-        out.append((e[prep.QUERY_TEXT].decode(), e[prep.POSITIVE_TEXT].decode(),
-                    [n.decode() for n in e[prep.NEGATIVE_TEXTS]]))
+        out.append(
+            (
+                e[prep.QUERY_TEXT].decode(),
+                e[prep.POSITIVE_TEXT].decode(),
+                [n.decode() for n in e[prep.NEGATIVE_TEXTS]],
+            )
+        )
     return out
 
 
@@ -68,14 +92,17 @@ def test_default_format_strings_and_token_ids(minilm_dir) -> None:
     )
     assert got[1][1] == "title: none | text: no title | here {text}"
     assert got[2][1] == "task: sentence similarity | query: Une personne joue 🎸"
-    assert got[2][2] == ["task: sentence similarity | query: 猫が寝ている",
-                         "task: sentence similarity | query: x"]
+    assert got[2][2] == [
+        "task: sentence similarity | query: 猫が寝ている",
+        "task: sentence similarity | query: x",
+    ]
     assert got[4][1] == "title:   | text: \ttabs\nnewline "  # A blank title is still a title.
     vocab = vocabulary_from_dir(minilm_dir)
     ids = vocab.tokenize([got[0][0]], 32)[0]
     # [CLS] task : question answering | query : who wrote faust ? [SEP]
     np.testing.assert_array_equal(
-        ids, [101, 4708, 1024, 3160, 10739, 1064, 23032, 1024, 2040, 2626, 24021, 1029, 102])
+        ids, [101, 4708, 1024, 3160, 10739, 1064, 23032, 1024, 2040, 2626, 24021, 1029, 102]
+    )
 
 
 def test_other_features_pass_through_and_shapes() -> None:
@@ -92,15 +119,19 @@ def test_other_features_pass_through_and_shapes() -> None:
 
 
 def test_many_examples_across_micro_batches() -> None:
-    examples = [ex.UnifiedExample(f"t{i}", f"q{i}", f"p{i}", negatives=(f"n{i}",) * (i % 3),
-                                  symmetric=i % 2 == 0)
-                for i in range(2 * prep.FORMAT_BATCH + 5)]
+    examples = [
+        ex.UnifiedExample(
+            f"t{i}", f"q{i}", f"p{i}", negatives=(f"n{i}",) * (i % 3), symmetric=i % 2 == 0
+        )
+        for i in range(2 * prep.FORMAT_BATCH + 5)
+    ]
     fmt = InputFormat()
     assert tf_format(examples, fmt) == [python_format(e, fmt) for e in examples]
 
 
-@pytest.mark.parametrize("template", ["{task!r} {text}", "{task:>10} {text}", "{} {text}", "{tsk} {text}",
-                                      "{text"])
+@pytest.mark.parametrize(
+    "template", ["{task!r} {text}", "{task:>10} {text}", "{} {text}", "{tsk} {text}", "{text"]
+)
 def test_unsupported_templates_are_errors(template: str) -> None:
     with pytest.raises(ValueError, match="template"):
         prep.format_texts(unified_dataset(EXAMPLES), InputFormat(query_template=template))

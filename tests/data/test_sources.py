@@ -16,20 +16,36 @@ from gecko_jax.data import sources
 from gecko_jax.data.vocabularies import vocabulary_from_dir
 
 ROWS = [
-    ex.UnifiedExample("question answering", "who wrote {Faust} | part 1?", "Goethe wrote it.",
-                      positive_title="Faust", negatives=("Schiller", "Kant"),
-                      negative_titles=("Friedrich", ""), source="fret"),
-    ex.UnifiedExample("fact checking", "Die Erde ist rund — ✓", "Ja, sie ist rund. 地球", source="fret"),
-    ex.UnifiedExample("sentence similarity", "a man plays", "a person plays", symmetric=True,
-                      negatives=("a cat sleeps",)),
+    ex.UnifiedExample(
+        "question answering",
+        "who wrote {Faust} | part 1?",
+        "Goethe wrote it.",
+        positive_title="Faust",
+        negatives=("Schiller", "Kant"),
+        negative_titles=("Friedrich", ""),
+        source="fret",
+    ),
+    ex.UnifiedExample(
+        "fact checking", "Die Erde ist rund — ✓", "Ja, sie ist rund. 地球", source="fret"
+    ),
+    ex.UnifiedExample(
+        "sentence similarity",
+        "a man plays",
+        "a person plays",
+        symmetric=True,
+        negatives=("a cat sleeps",),
+    ),
 ]
 
 
 def _decoded(example: dict) -> dict:
     def text(v):
         return v.decode("utf-8") if isinstance(v, bytes) else v
-    return {k: ([text(x) for x in v] if isinstance(v, np.ndarray) else text(v))
-            for k, v in example.items()}
+
+    return {
+        k: ([text(x) for x in v] if isinstance(v, np.ndarray) else text(v))
+        for k, v in example.items()
+    }
 
 
 def _read(source: seqio.DataSource, **kwargs) -> list[dict]:
@@ -54,11 +70,19 @@ def _queries(examples: list[dict]) -> list[str]:
     return [e[ex.QUERY] for e in examples]
 
 
-@pytest.mark.parametrize("name, kind", [
-    ("fret.jsonl", "jsonl"), ("gs://b/fret.jsonl-00000-of-00016", "jsonl"),
-    ("d/fret.jsonl-*-of-00016", "jsonl"), ("x.json", "jsonl"), ("pairs.tfrecord", "tfrecord"),
-    ("p.tfrecord-00003-of-00010", "tfrecord"), ("p.tfrecords*", "tfrecord"), ("x.jsonl@4", "jsonl"),
-])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("fret.jsonl", "jsonl"),
+        ("gs://b/fret.jsonl-00000-of-00016", "jsonl"),
+        ("d/fret.jsonl-*-of-00016", "jsonl"),
+        ("x.json", "jsonl"),
+        ("pairs.tfrecord", "tfrecord"),
+        ("p.tfrecord-00003-of-00010", "tfrecord"),
+        ("p.tfrecords*", "tfrecord"),
+        ("x.jsonl@4", "jsonl"),
+    ],
+)
 def test_infer_format(name: str, kind: str) -> None:
     assert sources.infer_format(name) == kind
 
@@ -76,7 +100,10 @@ def test_round_trip_with_element_spec_and_token_ids(tmp_path, minilm_dir, suffix
     ds = source.get_dataset(shuffle=False)
     assert ds.element_spec == sources.ELEMENT_SPEC
     for name, spec in ex.OUTPUT_SIGNATURE.items():  # Same dtypes and shapes.
-        assert (ds.element_spec[name].dtype, ds.element_spec[name].shape) == (spec.dtype, spec.shape)
+        assert (ds.element_spec[name].dtype, ds.element_spec[name].shape) == (
+            spec.dtype,
+            spec.shape,
+        )
     got = [_decoded(e) for e in ds.as_numpy_iterator()]
     assert got == _expected(ROWS, source="mine")
     # The strings survive byte-exact: their token ids are those of the Python strings.
@@ -92,7 +119,13 @@ def test_jsonl_field_variants_and_defaults(tmp_path) -> None:
     path = tmp_path / "v.jsonl"
     lines = [
         {"query": "q1", "positive": "p1", "negative": "n1"},
-        {"query": "q2", "positive": "p2", "negatives": ["n2", "n3"], "task": "t2", "symmetric": False},
+        {
+            "query": "q2",
+            "positive": "p2",
+            "negatives": ["n2", "n3"],
+            "task": "t2",
+            "symmetric": False,
+        },
         {"query": "q3", "positive": "p3", "positive_title": None, "source": "s3"},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "\n   \n", encoding="utf-8")
@@ -117,8 +150,12 @@ def _write_shards(tmp_path, n_files: int, rows_per_file: int, suffix: str = "jso
 def test_sharded_patterns_read_every_file(tmp_path, suffix) -> None:
     paths = _write_shards(tmp_path, 3, 4, suffix)
     want = [f"f{i} {j}" for i in range(3) for j in range(4)]
-    for pattern in (f"{tmp_path}/data.{suffix}-*-of-00003", f"{tmp_path}/data.{suffix}@3",
-                    ",".join(paths), paths):
+    for pattern in (
+        f"{tmp_path}/data.{suffix}-*-of-00003",
+        f"{tmp_path}/data.{suffix}@3",
+        ",".join(paths),
+        paths,
+    ):
         source = sources.file_source(pattern)
         assert source.list_shards("train") == paths
         assert sorted(_queries(_read(source))) == sorted(want)
@@ -140,8 +177,10 @@ def test_shard_info_splits_are_disjoint_and_cover_all_rows(tmp_path, n_files, nu
     source = sources.file_source(f"{tmp_path}/data.jsonl-*")
     everything = _queries(_read(source))
     assert len(everything) == 7 * n_files
-    parts = [_queries(_read(source, shard_info=seqio.ShardInfo(i, num_shards), shuffle=True, seed=3))
-             for i in range(num_shards)]
+    parts = [
+        _queries(_read(source, shard_info=seqio.ShardInfo(i, num_shards), shuffle=True, seed=3))
+        for i in range(num_shards)
+    ]
     assert all(parts)
     flat = [q for part in parts for q in part]
     assert len(flat) == len(set(flat)) and sorted(flat) == sorted(everything)
@@ -157,8 +196,10 @@ def test_shuffle_is_deterministic_by_seed(tmp_path) -> None:
 
 def test_num_input_examples(tmp_path) -> None:
     assert sources.file_source("x.jsonl").num_input_examples("train") is None
-    source = sources.file_source({"train": "a.jsonl", "validation": "b.jsonl"}, num_input_examples={
-        "train": 10, "validation": 2})
+    source = sources.file_source(
+        {"train": "a.jsonl", "validation": "b.jsonl"},
+        num_input_examples={"train": 10, "validation": 2},
+    )
     assert source.splits == ("train", "validation") and source.num_input_examples("validation") == 2
 
 
@@ -203,7 +244,9 @@ def test_too_many_bad_rows_fail_mid_stream_naming_file_line_and_fraction(tmp_pat
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join(lines))
     ds = sources.file_source(str(path), max_bad_fraction=0.02).get_dataset(shuffle=False)
-    with pytest.raises(tf.errors.OpError, match=rf"rows are bad \(more than 2\.00%\); last at {path}:\d+"):
+    with pytest.raises(
+        tf.errors.OpError, match=rf"rows are bad \(more than 2\.00%\); last at {path}:\d+"
+    ):
         list(ds.as_numpy_iterator())
 
 
@@ -212,7 +255,9 @@ def test_bad_fraction_is_checked_at_the_end_of_a_small_input(tmp_path) -> None:
     path = tmp_path / "small.jsonl"
     path.write_bytes(b"\n".join(lines))
     ds = sources.file_source(str(path), max_bad_fraction=0.05).get_dataset(shuffle=False)
-    with pytest.raises(tf.errors.OpError, match=rf"1 of 10 rows are bad.*last bad row at {path}:10"):
+    with pytest.raises(
+        tf.errors.OpError, match=rf"1 of 10 rows are bad.*last bad row at {path}:10"
+    ):
         list(ds.as_numpy_iterator())
     # Within the limit it passes.
     assert len(_read(sources.file_source(str(path), max_bad_fraction=0.1))) == 9
@@ -224,13 +269,28 @@ def _bytes_feature(*values: bytes) -> tf.train.Feature:
 
 def test_bad_tfrecord_records_are_skipped_naming_file_and_record(tmp_path, caplog) -> None:
     good = [sources.example_to_tf_example(e).SerializeToString() for e in _numbered(200)]
-    missing = tf.train.Example(features=tf.train.Features(feature={"positive": _bytes_feature(b"p")}))
-    wrong_type = tf.train.Example(features=tf.train.Features(feature={
-        "query": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])), "positive": _bytes_feature(b"p")}))
-    bad_utf8 = tf.train.Example(features=tf.train.Features(feature={
-        "query": _bytes_feature(b"\xff\xfe"), "positive": _bytes_feature(b"p")}))
-    bad = {3: missing.SerializeToString(), 50: wrong_type.SerializeToString(),
-           100: bad_utf8.SerializeToString(), 150: b"\x08garbage"}
+    missing = tf.train.Example(
+        features=tf.train.Features(feature={"positive": _bytes_feature(b"p")})
+    )
+    wrong_type = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "query": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+                "positive": _bytes_feature(b"p"),
+            }
+        )
+    )
+    bad_utf8 = tf.train.Example(
+        features=tf.train.Features(
+            feature={"query": _bytes_feature(b"\xff\xfe"), "positive": _bytes_feature(b"p")}
+        )
+    )
+    bad = {
+        3: missing.SerializeToString(),
+        50: wrong_type.SerializeToString(),
+        100: bad_utf8.SerializeToString(),
+        150: b"\x08garbage",
+    }
     records = list(good)
     for index in sorted(bad):
         records.insert(index - 1, bad[index])
@@ -242,8 +302,12 @@ def test_bad_tfrecord_records_are_skipped_naming_file_and_record(tmp_path, caplo
         got = _read(sources.file_source(path, max_bad_fraction=0.05))
     assert _queries(got) == [f"q {i}" for i in range(200)]
     messages = " ".join(r.getMessage() for r in caplog.records)
-    for index, reason in [(3, "missing field 'query'"), (50, "field 'query' must be a bytes feature"),
-                          (100, "invalid UTF-8 in field 'query'"), (150, "not a serialized tf.train.Example")]:
+    for index, reason in [
+        (3, "missing field 'query'"),
+        (50, "field 'query' must be a bytes feature"),
+        (100, "invalid UTF-8 in field 'query'"),
+        (150, "not a serialized tf.train.Example"),
+    ]:
         assert f"{path}:{index}: {reason}" in messages, (index, messages)
 
 

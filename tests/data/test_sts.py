@@ -15,7 +15,10 @@ def test_reads_every_split(shared_data_dir: str) -> None:
         assert all(0.0 <= p.score <= 5.0 for p in pairs)
     first = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-test.csv"))[0]
     assert (first.sentence1, first.sentence2, first.score) == (
-        "A girl is styling her hair.", "A girl is brushing her hair.", 2.5)
+        "A girl is styling her hair.",
+        "A girl is brushing her hair.",
+        2.5,
+    )
 
 
 def test_errors_name_the_file_and_line(tmp_path) -> None:
@@ -42,5 +45,13 @@ def test_positive_pairs_go_both_ways(tmp_path, shared_data_dir: str) -> None:
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert written == len(rows) == expected > 2000
     first = next(p for p in pairs if p.score >= 4.0)
-    assert rows[0] == {"query": first.sentence1, "positive": first.sentence2, "task": "sentence similarity"}
-    assert rows[1] == {"query": first.sentence2, "positive": first.sentence1, "task": "sentence similarity"}
+    assert rows[0] == {
+        "query": first.sentence1,
+        "positive": first.sentence2,
+        "task": "sentence similarity",
+    }
+    assert rows[1] == {
+        "query": first.sentence2,
+        "positive": first.sentence1,
+        "task": "sentence similarity",
+    }

@@ -34,21 +34,77 @@ _POOL = {
     "नमस्ते สวัสดี ქართული Հայերեն".split(),
     "emoji": ["😀", "👍🏽", "👨\u200d👩\u200d👧", "🇺🇸", "❤️", "🥺", "🤖robot", "✨✨✨", "☃"],
     "punct": [
-        "!!!", "...", "?!?", "—", "–", "«quoted»", "“curly”", "$100", "50%", "a+b=c",
-        "<html>", "email@example.com", "https://example.com/p?q=1&r=2", "C++", "#tag",
-        "@user", "`code`", "~tilde", "^caret", "|pipe|", "‽", "¿Qué?", "¡Hola!", "…", "·",
-        "3.14159", "1,000,000", "2024-01-01", "12:30pm", "(nested [brackets] {here})",
+        "!!!",
+        "...",
+        "?!?",
+        "—",
+        "–",
+        "«quoted»",
+        "“curly”",
+        "$100",
+        "50%",
+        "a+b=c",
+        "<html>",
+        "email@example.com",
+        "https://example.com/p?q=1&r=2",
+        "C++",
+        "#tag",
+        "@user",
+        "`code`",
+        "~tilde",
+        "^caret",
+        "|pipe|",
+        "‽",
+        "¿Qué?",
+        "¡Hola!",
+        "…",
+        "·",
+        "3.14159",
+        "1,000,000",
+        "2024-01-01",
+        "12:30pm",
+        "(nested [brackets] {here})",
     ],
     "space": [
-        "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2028", "\u2003", "\x0b", "\x0c", "\x85",
-        "\x00", "\x7f", "\x1c", "\u200b", "\u200d", "\ufeff", "\ufffd", "\ue000", "\u00ad",
+        "\t",
+        "\n",
+        "\r\n",
+        "\u00a0",
+        "\u3000",
+        "\u2028",
+        "\u2003",
+        "\x0b",
+        "\x0c",
+        "\x85",
+        "\x00",
+        "\x7f",
+        "\x1c",
+        "\u200b",
+        "\u200d",
+        "\ufeff",
+        "\ufffd",
+        "\ue000",
+        "\u00ad",
     ],
     "long": [
-        "a" * 100, "a" * 101, "é" * 100, "é" * 101, "ab" * 60, "supercalifragilistic" * 6,
-        "x" * 500, "antidisestablishmentarianism", "pneumonoultramicroscopicsilicovolcanoconiosis",
+        "a" * 100,
+        "a" * 101,
+        "é" * 100,
+        "é" * 101,
+        "ab" * 60,
+        "supercalifragilistic" * 6,
+        "x" * 500,
+        "antidisestablishmentarianism",
+        "pneumonoultramicroscopicsilicovolcanoconiosis",
     ],
     "special": [
-        "[MASK]", "[CLS] hi [SEP]", "[mask]", "[UNK][UNK]", "a[PAD]b", "[MASK", "[MA\x00SK]"
+        "[MASK]",
+        "[CLS] hi [SEP]",
+        "[mask]",
+        "[UNK][UNK]",
+        "a[PAD]b",
+        "[MASK",
+        "[MA\x00SK]",
     ],
 }
 
@@ -100,9 +156,7 @@ def wordpiece() -> vocab_lib.WordPieceVocabulary:
     return vocab
 
 
-def _hf_ids(
-    tokenizer: tokenizers.Tokenizer, texts: list[str], max_length: int
-) -> list[list[int]]:
+def _hf_ids(tokenizer: tokenizers.Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length)
     return [e.ids for e in tokenizer.encode_batch(texts)]
@@ -136,8 +190,7 @@ def test_wordpiece_matches_hugging_face_per_code_point(wordpiece):
     chars = [
         chr(cp)
         for cp in range(0x30000)
-        if unicodedata.ucd_3_2_0.category(chr(cp)) not in ("Cn", "Cs")
-        and cp not in recategorised
+        if unicodedata.ucd_3_2_0.category(chr(cp)) not in ("Cn", "Cs") and cp not in recategorised
     ]
     texts = [f"a{c}b {c} X{c}" for c in chars]
     hf = tokenizers.Tokenizer.from_file(os.path.join(MODEL_DIR, "tokenizer.json"))
@@ -234,9 +287,7 @@ def spm_dir(tmp_path_factory) -> str:
     """A tiny unigram SentencePiece model trained on generated sentences (T5 ids)."""
     rng = random.Random(0)
     words = _POOL["english"] + _POOL["accents"] + ["embedding", "vector", "retrieval"]
-    sentences = [
-        " ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) for _ in range(400)
-    ]
+    sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) for _ in range(400)]
     directory = tmp_path_factory.mktemp("spm")
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),

@@ -26,9 +26,16 @@ class TableEncoder:
     def embedding_dim(self) -> int:
         return len(next(iter(self.vectors.values())))
 
-    def encode(self, texts: Sequence[str], task: str | None = None, kind: str = "query",
-               dim: int | None = None, batch_size: int = 32, titles: Sequence[str | None] | None = None,
-               show_progress: bool | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        task: str | None = None,
+        kind: str = "query",
+        dim: int | None = None,
+        batch_size: int = 32,
+        titles: Sequence[str | None] | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
         formatted = formats.apply_format(list(texts), kind, task, titles)
         self.calls.append({"texts": formatted, "task": task, "kind": kind, "dim": dim})
         rows = np.stack([self.vectors[t] for t in formatted])

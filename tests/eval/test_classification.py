@@ -11,8 +11,13 @@ from tests.eval.fakes import TableEncoder
 TRAIN = [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")]
 TEST = [("ta1", "a"), ("ta2", "a"), ("ta3", "a"), ("tb1", "b")]
 VECTORS = {
-    "a1": [1.0, 0.0], "a2": [1.0, 0.1], "b1": [0.0, 1.0], "b2": [0.1, 1.0],
-    "ta1": [1.0, 0.05], "ta2": [0.9, 0.1], "ta3": [1.0, 0.2],
+    "a1": [1.0, 0.0],
+    "a2": [1.0, 0.1],
+    "b1": [0.0, 1.0],
+    "b2": [0.1, 1.0],
+    "ta1": [1.0, 0.05],
+    "ta2": [0.9, 0.1],
+    "ta3": [1.0, 0.2],
     "tb1": [1.0, 0.0],  # labelled b but lies on the a side: always misclassified
 }
 
@@ -35,13 +40,16 @@ def test_scores_by_hand() -> None:
     encoder = TableEncoder(VECTORS)
     scores = ClassificationEvaluator(TRAIN, TEST, samples_per_label=None).evaluate(encoder)
     # Predictions a, a, a, a. Class a: precision 3/4, recall 1, F1 6/7; class b: all 0.
-    assert scores[2] == pytest.approx({
-        "accuracy": 75.0,
-        "f1": 100 * (6 / 7) / 2,
-        "f1_weighted": 100 * (3 * 6 / 7) / 4,
-        "precision": 100 * 0.75 / 2,
-        "recall": 50.0,
-    }, abs=1e-9)
+    assert scores[2] == pytest.approx(
+        {
+            "accuracy": 75.0,
+            "f1": 100 * (6 / 7) / 2,
+            "f1_weighted": 100 * (3 * 6 / 7) / 4,
+            "precision": 100 * 0.75 / 2,
+            "recall": 50.0,
+        },
+        abs=1e-9,
+    )
 
 
 def test_mteb_protocol_encodes_only_sampled_rows() -> None:

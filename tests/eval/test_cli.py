@@ -19,8 +19,21 @@ def local_run(tmp_path_factory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("cli")
     data_dir = toy_data.write_data_dir(str(root / "data"))
     out = str(root / "out")
-    argv = ["local", "--model", "all-MiniLM-L6-v2", "--tasks", "stsb,scifact,banking77", "--dims", "32,384",
-            "--data_dir", data_dir, "--output_dir", out, "--batch_size", "8"]
+    argv = [
+        "local",
+        "--model",
+        "all-MiniLM-L6-v2",
+        "--tasks",
+        "stsb,scifact,banking77",
+        "--dims",
+        "32,384",
+        "--data_dir",
+        data_dir,
+        "--output_dir",
+        out,
+        "--batch_size",
+        "8",
+    ]
     return data_dir, out, argv
 
 
@@ -34,12 +47,17 @@ def test_local_writes_report_matching_the_api(local_run, capsys) -> None:  # typ
     assert (report.model, report.embedding_dim, report.dims) == ("all-MiniLM-L6-v2", 384, [32, 384])
     assert list(report.tasks) == ["stsb_test", "scifact_test", "banking77_test"]
     # The CLI's numbers are the evaluators' own.
-    direct = build_evaluator("stsb", data_dir).evaluate(Encoder.load("all-MiniLM-L6-v2"), dims=[32, 384])
+    direct = build_evaluator("stsb", data_dir).evaluate(
+        Encoder.load("all-MiniLM-L6-v2"), dims=[32, 384]
+    )
     for dim in (32, 384):
         assert report.tasks["stsb_test"].scores[dim] == pytest.approx(direct[dim], abs=1e-6)
     for line in printed.splitlines():
         if line.startswith("| stsb_test |"):
-            assert line == f"| stsb_test | spearman | {direct[32]['spearman']:.2f} | {direct[384]['spearman']:.2f} |"
+            assert (
+                line
+                == f"| stsb_test | spearman | {direct[32]['spearman']:.2f} | {direct[384]['spearman']:.2f} |"
+            )
 
 
 def test_local_resumes_without_loading_the_model(local_run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -52,7 +70,9 @@ def test_local_resumes_without_loading_the_model(local_run, monkeypatch) -> None
     monkeypatch.setattr(Encoder, "load", refuse)
     assert cli.main(argv) == 0
     after = load_report(out)
-    assert {n: t.scores for n, t in after.tasks.items()} == {n: t.scores for n, t in before.tasks.items()}
+    assert {n: t.scores for n, t in after.tasks.items()} == {
+        n: t.scores for n, t in before.tasks.items()
+    }
 
 
 def test_compare_prints_side_by_side_table(local_run, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +84,10 @@ def test_compare_prints_side_by_side_table(local_run, tmp_path, capsys) -> None:
     with open(other_path, "w") as f:
         json.dump(other.to_json(), f)
     cmp_dir = str(tmp_path / "cmp")
-    assert cli.main(["compare", out, other_path, "--tasks", "stsb,banking77", "--output_dir", cmp_dir]) == 0
+    assert (
+        cli.main(["compare", out, other_path, "--tasks", "stsb,banking77", "--output_dir", cmp_dir])
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     stsb = mine.tasks["stsb_test"].main(384)
     banking = mine.tasks["banking77_test"].main(384)
@@ -79,9 +102,26 @@ def test_compare_prints_side_by_side_table(local_run, tmp_path, capsys) -> None:
 
 def test_errors_exit_1_with_a_message(local_run, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     data_dir, _, _ = local_run
-    assert cli.main(["local", "--model", "all-MiniLM-L6-v2", "--tasks", "nope", "--data_dir", data_dir,
-                     "--output_dir", str(tmp_path)]) == 1
-    assert "gecko-eval local: unknown evaluator 'nope'; known: stsb, scifact," in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "local",
+                "--model",
+                "all-MiniLM-L6-v2",
+                "--tasks",
+                "nope",
+                "--data_dir",
+                data_dir,
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
+    assert (
+        "gecko-eval local: unknown evaluator 'nope'; known: stsb, scifact,"
+        in capsys.readouterr().err
+    )
     assert cli.main(["compare", str(tmp_path / "missing.json")]) == 1
     assert "report not found: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -101,30 +141,84 @@ def fake_mteb(monkeypatch):  # type: ignore[no-untyped-def]
     """Stands in for the mteb adapter modules; records run_mteb's arguments."""
     calls = []
 
-    def run_mteb(checkpoint, tasks=(), benchmark=None, output_dir="results", dims=None, batch_size=64,  # type: ignore[no-untyped-def]
-                 overwrite=False, *, task_prompts="gecko"):
-        calls.append((checkpoint, tasks, benchmark, output_dir, dims, batch_size, overwrite, task_prompts))
+    def run_mteb(
+        checkpoint,
+        tasks=(),
+        benchmark=None,
+        output_dir="results",
+        dims=None,
+        batch_size=64,  # type: ignore[no-untyped-def]
+        overwrite=False,
+        *,
+        task_prompts="gecko",
+    ):
+        calls.append(
+            (checkpoint, tasks, benchmark, output_dir, dims, batch_size, overwrite, task_prompts)
+        )
         if tasks == ["Nope"]:
             raise _UnknownName("unknown MTEB task 'Nope'; close matches: NFCorpus")
         return [os.path.join(output_dir, f"{t}.json") for t in tasks or []]
 
-    monkeypatch.setitem(sys.modules, "gecko_jax.eval.mteb_adapter", types.SimpleNamespace(
-        run_mteb=run_mteb, DatasetUnavailableError=_Unavailable))
-    monkeypatch.setitem(sys.modules, "gecko_jax.eval.mteb_tasks", types.SimpleNamespace(UnknownNameError=_UnknownName))
+    monkeypatch.setitem(
+        sys.modules,
+        "gecko_jax.eval.mteb_adapter",
+        types.SimpleNamespace(run_mteb=run_mteb, DatasetUnavailableError=_Unavailable),
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "gecko_jax.eval.mteb_tasks",
+        types.SimpleNamespace(UnknownNameError=_UnknownName),
+    )
     return calls
 
 
 def test_mteb_delegates_to_run_mteb(fake_mteb, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = str(tmp_path)
-    assert cli.main(["mteb", "--model", "/models/m", "--tasks", "STSBenchmark,SciFact", "--dims", "64,384",
-                     "--output_dir", out, "--batch_size", "16"]) == 0
-    assert cli.main(["mteb", "--model", "m", "--benchmark", "MTEB(eng, v2)", "--output_dir", out,
-                     "--task_prompts", "none", "--overwrite"]) == 0
+    assert (
+        cli.main(
+            [
+                "mteb",
+                "--model",
+                "/models/m",
+                "--tasks",
+                "STSBenchmark,SciFact",
+                "--dims",
+                "64,384",
+                "--output_dir",
+                out,
+                "--batch_size",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "mteb",
+                "--model",
+                "m",
+                "--benchmark",
+                "MTEB(eng, v2)",
+                "--output_dir",
+                out,
+                "--task_prompts",
+                "none",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert fake_mteb == [
         ("/models/m", ["STSBenchmark", "SciFact"], None, out, [64, 384], 16, False, "gecko"),
         ("m", None, "MTEB(eng, v2)", out, None, 64, True, "none"),
     ]
-    assert capsys.readouterr().out.splitlines() == [os.path.join(out, "STSBenchmark.json"),
-                                                    os.path.join(out, "SciFact.json")]
+    assert capsys.readouterr().out.splitlines() == [
+        os.path.join(out, "STSBenchmark.json"),
+        os.path.join(out, "SciFact.json"),
+    ]
     assert cli.main(["mteb", "--model", "m", "--tasks", "Nope", "--output_dir", out]) == 1
-    assert capsys.readouterr().err.strip() == "gecko-eval mteb: unknown MTEB task 'Nope'; close matches: NFCorpus"
+    assert (
+        capsys.readouterr().err.strip()
+        == "gecko-eval mteb: unknown MTEB task 'Nope'; close matches: NFCorpus"
+    )

@@ -13,27 +13,50 @@ def test_named_sets_read_the_shared_files(shared_data_dir: str) -> None:
     stsb = build_evaluator("stsb", shared_data_dir)
     assert (stsb.name, stsb.main_metric, len(stsb.pairs)) == ("stsb_test", "spearman", 1379)
     scifact = build_evaluator("scifact", shared_data_dir, batch_size=8)
-    assert (scifact.name, scifact.main_metric, scifact.batch_size) == ("scifact_test", "ndcg_at_10", 8)
-    assert (len(scifact.data.doc_ids), len(scifact.data.query_ids), scifact.data.skipped_qrels) == (5183, 300, 0)
+    assert (scifact.name, scifact.main_metric, scifact.batch_size) == (
+        "scifact_test",
+        "ndcg_at_10",
+        8,
+    )
+    assert (len(scifact.data.doc_ids), len(scifact.data.query_ids), scifact.data.skipped_qrels) == (
+        5183,
+        300,
+        0,
+    )
     banking = build_evaluator("banking77", shared_data_dir)
     assert (len(banking.train), len(banking.test), banking.samples_per_label) == (10003, 3080, 8)
     assert len({label for _, label in banking.train}) == 77
-    amazon = build_evaluator("amazon_counterfactual_en", shared_data_dir, "validation", samples_per_label=None)
+    amazon = build_evaluator(
+        "amazon_counterfactual_en", shared_data_dir, "validation", samples_per_label=None
+    )
     assert (amazon.name, len(amazon.train), len(amazon.test), amazon.samples_per_label) == (
-        "amazon_counterfactual_en_dev", 4018, 335, None)
+        "amazon_counterfactual_en_dev",
+        4018,
+        335,
+        None,
+    )
     assert build_evaluator("amazon_counterfactual_en", shared_data_dir).samples_per_label == 32
     clustering = build_evaluator("banking77_clustering", shared_data_dir, task="classification")
     assert (clustering.name, clustering.main_metric, len(clustering.items), clustering.task) == (
-        "banking77_clustering_test", "v_measure", 3080, "classification")
+        "banking77_clustering_test",
+        "v_measure",
+        3080,
+        "classification",
+    )
 
 
 def test_unknown_names_splits_and_options_list_the_valid_ones(shared_data_dir: str) -> None:
-    with pytest.raises(ValueError, match="unknown evaluator 'mteb_sts'; known: " + ", ".join(KNOWN_EVALUATORS)):
+    with pytest.raises(
+        ValueError, match="unknown evaluator 'mteb_sts'; known: " + ", ".join(KNOWN_EVALUATORS)
+    ):
         build_evaluator("mteb_sts", shared_data_dir)
     with pytest.raises(ValueError, match="evaluator 'banking77' has no split 'dev'; splits: test"):
         build_evaluator("banking77", shared_data_dir, "dev")
-    with pytest.raises(ValueError, match=r"evaluator 'stsb' has no option\(s\) \['samples_per_label'\]; "
-                                         "options: batch_size, task"):
+    with pytest.raises(
+        ValueError,
+        match=r"evaluator 'stsb' has no option\(s\) \['samples_per_label'\]; "
+        "options: batch_size, task",
+    ):
         build_evaluator("stsb", shared_data_dir, samples_per_label=8)
     assert "samples_per_label" in options_of("banking77")
     assert spec("scifact").gecko_task == "fact checking"
@@ -41,10 +64,16 @@ def test_unknown_names_splits_and_options_list_the_valid_ones(shared_data_dir: s
 
 def test_missing_data_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
     missing = os.path.join(str(tmp_path), "absent")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"evaluation data directory not found: {missing}")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"evaluation data directory not found: {missing}")
+    ):
         build_evaluator("stsb", missing)
     train_csv = os.path.join(str(tmp_path), "banking77", "train.csv")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"labelled text file not found: {train_csv}")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"labelled text file not found: {train_csv}")
+    ):
         build_evaluator("banking77", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=re.escape(f"BEIR dataset directory not found: {tmp_path}/scifact")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"BEIR dataset directory not found: {tmp_path}/scifact")
+    ):
         build_evaluator("scifact", str(tmp_path))

@@ -17,7 +17,9 @@ def test_ndcg_binary() -> None:
     assert metrics.ndcg_at_k(RANKED, RELEVANT, 10) == pytest.approx(NDCG_Q1, abs=1e-12)
     assert metrics.ndcg_at_k(RANKED, RELEVANT, 10) == pytest.approx(0.6509209298, abs=1e-9)
     # Cut at 2: only d1 (rank 2) counts; the ideal top 2 holds both relevant documents.
-    assert metrics.ndcg_at_k(RANKED, RELEVANT, 2) == pytest.approx((1 / math.log2(3)) / ideal, abs=1e-12)
+    assert metrics.ndcg_at_k(RANKED, RELEVANT, 2) == pytest.approx(
+        (1 / math.log2(3)) / ideal, abs=1e-12
+    )
     assert metrics.ndcg_at_k(RANKED, RELEVANT, 1) == 0.0
 
 
@@ -43,9 +45,9 @@ def test_recall_mrr_map() -> None:
 def test_evaluate_rankings_means_over_judged_queries() -> None:
     qrels = {
         "q1": RELEVANT,
-        "q2": {"x": 1},            # ranked first: every metric is 1
-        "q3": {"y": 0},            # no relevant document: not scored
-        "q4": {"z": 1},            # never ranked: scores 0
+        "q2": {"x": 1},  # ranked first: every metric is 1
+        "q3": {"y": 0},  # no relevant document: not scored
+        "q4": {"z": 1},  # never ranked: scores 0
     }
     rankings = {"q1": RANKED, "q2": ["x", "d1"], "q3": ["y"]}
     scores = metrics.evaluate_rankings(rankings, qrels)

@@ -24,7 +24,10 @@ from mteb.tasks.classification.multilingual.amazon_counterfactual_classification
 )
 from mteb.timing import TimingStack
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator, InformationRetrievalEvaluator
+from sentence_transformers.evaluation import (
+    EmbeddingSimilarityEvaluator,
+    InformationRetrievalEvaluator,
+)
 
 from gecko_jax import Encoder
 from gecko_jax.eval import build_evaluator
@@ -46,32 +49,52 @@ def _check(what: str, ours: float, theirs: float) -> None:
     assert abs(ours - theirs) <= TOLERANCE, f"{what}: ours {ours:.3f} vs reference {theirs:.3f}"
 
 
-def test_stsb_test_spearman(encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str) -> None:
+def test_stsb_test_spearman(
+    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+) -> None:
     evaluator = build_evaluator("stsb", shared_data_dir)
     ours = evaluator.evaluate(encoder)[384]
     reference = EmbeddingSimilarityEvaluator(
-        [p.sentence1 for p in evaluator.pairs], [p.sentence2 for p in evaluator.pairs],
-        [p.score / 5 for p in evaluator.pairs], batch_size=32, main_similarity="cosine",
-        name="stsb", write_csv=False,
+        [p.sentence1 for p in evaluator.pairs],
+        [p.sentence2 for p in evaluator.pairs],
+        [p.score / 5 for p in evaluator.pairs],
+        batch_size=32,
+        main_similarity="cosine",
+        name="stsb",
+        write_csv=False,
     )(st_model)
     _check("STS-B test Spearman", ours["spearman"], 100 * reference["stsb_spearman_cosine"])
     _check("STS-B test Pearson", ours["pearson"], 100 * reference["stsb_pearson_cosine"])
     _check("STS-B test Spearman vs README", ours["spearman"], README_STSB_TEST)
 
 
-def test_scifact_retrieval(encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str) -> None:
+def test_scifact_retrieval(
+    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+) -> None:
     evaluator = build_evaluator("scifact", shared_data_dir)
     ours = evaluator.evaluate(encoder)[384]
     data = evaluator.data
-    corpus = {d: f"{title} {text}".strip() for d, title, text in zip(data.doc_ids, data.doc_titles, data.doc_texts)}
+    corpus = {
+        d: f"{title} {text}".strip()
+        for d, title, text in zip(data.doc_ids, data.doc_titles, data.doc_texts)
+    }
     reference = InformationRetrievalEvaluator(
-        queries=dict(zip(data.query_ids, data.query_texts)), corpus=corpus,
+        queries=dict(zip(data.query_ids, data.query_texts)),
+        corpus=corpus,
         relevant_docs={q: {d for d, r in rel.items() if r > 0} for q, rel in data.qrels.items()},
-        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[10],
-        batch_size=32, name="scifact", write_csv=False,
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[100],
+        map_at_k=[10],
+        batch_size=32,
+        name="scifact",
+        write_csv=False,
     )(st_model)
     _check("SciFact nDCG@10", ours["ndcg_at_10"], 100 * reference["scifact_cosine_ndcg@10"])
-    _check("SciFact recall@100", ours["recall_at_100"], 100 * reference["scifact_cosine_recall@100"])
+    _check(
+        "SciFact recall@100", ours["recall_at_100"], 100 * reference["scifact_cosine_recall@100"]
+    )
     _check("SciFact MRR@10", ours["mrr_at_10"], 100 * reference["scifact_cosine_mrr@10"])
     _check("SciFact nDCG@10 vs README", ours["ndcg_at_10"], README_SCIFACT_NDCG10)
 
@@ -81,30 +104,46 @@ def _mteb_classification(task, st_model: SentenceTransformer, train, test) -> di
     labels = {label: i for i, label in enumerate(sorted({label for _, label in train}))}
 
     def dataset(rows):  # type: ignore[no-untyped-def]
-        return Dataset.from_dict({"text": [t for t, _ in rows], "label": [labels[label] for _, label in rows]})
+        return Dataset.from_dict(
+            {"text": [t for t, _ in rows], "label": [labels[label] for _, label in rows]}
+        )
 
     task.evaluator_model = task.evaluator_model.set_params(random_state=task.seed)
     scores = task._evaluate_subset(
-        SentenceTransformerEncoderWrapper(st_model), DatasetDict({"train": dataset(train), "test": dataset(test)}),
-        encode_kwargs={"batch_size": 32}, hf_split="test", hf_subset="default", timer=TimingStack(),
+        SentenceTransformerEncoderWrapper(st_model),
+        DatasetDict({"train": dataset(train), "test": dataset(test)}),
+        encode_kwargs={"batch_size": 32},
+        hf_split="test",
+        hf_subset="default",
+        timer=TimingStack(),
     )
     return {key: 100 * scores[key] for key in ("accuracy", "f1")}
 
 
 # Banking77 runs 3 of MTEB's 10 experiments on both sides (the first 3 of the same sequence
 # of undersamplings): it embeds 1,713 instead of 4,616 train texts per side on 2 CPUs.
-@pytest.mark.parametrize("name, mteb_task, n_experiments", [
-    ("banking77", Banking77Classification, 3),
-    ("amazon_counterfactual_en", AmazonCounterfactualClassification, 10),
-])
+@pytest.mark.parametrize(
+    "name, mteb_task, n_experiments",
+    [
+        ("banking77", Banking77Classification, 3),
+        ("amazon_counterfactual_en", AmazonCounterfactualClassification, 10),
+    ],
+)
 def test_classification_matches_mteb_protocol(
-    name: str, mteb_task, n_experiments: int,  # type: ignore[no-untyped-def]
-    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str,
+    name: str,
+    mteb_task,
+    n_experiments: int,  # type: ignore[no-untyped-def]
+    encoder: Encoder,
+    st_model: SentenceTransformer,
+    shared_data_dir: str,
 ) -> None:
     task = mteb_task()
     default = build_evaluator(name, shared_data_dir)
     assert (default.samples_per_label, default.n_experiments, default.seed) == (
-        task.samples_per_label, task.n_experiments, task.seed)
+        task.samples_per_label,
+        task.n_experiments,
+        task.seed,
+    )
     evaluator = build_evaluator(name, shared_data_dir, n_experiments=n_experiments)
     task.n_experiments = n_experiments
     ours = evaluator.evaluate(encoder)[384]

@@ -20,7 +20,9 @@ def beir_dir(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return toy_data.write_beir(str(tmp_path))
 
 
-def test_reads_whole_corpus_and_skips_unknown_qrels(beir_dir: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_reads_whole_corpus_and_skips_unknown_qrels(
+    beir_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         data = read_beir_split(beir_dir, "test")
     assert data.doc_ids == ["d1", "d2", "d3", "d4"]
@@ -29,26 +31,38 @@ def test_reads_whole_corpus_and_skips_unknown_qrels(beir_dir: str, caplog: pytes
     assert data.skipped_qrels == 2
     message = caplog.text
     assert "skipped 2 of 5 qrels rows naming unknown ids" in message
-    assert "line 5: unknown query id 'qX'" in message and "line 6: unknown corpus id 'd9'" in message
+    assert (
+        "line 5: unknown query id 'qX'" in message and "line 6: unknown corpus id 'd9'" in message
+    )
 
 
 def test_metrics_on_toy_set(beir_dir: str) -> None:
     encoder = TableEncoder(toy_data.VECTORS)
-    scores = RetrievalEvaluator(read_beir_split(beir_dir), name="toy").evaluate(encoder, dims=[3, 1])
+    scores = RetrievalEvaluator(read_beir_split(beir_dir), name="toy").evaluate(
+        encoder, dims=[3, 1]
+    )
     # Full dim: q1 finds d2 at rank 2; q2 finds d4 at rank 1 and d3 at rank 4.
-    assert scores[3] == pytest.approx({
-        "ndcg_at_10": 100 * (1 / math.log2(3) + (1 + 1 / math.log2(5)) / IDEAL_2) / 2,
-        "recall_at_100": 100.0,
-        "mrr_at_10": 100 * (0.5 + 1.0) / 2,
-        "map_at_10": 100 * (0.5 + (1 + 2 / 4) / 2) / 2,
-    }, abs=1e-9)
+    assert scores[3] == pytest.approx(
+        {
+            "ndcg_at_10": 100 * (1 / math.log2(3) + (1 + 1 / math.log2(5)) / IDEAL_2) / 2,
+            "recall_at_100": 100.0,
+            "mrr_at_10": 100 * (0.5 + 1.0) / 2,
+            "map_at_10": 100 * (0.5 + (1 + 2 / 4) / 2) / 2,
+        },
+        abs=1e-9,
+    )
     # Dim 1: q2's vector truncates to zero, every document ties at 0: d3 rank 3, d4 rank 4.
-    assert scores[1] == pytest.approx({
-        "ndcg_at_10": 100 * (1 / math.log2(3) + (1 / math.log2(4) + 1 / math.log2(5)) / IDEAL_2) / 2,
-        "recall_at_100": 100.0,
-        "mrr_at_10": 100 * (0.5 + 1 / 3) / 2,
-        "map_at_10": 100 * (0.5 + (1 / 3 + 2 / 4) / 2) / 2,
-    }, abs=1e-9)
+    assert scores[1] == pytest.approx(
+        {
+            "ndcg_at_10": 100
+            * (1 / math.log2(3) + (1 / math.log2(4) + 1 / math.log2(5)) / IDEAL_2)
+            / 2,
+            "recall_at_100": 100.0,
+            "mrr_at_10": 100 * (0.5 + 1 / 3) / 2,
+            "map_at_10": 100 * (0.5 + (1 / 3 + 2 / 4) / 2) / 2,
+        },
+        abs=1e-9,
+    )
     # One encoding pass for queries, one for documents, whatever the number of dims.
     assert [(c["kind"], len(c["texts"])) for c in encoder.calls] == [("query", 2), ("document", 4)]
 
@@ -81,7 +95,9 @@ def test_exact_search_blocks_equal_full_sort() -> None:
 
 def test_missing_paths_are_named(tmp_path, beir_dir: str) -> None:  # type: ignore[no-untyped-def]
     missing = os.path.join(str(tmp_path), "nope")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"BEIR dataset directory not found: {missing}")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"BEIR dataset directory not found: {missing}")
+    ):
         read_beir_split(missing)
     with pytest.raises(FileNotFoundError, match="BEIR qrels file not found: .*qrels/dev.tsv"):
         read_beir_split(beir_dir, "dev")

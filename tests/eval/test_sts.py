@@ -40,7 +40,9 @@ def test_matryoshka_dims_share_one_encoding() -> None:
     pairs = pairs + [StsPair("a0", "b1", 2.0)]  # repeated sentences are encoded once
     scores = StsEvaluator(pairs).evaluate(encoder, dims=[1, 2])
     assert len(encoder.calls) == 1
-    assert sorted(encoder.encoded_texts()) == sorted({p.sentence1 for p in pairs} | {p.sentence2 for p in pairs})
+    assert sorted(encoder.encoded_texts()) == sorted(
+        {p.sentence1 for p in pairs} | {p.sentence2 for p in pairs}
+    )
     # At dim 1 every vector becomes its sign: cosines 1, 1, 1, -1, 1 against gold 4, 5, 1, 0, 2.
     # Ranks (ties averaged): cosine 3.5, 3.5, 3.5, 1, 3.5; gold 4, 5, 2, 1, 3.
     # Pearson of those ranks: sum dx*dy = 5 over sqrt(sum dx^2 = 5 * sum dy^2 = 10).

@@ -12,16 +12,52 @@ QUERIES = [("q1", "first"), ("q2", "second"), ("q3", "third")]
 QRELS = [("q1", "d2", 1), ("q2", "d4", 1), ("q2", "d3", 1), ("qX", "d1", 1), ("q1", "d9", 1)]
 # Document and query vectors: q1 ranks d1, d2, d3, d4; q2 ranks d4, then d1, d2, d3 (ties, by index).
 VECTORS = {
-    "T1 x1": [1.0, 0.0, 0.0], "T2 x2": [0.8, 0.6, 0.0], "T3 x3": [0.0, 1.0, 0.0], "T4 x4": [0.0, 0.0, 1.0],
-    "first": [1.0, 0.0, 0.0], "second": [0.0, 0.0, 1.0], "third": [0.0, 1.0, 0.0],
+    "T1 x1": [1.0, 0.0, 0.0],
+    "T2 x2": [0.8, 0.6, 0.0],
+    "T3 x3": [0.0, 1.0, 0.0],
+    "T4 x4": [0.0, 0.0, 1.0],
+    "first": [1.0, 0.0, 0.0],
+    "second": [0.0, 0.0, 1.0],
+    "third": [0.0, 1.0, 0.0],
 }
 
 STS_ROWS = [  # genre, file, year, id, score, sentence1, sentence2
-    ("main-captions", "MSRvid", "2012test", "0001", "5.000", "A man plays a guitar.", "A man is playing a guitar."),
-    ("main-captions", "MSRvid", "2012test", "0002", "0.200", "A cat sleeps.", "Stocks fell sharply on Monday."),
-    ("main-captions", "MSRvid", "2012test", "0003", "3.800", "A woman slices an onion.",
-     "A woman is cutting an onion."),
-    ("main-news", "headlines", "2013", "0004", "1.000", "The bank raised rates.", "A dog runs in a park."),
+    (
+        "main-captions",
+        "MSRvid",
+        "2012test",
+        "0001",
+        "5.000",
+        "A man plays a guitar.",
+        "A man is playing a guitar.",
+    ),
+    (
+        "main-captions",
+        "MSRvid",
+        "2012test",
+        "0002",
+        "0.200",
+        "A cat sleeps.",
+        "Stocks fell sharply on Monday.",
+    ),
+    (
+        "main-captions",
+        "MSRvid",
+        "2012test",
+        "0003",
+        "3.800",
+        "A woman slices an onion.",
+        "A woman is cutting an onion.",
+    ),
+    (
+        "main-news",
+        "headlines",
+        "2013",
+        "0004",
+        "1.000",
+        "The bank raised rates.",
+        "A dog runs in a park.",
+    ),
 ]
 
 BANKING_TRAIN = [

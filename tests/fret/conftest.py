@@ -35,5 +35,7 @@ def corpus_path(shared_data_dir):
 def reference(corpus_path, server, encoder, tmp_path_factory):
     """One single-worker run: its output directory, summary and rows."""
     output_dir = tmp_path_factory.mktemp("reference")
-    summary = pipeline.run(fret_config(corpus_path, server, output_dir), encoder=encoder, echo=False)
+    summary = pipeline.run(
+        fret_config(corpus_path, server, output_dir), encoder=encoder, echo=False
+    )
     return output_dir, summary, read_rows(output_dir)

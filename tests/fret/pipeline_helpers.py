@@ -15,7 +15,10 @@ def fret_config(corpus_path, server, output_dir, **overrides) -> FretConfig:
     """30 SciFact passages in 3 shards, top 5, against a loopback ``server`` (None: the
     overrides name the ``llm``)."""
     settings = {
-        "corpus": corpus_path, "output_dir": str(output_dir), "num_shards": SHARDS, "progress": False,
+        "corpus": corpus_path,
+        "output_dir": str(output_dir),
+        "num_shards": SHARDS,
+        "progress": False,
         "corpus_options": CorpusConfig(max_passages=PASSAGES, max_words=MAX_WORDS),
         "retrieval": RetrievalConfig(top_n=TOP_N, batch_size=32),
     }

@@ -20,18 +20,27 @@ def test_reads_scifact_corpus(shared_data_dir):
         expected = [json.loads(next(f)) for _ in range(60)]
     corpus = read_corpus(path, CorpusConfig(max_passages=60, max_words=None))
     assert [p.id for p in corpus.passages] == [r["_id"] for r in expected]
-    assert corpus.passages[0] == Passage(expected[0]["_id"], expected[0]["text"], expected[0]["title"])
+    assert corpus.passages[0] == Passage(
+        expected[0]["_id"], expected[0]["text"], expected[0]["title"]
+    )
     assert corpus.files == [path] and corpus.truncated == 0
 
 
 def test_truncates_overlong_passages_and_counts_them(tmp_path):
-    path = _write_jsonl(tmp_path / "c.jsonl", [
-        {"_id": "a", "title": "A", "text": "one two  three\nfour five six"},
-        {"_id": "b", "text": "short text"},
-        {"id": 7, "title": None, "text": "abcdefghij klm"},
-    ])
+    path = _write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"_id": "a", "title": "A", "text": "one two  three\nfour five six"},
+            {"_id": "b", "text": "short text"},
+            {"id": 7, "title": None, "text": "abcdefghij klm"},
+        ],
+    )
     corpus = read_corpus(path, CorpusConfig(max_words=4))
-    assert [p.text for p in corpus.passages] == ["one two  three\nfour", "short text", "abcdefghij klm"]
+    assert [p.text for p in corpus.passages] == [
+        "one two  three\nfour",
+        "short text",
+        "abcdefghij klm",
+    ]
     assert corpus.truncated == 1
     assert corpus.passages[2] == Passage("7", "abcdefghij klm", "")
     corpus = read_corpus(path, CorpusConfig(max_words=None, max_chars=12))
@@ -39,15 +48,18 @@ def test_truncates_overlong_passages_and_counts_them(tmp_path):
     assert corpus.truncated == 2
 
 
-@pytest.mark.parametrize("text, words, chars, expected", [
-    ("a b c d", 2, None, "a b"),
-    ("a b c d", 9, None, "a b c d"),
-    ("hello world", None, 8, "hello"),
-    ("hello world", None, 6, "hello"),
-    ("hello world", None, 5, "hello"),
-    ("helloworld", None, 4, "hell"),
-    ("a\tb c", None, 3, "a\tb"),
-])
+@pytest.mark.parametrize(
+    "text, words, chars, expected",
+    [
+        ("a b c d", 2, None, "a b"),
+        ("a b c d", 9, None, "a b c d"),
+        ("hello world", None, 8, "hello"),
+        ("hello world", None, 6, "hello"),
+        ("hello world", None, 5, "hello"),
+        ("helloworld", None, 4, "hell"),
+        ("a\tb c", None, 3, "a\tb"),
+    ],
+)
 def test_truncate(text, words, chars, expected):
     assert truncate(text, words, chars) == expected
 
@@ -57,12 +69,16 @@ def test_globs_lists_and_limits(tmp_path):
     _write_jsonl(tmp_path / "part-0.jsonl", [{"_id": "c", "text": "z"}])
     corpus = read_corpus(str(tmp_path / "part-*.jsonl"))
     assert [p.id for p in corpus.passages] == ["c", "a", "b"]
-    listed = read_corpus(f"{tmp_path / 'part-1.jsonl'},{tmp_path / 'part-0.jsonl'}", CorpusConfig(max_passages=2))
+    listed = read_corpus(
+        f"{tmp_path / 'part-1.jsonl'},{tmp_path / 'part-0.jsonl'}", CorpusConfig(max_passages=2)
+    )
     assert [p.id for p in listed.passages] == ["a", "b"]
 
 
 def test_empty_texts_are_skipped_and_counted(tmp_path):
-    path = _write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "  "}, {"_id": "b", "text": "ok"}])
+    path = _write_jsonl(
+        tmp_path / "c.jsonl", [{"_id": "a", "text": "  "}, {"_id": "b", "text": "ok"}]
+    )
     corpus = read_corpus(path)
     assert [p.id for p in corpus.passages] == ["b"] and corpus.skipped_empty == 1
 
@@ -86,14 +102,20 @@ def test_unreadable_file_names_the_file(tmp_path):
         read_corpus(str(bad))
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"_id": "a", "text": "x"', r"c\.jsonl:2: invalid JSON"),
-    ('["a", "x"]', r"c\.jsonl:2: expected a JSON object, got list"),
-    ('{"title": "t", "text": "x"}', r"c\.jsonl:2: no id field \(tried _id, id\)"),
-    ('{"_id": "b", "text": 5}', r"c\.jsonl:2: field 'text' is of type int, not a string"),
-    ('{"_id": "b"}', r"c\.jsonl:2: field 'text' is missing"),
-    ('{"_id": "a", "text": "again"}', r"c\.jsonl:2: duplicate passage id 'a' \(first at .*c\.jsonl:1\)"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"_id": "a", "text": "x"', r"c\.jsonl:2: invalid JSON"),
+        ('["a", "x"]', r"c\.jsonl:2: expected a JSON object, got list"),
+        ('{"title": "t", "text": "x"}', r"c\.jsonl:2: no id field \(tried _id, id\)"),
+        ('{"_id": "b", "text": 5}', r"c\.jsonl:2: field 'text' is of type int, not a string"),
+        ('{"_id": "b"}', r"c\.jsonl:2: field 'text' is missing"),
+        (
+            '{"_id": "a", "text": "again"}',
+            r"c\.jsonl:2: duplicate passage id 'a' \(first at .*c\.jsonl:1\)",
+        ),
+    ],
+)
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "c.jsonl"
     path.write_text('{"_id": "a", "text": "first"}\n' + line + "\n", encoding="utf-8")

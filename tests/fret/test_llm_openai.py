@@ -7,8 +7,13 @@ import time
 
 import pytest
 
-from gecko_jax.fret.llm.base import (LLMInputError, LLMUnavailableError, MalformedOutputError,
-                                     NotSupportedError, Usage)
+from gecko_jax.fret.llm.base import (
+    LLMInputError,
+    LLMUnavailableError,
+    MalformedOutputError,
+    NotSupportedError,
+    Usage,
+)
 from gecko_jax.fret.llm.cache import SQLiteCache
 from gecko_jax.fret.llm.httpserver import Scripted
 from gecko_jax.fret.llm.loopback import LoopbackServer
@@ -18,8 +23,10 @@ from gecko_jax.fret.llm.pricing import Prices
 from gecko_jax.fret.llm.transport import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
-EIFFEL = ("Title: none\nPassage: The Eiffel Tower was completed in 1889 as the entrance arch of "
-          "the World's Fair in Paris.\nTask type: question answering\nOutput:")
+EIFFEL = (
+    "Title: none\nPassage: The Eiffel Tower was completed in 1889 as the entrance arch of "
+    "the World's Fair in Paris.\nTask type: question answering\nOutput:"
+)
 
 
 @pytest.fixture
@@ -35,6 +42,7 @@ def _client(server, **options) -> OpenAICompatibleClient:
 
 def _run(client, make):
     """Runs ``make(client)`` in a fresh loop and closes the client."""
+
     async def main():
         async with client:
             return await make(client)
@@ -43,17 +51,32 @@ def _run(client, make):
 
 
 def _completion(tokens, offsets, logprobs, top=None):
-    return {"choices": [{"index": 0, "text": "".join(tokens), "finish_reason": "length",
-                         "logprobs": {"tokens": tokens, "text_offset": offsets,
-                                      "token_logprobs": logprobs, "top_logprobs": top}}],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}}
+    return {
+        "choices": [
+            {
+                "index": 0,
+                "text": "".join(tokens),
+                "finish_reason": "length",
+                "logprobs": {
+                    "tokens": tokens,
+                    "text_offset": offsets,
+                    "token_logprobs": logprobs,
+                    "top_logprobs": top,
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8},
+    }
 
 
 def test_generate_returns_the_loopback_json_and_tokens(server):
-    result = _run(_client(server), lambda c: c.generate(EIFFEL, json_mode=True, max_output_tokens=64))
+    result = _run(
+        _client(server), lambda c: c.generate(EIFFEL, json_mode=True, max_output_tokens=64)
+    )
     assert parse_json_object(result.text) == {
         "task": "Given a question, retrieve passages that answer the question",
-        "query": "completed entrance eiffel tower?"}
+        "query": "completed entrance eiffel tower?",
+    }
     assert result.prompt_tokens == len(EIFFEL.split()) and result.cached is False
     assert result.output_tokens == len(result.text.split())
     body = server.requests[0].json()
@@ -77,8 +100,11 @@ def test_log_likelihood_sums_continuation_tokens_from_scripted_logprobs(server):
     tokens = ["Passage:", " cats", " purr.", "\nQuery:", " do", " cats", " purr", " ."]
     offsets = [0, 8, 13, 19, 26, 29, 34, 39]
     assert "".join(tokens) == prompt + continuation + " ." and offsets[4] == len(prompt)
-    server.script(Scripted(body=_completion(tokens, offsets,
-                                            [None, -1.0, -2.0, -0.5, -3.0, -0.25, -0.125, -9.0])))
+    server.script(
+        Scripted(
+            body=_completion(tokens, offsets, [None, -1.0, -2.0, -0.5, -3.0, -0.25, -0.125, -9.0])
+        )
+    )
     value = _run(_client(server), lambda c: c.log_likelihood(prompt, continuation))
     assert value == -3.375  # " do" + " cats" + " purr"; the generated " ." is not counted
     body = server.requests[0].json()
@@ -88,8 +114,10 @@ def test_log_likelihood_sums_continuation_tokens_from_scripted_logprobs(server):
 
 def test_log_likelihood_counts_a_token_straddling_the_boundary_and_a_null_first_token(server):
     # "Query: " + "do it": the tokenizer's " do" starts inside the prompt.
-    server.script(Scripted(body=_completion(["Query:", " do", " it"], [0, 6, 9], [None, -1.5, -0.5])),
-                  Scripted(body=_completion(["do", " it"], [0, 2], [None, -0.75])))
+    server.script(
+        Scripted(body=_completion(["Query:", " do", " it"], [0, 6, 9], [None, -1.5, -0.5])),
+        Scripted(body=_completion(["do", " it"], [0, 2], [None, -0.75])),
+    )
     client = _client(server)
 
     async def both(c):
@@ -111,10 +139,17 @@ def test_log_likelihood_without_echo_logprobs_is_not_supported(server):
 
 
 def test_label_probabilities_from_scripted_top_logprobs(server):
-    top = {" Yes": math.log(0.6), "Yes": math.log(0.1), " No": math.log(0.2), " Maybe": math.log(0.05)}
+    top = {
+        " Yes": math.log(0.6),
+        "Yes": math.log(0.1),
+        " No": math.log(0.2),
+        " Maybe": math.log(0.05),
+    }
     server.script(Scripted(body=_completion([" Yes"], [0], [math.log(0.6)], [top])))
-    result = _run(_client(server, top_logprobs=5),
-                  lambda c: c.label_probabilities("Is it? Answer:", ["Yes", "No"]))
+    result = _run(
+        _client(server, top_logprobs=5),
+        lambda c: c.label_probabilities("Is it? Answer:", ["Yes", "No"]),
+    )
     assert result == pytest.approx({"Yes": 0.7 / 0.9, "No": 0.2 / 0.9}, rel=1e-12)
     body = server.requests[0].json()
     assert body["max_tokens"] == 1 and body["logprobs"] == 5 and "echo" not in body
@@ -208,20 +243,28 @@ def test_cost_accounting_is_exact(server):
     results = _run(client, lambda c: asyncio.gather(*(c.generate(p) for p in prompts)))
     prompt_tokens = sum(len(p.split()) for p in prompts)
     output_tokens = sum(len(r.text.split()) for r in results)
-    assert client.usage == Usage(requests=2, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                                 cost_usd=pytest.approx((2.0 * prompt_tokens + 8.0 * output_tokens) / 1e6,
-                                                        rel=1e-12))
+    assert client.usage == Usage(
+        requests=2,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        cost_usd=pytest.approx((2.0 * prompt_tokens + 8.0 * output_tokens) / 1e6, rel=1e-12),
+    )
 
 
 def test_cache_second_identical_call_makes_no_request(server, tmp_path):
-    client = _client(server, cache=tmp_path / "cache.sqlite",
-                     prices=Prices(input_per_million=1.0, output_per_million=1.0))
+    client = _client(
+        server,
+        cache=tmp_path / "cache.sqlite",
+        prices=Prices(input_per_million=1.0, output_per_million=1.0),
+    )
 
     async def calls(c):
         first = await c.generate(EIFFEL, json_mode=True)
         second = await c.generate(EIFFEL, json_mode=True)
         other = await c.generate(EIFFEL, json_mode=False)  # a different call
-        same_time = await asyncio.gather(*(c.log_likelihood("Passage: a b\nQuery:", " a") for _ in range(5)))
+        same_time = await asyncio.gather(
+            *(c.log_likelihood("Passage: a b\nQuery:", " a") for _ in range(5))
+        )
         return first, second, other, same_time
 
     first, second, other, same_time = _run(client, calls)
@@ -231,9 +274,13 @@ def test_cache_second_identical_call_makes_no_request(server, tmp_path):
     # Cache hits cost nothing: only the three calls made are counted (5 + 1 tokens for QL).
     prompt_tokens = first.prompt_tokens + other.prompt_tokens + 5
     output_tokens = first.output_tokens + other.output_tokens + 1
-    assert client.usage == Usage(requests=3, cache_hits=5, prompt_tokens=prompt_tokens,
-                                 output_tokens=output_tokens,
-                                 cost_usd=pytest.approx((prompt_tokens + output_tokens) / 1e6, rel=1e-12))
+    assert client.usage == Usage(
+        requests=3,
+        cache_hits=5,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        cost_usd=pytest.approx((prompt_tokens + output_tokens) / 1e6, rel=1e-12),
+    )
     assert set(SQLiteCache(tmp_path / "cache.sqlite").call_counts().values()) == {1}
 
 

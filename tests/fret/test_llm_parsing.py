@@ -15,26 +15,33 @@ def test_usage_add_returns_a_new_sum():
     a = Usage(requests=1, prompt_tokens=10, cost_usd=0.5)
     b = a.add(Usage(requests=2, output_tokens=3, retries=1), cache_hits=4, cost_usd=0.25)
     assert a == Usage(requests=1, prompt_tokens=10, cost_usd=0.5)
-    assert b == Usage(requests=3, cache_hits=4, prompt_tokens=10, output_tokens=3, cost_usd=0.75,
-                      retries=1)
+    assert b == Usage(
+        requests=3, cache_hits=4, prompt_tokens=10, output_tokens=3, cost_usd=0.75, retries=1
+    )
     with pytest.raises(TypeError, match="tokens"):
         a.add(tokens=1)
 
 
-@pytest.mark.parametrize("text", [
-    '{"task": "t", "query": "q"}',
-    '```json\n{"task": "t", "query": "q"}\n```',
-    'Sure! Here it is: {"task": "t", "query": "q"} Hope this helps.',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"task": "t", "query": "q"}',
+        '```json\n{"task": "t", "query": "q"}\n```',
+        'Sure! Here it is: {"task": "t", "query": "q"} Hope this helps.',
+    ],
+)
 def test_parse_json_object_accepts_fences_and_prose(text):
     assert parse_json_object(text) == {"task": "t", "query": "q"}
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"task": "t", "query": ', "not valid JSON"),
-    ("no braces at all", "holds no JSON object"),
-    ('["a list"] {', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"task": "t", "query": ', "not valid JSON"),
+        ("no braces at all", "holds no JSON object"),
+        ('["a list"] {', "not valid JSON"),
+    ],
+)
 def test_parse_json_object_errors_quote_the_text(text, message):
     with pytest.raises(MalformedOutputError, match=message) as info:
         parse_json_object(text)
@@ -42,10 +49,15 @@ def test_parse_json_object_errors_quote_the_text(text, message):
 
 
 def test_label_distribution_sums_token_variants_and_renormalises():
-    candidates = [(" Yes", math.log(0.6)), ("Yes", math.log(0.1)), (" No", math.log(0.2)),
-                  (" Maybe", math.log(0.05))]
+    candidates = [
+        (" Yes", math.log(0.6)),
+        ("Yes", math.log(0.1)),
+        (" No", math.log(0.2)),
+        (" Maybe", math.log(0.05)),
+    ]
     assert label_distribution(candidates, ["Yes", "No"]) == pytest.approx(
-        {"Yes": 0.7 / 0.9, "No": 0.2 / 0.9}, rel=1e-12)
+        {"Yes": 0.7 / 0.9, "No": 0.2 / 0.9}, rel=1e-12
+    )
 
 
 def test_label_distribution_matches_first_token_prefix_and_skips_ambiguous_ones():
@@ -53,7 +65,8 @@ def test_label_distribution_matches_first_token_prefix_and_skips_ambiguous_ones(
     # " High" names one label; " Not" is a prefix of two labels and equals neither: skipped.
     candidates = [(" High", math.log(0.3)), (" Not", math.log(0.5)), ("Notable", math.log(0.1))]
     assert label_distribution(candidates, labels) == pytest.approx(
-        {"Highly relevant": 0.75, "Not relevant": 0.0, "Notable": 0.25}, rel=1e-12)
+        {"Highly relevant": 0.75, "Not relevant": 0.0, "Notable": 0.25}, rel=1e-12
+    )
 
 
 def test_label_distribution_when_no_label_is_present():
@@ -79,10 +92,12 @@ def test_cache_key_ignores_parameter_order_and_sees_every_field():
     base = cache_key("m", "generate", "p", {"a": 1, "b": 2})
     assert base == cache_key("m", "generate", "p", {"b": 2, "a": 1})
     assert len(base) == 64
-    others = {cache_key("m2", "generate", "p", {"a": 1, "b": 2}),
-              cache_key("m", "log_likelihood", "p", {"a": 1, "b": 2}),
-              cache_key("m", "generate", "p2", {"a": 1, "b": 2}),
-              cache_key("m", "generate", "p", {"a": 1, "b": 3})}
+    others = {
+        cache_key("m2", "generate", "p", {"a": 1, "b": 2}),
+        cache_key("m", "log_likelihood", "p", {"a": 1, "b": 2}),
+        cache_key("m", "generate", "p2", {"a": 1, "b": 2}),
+        cache_key("m", "generate", "p", {"a": 1, "b": 3}),
+    }
     assert base not in others and len(others) == 4
 
 

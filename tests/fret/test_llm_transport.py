@@ -9,8 +9,13 @@ import pytest
 
 from gecko_jax.fret.llm.base import LLMInputError, LLMUnavailableError
 from gecko_jax.fret.llm.ratelimit import RateLimiter, TokenBucket
-from gecko_jax.fret.llm.transport import (CallRunner, RetryPolicy, TransientError, error_for_status,
-                                          parse_retry_after)
+from gecko_jax.fret.llm.transport import (
+    CallRunner,
+    RetryPolicy,
+    TransientError,
+    error_for_status,
+    parse_retry_after,
+)
 
 
 def _elapsed(coro) -> float:
@@ -67,8 +72,10 @@ def test_parse_retry_after_seconds_and_dates():
     assert 8.0 <= parse_retry_after(in_ten) <= 10.0
 
 
-@pytest.mark.parametrize("status, transient", [(408, True), (429, True), (500, True), (503, True),
-                                               (400, False), (401, False), (404, False)])
+@pytest.mark.parametrize(
+    "status, transient",
+    [(408, True), (429, True), (500, True), (503, True), (400, False), (401, False), (404, False)],
+)
 def test_error_for_status(status, transient):
     error = error_for_status("my-model", status, "detail", 2.0)
     assert isinstance(error, TransientError if transient else LLMInputError)
@@ -95,8 +102,12 @@ def test_runner_retries_transient_failures_then_gives_up():
 
 
 def test_runner_times_out_each_attempt_and_bounds_concurrency():
-    runner = CallRunner("m", max_concurrency=2, timeout_s=0.05,
-                        retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.001))
+    runner = CallRunner(
+        "m",
+        max_concurrency=2,
+        timeout_s=0.05,
+        retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.001),
+    )
     state = {"now": 0, "max": 0, "calls": 0}
 
     async def hangs():

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 
-import gin
 import pytest
 
+import gin
 from gecko_jax.data import examples as ex
 from gecko_jax.data import sources
 from gecko_jax.fret import cli, pipeline
@@ -25,7 +25,15 @@ from gecko_jax.fret.rank import RankingUnsupportedError
 from gecko_jax.fret.shards import ShardPlan, ShardStateError
 from gecko_jax.fret.templates import TemplateError
 
-from .pipeline_helpers import MAX_WORDS, PASSAGES, SHARDS, TOP_N, fret_config, read_rows, reuse_embeddings
+from .pipeline_helpers import (
+    MAX_WORDS,
+    PASSAGES,
+    SHARDS,
+    TOP_N,
+    fret_config,
+    read_rows,
+    reuse_embeddings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -41,21 +49,38 @@ def test_rows_are_complete_and_consistent(reference, corpus_path):
         records = [json.loads(next(f)) for _ in range(PASSAGES)]
     texts = {r["_id"]: " ".join(r["text"].split()) for r in records}
     assert summary["passages"] == PASSAGES
-    assert summary["truncated_passages"] == sum(len(r["text"].split()) > MAX_WORDS for r in records) > 0
+    assert (
+        summary["truncated_passages"]
+        == sum(len(r["text"].split()) > MAX_WORDS for r in records)
+        > 0
+    )
     assert summary["shards"] == {"total": SHARDS, "done": SHARDS, "done_this_run": SHARDS}
     assert summary["rows"] == len(rows) == PASSAGES - summary["seeds_given_up"] > 0
     assert summary["seeds"] == PASSAGES == sum(summary["task_types"].values())
     seed_ids = [r["seed_id"] for r in rows]
-    assert seed_ids == [r["_id"] for r in records if r["_id"] in set(seed_ids)]  # seed order, no repeats
+    assert seed_ids == [
+        r["_id"] for r in records if r["_id"] in set(seed_ids)
+    ]  # seed order, no repeats
     changed = sum(r["positive_changed"] for r in rows)
     assert summary["positive_changed"] == changed
     assert summary["positive_changed_share"] == round(changed / len(rows), 4)
     # Every LLM call: one per generation attempt, a QL and an RC call per neighbour.
     llm = summary["llm"]
     assert llm["model"] == "loopback"
-    assert llm["requests"] + llm["cache_hits"] == summary["generation_attempts"] + len(rows) * TOP_N * 2
+    assert (
+        llm["requests"] + llm["cache_hits"]
+        == summary["generation_attempts"] + len(rows) * TOP_N * 2
+    )
     assert llm["prompt_tokens"] > 0 and llm["output_tokens"] > 0 and llm["retries"] == 0
-    assert set(summary["seconds"]) >= {"read_corpus", "embed_corpus", "generate", "mine", "rank", "write", "wall"}
+    assert set(summary["seconds"]) >= {
+        "read_corpus",
+        "embed_corpus",
+        "generate",
+        "mine",
+        "rank",
+        "write",
+        "wall",
+    }
     with open(os.path.join(output_dir, "summary.json"), encoding="utf-8") as f:
         assert json.load(f) == summary
     seed_found = 0
@@ -64,22 +89,35 @@ def test_rows_are_complete_and_consistent(reference, corpus_path):
         assert (example.source, example.symmetric, len(example.negatives)) == ("fret", False, 1)
         assert row["task_type"] in summary["task_types"] and row["llm_model"] == "loopback"
         scores = row["scores"]
-        assert len(scores) == TOP_N and sorted(s["rank"] for s in scores) == list(range(1, TOP_N + 1))
+        assert len(scores) == TOP_N and sorted(s["rank"] for s in scores) == list(
+            range(1, TOP_N + 1)
+        )
         for s in scores:
             assert s["rrf"] == pytest.approx(1 / s["rank_ql"] + 1 / s["rank_rc"])
         by_rank = {s["rank"]: s["id"] for s in scores}
         assert row["positive_id"] == by_rank[1] and row["negative_ids"] == [by_rank[TOP_N]]
-        assert " ".join(row["positive"].split()) == " ".join(texts[row["positive_id"]].split()[:MAX_WORDS])
+        assert " ".join(row["positive"].split()) == " ".join(
+            texts[row["positive_id"]].split()[:MAX_WORDS]
+        )
         assert row["positive_changed"] == (row["positive_id"] != row["seed_id"])
-        assert [s["retrieval"] for s in scores] == sorted((s["retrieval"] for s in scores), reverse=True)
+        assert [s["retrieval"] for s in scores] == sorted(
+            (s["retrieval"] for s in scores), reverse=True
+        )
         seed_found += row["seed_id"] in by_rank.values()
     assert seed_found > len(rows) // 2  # the seed passage is not excluded from retrieval
 
 
-def test_tfrecord_output_is_read_by_the_data_side(reference, corpus_path, server, encoder, tmp_path):
+def test_tfrecord_output_is_read_by_the_data_side(
+    reference, corpus_path, server, encoder, tmp_path
+):
     output_dir, _, rows = reference
-    config = fret_config(corpus_path, server, tmp_path, output_format="tfrecord",
-                     cache=os.path.join(output_dir, pipeline.CACHE_FILE))
+    config = fret_config(
+        corpus_path,
+        server,
+        tmp_path,
+        output_format="tfrecord",
+        cache=os.path.join(output_dir, pipeline.CACHE_FILE),
+    )
     reuse_embeddings(output_dir, tmp_path)
     summary = pipeline.run(config, encoder=encoder, echo=False)
     assert summary["llm"]["requests"] == 0  # every call answered by the first run's cache
@@ -124,7 +162,9 @@ class CrashingClient:
         await self.inner.aclose()
 
 
-def test_resume_after_a_crash_loses_and_repeats_nothing(reference, corpus_path, server, encoder, tmp_path):
+def test_resume_after_a_crash_loses_and_repeats_nothing(
+    reference, corpus_path, server, encoder, tmp_path
+):
     reference_dir, _, reference_rows = reference
     config = fret_config(corpus_path, server, tmp_path)
     reuse_embeddings(reference_dir, tmp_path)
@@ -162,7 +202,9 @@ def _wait_for(condition, proc, what, timeout_s=180.0):
     deadline = time.monotonic() + timeout_s
     while not condition():
         if proc.poll() is not None:
-            pytest.fail(f"gecko-fret exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+            pytest.fail(
+                f"gecko-fret exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"timed out waiting for {what}")
@@ -176,11 +218,32 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
     with LoopbackServer(latency_s=0.1) as slow:  # slow answers keep shard 2 in flight for a while
         config = fret_config(corpus_path, slow, tmp_path)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gecko_jax.fret.cli", "--corpus", corpus_path, "--output_dir", str(tmp_path),
-             "--llm", config.llm, "--max_passages", str(PASSAGES), "--max_words", str(MAX_WORDS),
-             "--num_shards", str(SHARDS), "--top_n", str(TOP_N), "--no_progress",
-             "--gin.RetrievalConfig.batch_size=32"],
-            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "gecko_jax.fret.cli",
+                "--corpus",
+                corpus_path,
+                "--output_dir",
+                str(tmp_path),
+                "--llm",
+                config.llm,
+                "--max_passages",
+                str(PASSAGES),
+                "--max_words",
+                str(MAX_WORDS),
+                "--num_shards",
+                str(SHARDS),
+                "--top_n",
+                str(TOP_N),
+                "--no_progress",
+                "--gin.RetrievalConfig.batch_size=32",
+            ],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             marker = tmp_path / "done" / f"fret-00000-of-{SHARDS:05d}.json"
             _wait_for(marker.exists, proc, "the first shard was done")
@@ -192,7 +255,9 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             proc.stderr.close()
-        assert not (tmp_path / "done" / f"fret-00001-of-{SHARDS:05d}.json").exists()  # killed mid-shard
+        assert not (
+            tmp_path / "done" / f"fret-00001-of-{SHARDS:05d}.json"
+        ).exists()  # killed mid-shard
         assert not glob.glob(str(tmp_path / "fret-00001-*"))
         summary = pipeline.run(config, encoder=encoder, echo=False)
     assert summary["shards"]["done_this_run"] == SHARDS - 1
@@ -212,7 +277,9 @@ def test_bad_template_fails_before_any_output(corpus_path, server, tmp_path):
     template = tmp_path / "gen.txt"
     template.write_text("Write a query.\nTask type: {task_type}\n", encoding="utf-8")
     output_dir = tmp_path / "out"
-    config = fret_config(corpus_path, server, output_dir, prompts=PromptConfig(generation_template=str(template)))
+    config = fret_config(
+        corpus_path, server, output_dir, prompts=PromptConfig(generation_template=str(template))
+    )
     with pytest.raises(TemplateError, match=r"gen\.txt lacks the required placeholder \{passage\}"):
         pipeline.run(config, echo=False)
     assert not output_dir.exists()
@@ -232,8 +299,12 @@ def test_bad_llm_spec_records_nothing(corpus_path, server, tmp_path):
 
 
 def test_top_n_larger_than_the_corpus(corpus_path, server, tmp_path):
-    config = fret_config(corpus_path, server, tmp_path, retrieval=RetrievalConfig(top_n=PASSAGES + 1))
-    with pytest.raises(ValueError, match=rf"--top_n {PASSAGES + 1} exceeds the corpus.s {PASSAGES} passages"):
+    config = fret_config(
+        corpus_path, server, tmp_path, retrieval=RetrievalConfig(top_n=PASSAGES + 1)
+    )
+    with pytest.raises(
+        ValueError, match=rf"--top_n {PASSAGES + 1} exceeds the corpus.s {PASSAGES} passages"
+    ):
         pipeline.run(config, echo=False)
 
 
@@ -241,13 +312,37 @@ def test_cli_run(corpus_path, server, encoder, tmp_path, capsys, monkeypatch):
     from gecko_jax.encoder import Encoder
 
     loaded = []  # the module's encoder stands in, so that its compiled programs are reused
-    monkeypatch.setattr(Encoder, "load", classmethod(lambda cls, name: loaded.append(name) or encoder))
-    status = cli.main([
-        "--corpus", corpus_path, "--output_dir", str(tmp_path), "--llm", f"openai:{server.base_url}#loopback",
-        "--max_passages", "12", "--shard_size", "5", "--top_n", "3", "--ranking", "rc", "--negative", "random",
-        "--task_types", "question answering=2,recipe lookup", "--seed", "4", "--output_format", "tfrecord",
-        "--no_progress", "--gin.GenerationConfig.max_attempts=2",
-    ])
+    monkeypatch.setattr(
+        Encoder, "load", classmethod(lambda cls, name: loaded.append(name) or encoder)
+    )
+    status = cli.main(
+        [
+            "--corpus",
+            corpus_path,
+            "--output_dir",
+            str(tmp_path),
+            "--llm",
+            f"openai:{server.base_url}#loopback",
+            "--max_passages",
+            "12",
+            "--shard_size",
+            "5",
+            "--top_n",
+            "3",
+            "--ranking",
+            "rc",
+            "--negative",
+            "random",
+            "--task_types",
+            "question answering=2,recipe lookup",
+            "--seed",
+            "4",
+            "--output_format",
+            "tfrecord",
+            "--no_progress",
+            "--gin.GenerationConfig.max_attempts=2",
+        ]
+    )
     assert status == 0
     assert loaded == ["all-MiniLM-L6-v2"]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -260,34 +355,79 @@ def test_cli_run(corpus_path, server, encoder, tmp_path, capsys, monkeypatch):
     assert len(glob.glob(str(tmp_path / "fret-*-of-00003.tfrecord"))) == 3
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--negative", "rank:1"], "argument --negative: .*rank:1 would be the positive"),
-    (["--num_shards", "0"], "argument --num_shards: must be >= 1, got 0"),
-    (["--top_n", "1"], "argument --top_n: must be >= 2, got 1"),
-    (["--task_types", ","], "argument --task_types: expected distinct comma-separated task types"),
-    (["--task_types", "qa=heavy"], "argument --task_types: 'qa=heavy'"),
-    (["--num_shards", "2", "--shard_size", "3"], "argument --shard_size: not allowed with argument --num_shards"),
-    (["--ranking", "bm25"], "argument --ranking: invalid choice: 'bm25'"),
-    (["--gin.GenerationConfig.max_atempts=2"], "max_atempts"),
-    (["--worker_index", "-1"], "argument --worker_index: must be >= 0, got -1"),
-    (["--worker_count", "0"], "argument --worker_count: must be >= 1, got 0"),
-    (["--worker_index", "2", "--worker_count", "2"], r"--worker_index .* must be in 0\.\.1 for --worker_count 2, got 2"),
-    (["--worker_index", "1"], r"--worker_index .* must be in 0\.\.0 for --worker_count 1, got 1"),
-    (["--llm", "vertex-batch:gemini-2.0-flash"], "--batch_staging_dir .* is required by --llm vertex-batch"),
-    (["--batch_staging_dir", "gs://b/p"], "--batch_staging_dir .* is only for --llm vertex-batch:MODEL"),
-    (["--llm", "vertex-batch:m", "--batch_staging_dir", "gs://b/p", "--llm_concurrency", "4"],
-     "--llm_concurrency .* does not apply to --llm vertex-batch"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--negative", "rank:1"], "argument --negative: .*rank:1 would be the positive"),
+        (["--num_shards", "0"], "argument --num_shards: must be >= 1, got 0"),
+        (["--top_n", "1"], "argument --top_n: must be >= 2, got 1"),
+        (
+            ["--task_types", ","],
+            "argument --task_types: expected distinct comma-separated task types",
+        ),
+        (["--task_types", "qa=heavy"], "argument --task_types: 'qa=heavy'"),
+        (
+            ["--num_shards", "2", "--shard_size", "3"],
+            "argument --shard_size: not allowed with argument --num_shards",
+        ),
+        (["--ranking", "bm25"], "argument --ranking: invalid choice: 'bm25'"),
+        (["--gin.GenerationConfig.max_atempts=2"], "max_atempts"),
+        (["--worker_index", "-1"], "argument --worker_index: must be >= 0, got -1"),
+        (["--worker_count", "0"], "argument --worker_count: must be >= 1, got 0"),
+        (
+            ["--worker_index", "2", "--worker_count", "2"],
+            r"--worker_index .* must be in 0\.\.1 for --worker_count 2, got 2",
+        ),
+        (
+            ["--worker_index", "1"],
+            r"--worker_index .* must be in 0\.\.0 for --worker_count 1, got 1",
+        ),
+        (
+            ["--llm", "vertex-batch:gemini-2.0-flash"],
+            "--batch_staging_dir .* is required by --llm vertex-batch",
+        ),
+        (
+            ["--batch_staging_dir", "gs://b/p"],
+            "--batch_staging_dir .* is only for --llm vertex-batch:MODEL",
+        ),
+        (
+            [
+                "--llm",
+                "vertex-batch:m",
+                "--batch_staging_dir",
+                "gs://b/p",
+                "--llm_concurrency",
+                "4",
+            ],
+            "--llm_concurrency .* does not apply to --llm vertex-batch",
+        ),
+    ],
+)
 def test_cli_bad_flags_name_the_flag(flags, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
-        cli.main(["--corpus", "c.jsonl", "--output_dir", str(tmp_path), "--llm", "loopback", *flags])
+        cli.main(
+            ["--corpus", "c.jsonl", "--output_dir", str(tmp_path), "--llm", "loopback", *flags]
+        )
     assert info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
 
 
 def test_cli_reports_run_errors(corpus_path, tmp_path, capsys):
-    status = cli.main(["--corpus", corpus_path, "--output_dir", str(tmp_path), "--llm", "loopback",
-                       "--max_passages", "4", "--top_n", "5", "--no_progress"])
+    status = cli.main(
+        [
+            "--corpus",
+            corpus_path,
+            "--output_dir",
+            str(tmp_path),
+            "--llm",
+            "loopback",
+            "--max_passages",
+            "4",
+            "--top_n",
+            "5",
+            "--no_progress",
+        ]
+    )
     assert status == 1
     assert "gecko-fret: error: --top_n 5 exceeds the corpus's 4 passages" in capsys.readouterr().err
 
@@ -325,7 +465,9 @@ class UnusedEncoder:
 def test_ranking_without_query_likelihood_fails_before_embedding(corpus_path, server, tmp_path):
     config = fret_config(corpus_path, server, tmp_path)
     factory = lambda c: NoQueryLikelihood(pipeline.open_client(c), "", 0)  # noqa: E731
-    with pytest.raises(RankingUnsupportedError, match="--ranking rrf needs query likelihood.*use --ranking rc"):
+    with pytest.raises(
+        RankingUnsupportedError, match="--ranking rrf needs query likelihood.*use --ranking rc"
+    ):
         pipeline.run(config, client_factory=factory, encoder=UnusedEncoder(), echo=False)
     assert not glob.glob(str(tmp_path / "fret-*"))
 
@@ -336,14 +478,26 @@ def test_output_trains_through_the_seqio_fret_task(reference, tiny_model_dir, tm
     model_dir = tmp_path / "model"
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     command = [
-        sys.executable, "-m", "gecko_jax.train", "--gin_file=local/minilm_fret.gin",
-        f"--gin.MODEL_DIR='{model_dir}'", f"--gin.FRET_FILES='{output_dir}/fret-*.jsonl'",
-        "--gin.TRAIN_STEPS=3", "--gin.BATCH_SIZE=8", f"--gin.train.init_from='{tiny_model_dir}'",
-        "--gin.train.query_length=32", "--gin.train.document_length=48", "--gin.train.log_every=1",
+        sys.executable,
+        "-m",
+        "gecko_jax.train",
+        "--gin_file=local/minilm_fret.gin",
+        f"--gin.MODEL_DIR='{model_dir}'",
+        f"--gin.FRET_FILES='{output_dir}/fret-*.jsonl'",
+        "--gin.TRAIN_STEPS=3",
+        "--gin.BATCH_SIZE=8",
+        f"--gin.train.init_from='{tiny_model_dir}'",
+        "--gin.train.query_length=32",
+        "--gin.train.document_length=48",
+        "--gin.train.log_every=1",
         "--gin.gecko_jax.OptimizerConfig.warmup_steps=1",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=repo, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [float(m) for m in re.findall(r"step \d+/3  loss (\S+)", done.stderr)]

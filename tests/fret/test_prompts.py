@@ -1,8 +1,8 @@
 """Prompt templates: packaged files, placeholder checks, rendering, overrides."""
 
-import gin
 import pytest
 
+import gin
 from gecko_jax.fret import templates
 from gecko_jax.fret.config import PromptConfig, RelevanceLabel
 from gecko_jax.fret.templates import Prompts, TemplateError
@@ -81,7 +81,10 @@ def test_overridden_templates_and_labels(tmp_path):
     labels = (RelevanceLabel("Yes", 1.0, "relevant"), RelevanceLabel("No", 0.0, "not relevant"))
     prompts = Prompts(PromptConfig(relevance_template=rc, relevance_labels=labels))
     assert prompts.labels == ["Yes", "No"]
-    assert prompts.rc("p  q", "", "x", "t") == "Q: x\nPassage: p q\nYes: relevant\nNo: not relevant\nA:"
+    assert (
+        prompts.rc("p  q", "", "x", "t")
+        == "Q: x\nPassage: p q\nYes: relevant\nNo: not relevant\nA:"
+    )
 
 
 def test_render_requires_every_placeholder():
@@ -104,4 +107,6 @@ def test_prompt_config_is_gin_configurable():
 
 def test_label_config_is_checked():
     with pytest.raises(ValueError, match="PromptConfig.relevance_labels must be distinct"):
-        PromptConfig(relevance_labels=(RelevanceLabel("1", 1.0, "a"), RelevanceLabel("1", 0.0, "b")))
+        PromptConfig(
+            relevance_labels=(RelevanceLabel("1", 1.0, "a"), RelevanceLabel("1", 0.0, "b"))
+        )

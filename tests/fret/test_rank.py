@@ -22,7 +22,9 @@ IDS = ["a", "b", "c", "d"]
 
 
 def _rank(ql=QL, rc=RC, **config):
-    return rank.rank_candidates([10, 11, 12, 13], IDS, [0.9, 0.8, 0.7, 0.6], ql, rc, RankingConfig(**config), 0)
+    return rank.rank_candidates(
+        [10, 11, 12, 13], IDS, [0.9, 0.8, 0.7, 0.6], ql, rc, RankingConfig(**config), 0
+    )
 
 
 def test_ranks_break_ties_by_position_and_put_missing_last():
@@ -38,11 +40,20 @@ def test_rrf_values_and_choices():
     assert [c.rank for c in ranked.candidates] == [4, 1, 2, 3]
     assert (ranked.positive, ranked.negative) == (1, 0)
     assert ranked.candidates[0].as_record() == {
-        "id": "a", "retrieval": 0.9, "ql": -10.0, "rc": 1.0, "rank_ql": 4, "rank_rc": 3,
-        "rrf": 1 / 4 + 1 / 3, "rank": 4}
+        "id": "a",
+        "retrieval": 0.9,
+        "ql": -10.0,
+        "rc": 1.0,
+        "rank_ql": 4,
+        "rank_rc": 3,
+        "rrf": 1 / 4 + 1 / 3,
+        "rank": 4,
+    }
 
 
-@pytest.mark.parametrize("negative, expected", [("p_N", 0), ("rank:2", 2), ("rank:3", 3), ("rank:4", 0)])
+@pytest.mark.parametrize(
+    "negative, expected", [("p_N", 0), ("rank:2", 2), ("rank:3", 3), ("rank:4", 0)]
+)
 def test_negative_by_rank(negative, expected):
     assert _rank(negative=negative).negative == expected
 
@@ -54,14 +65,18 @@ def test_rank_beyond_the_neighbours_is_an_error():
 
 def test_equal_fused_scores_keep_retrieval_order():
     # r_QL = [1, 2], r_RC = [2, 1]: R = 1.5 for both; the first retrieved wins.
-    ranked = rank.rank_candidates([0, 1], ["x", "y"], [0.5, 0.4], [-1.0, -2.0], [0.0, 1.0], RankingConfig(), 0)
+    ranked = rank.rank_candidates(
+        [0, 1], ["x", "y"], [0.5, 0.4], [-1.0, -2.0], [0.0, 1.0], RankingConfig(), 0
+    )
     assert [c.rrf for c in ranked.candidates] == [1.5, 1.5]
     assert (ranked.positive, ranked.negative) == (0, 1)
 
 
 @pytest.mark.parametrize("ranking, positive, negative", [("ql", 1, 0), ("rc", 2, 3)])
 def test_single_rankers(ranking, positive, negative):
-    ranked = _rank(ql=QL if ranking == "ql" else None, rc=RC if ranking == "rc" else None, ranking=ranking)
+    ranked = _rank(
+        ql=QL if ranking == "ql" else None, rc=RC if ranking == "rc" else None, ranking=ranking
+    )
     assert (ranked.positive, ranked.negative) == (positive, negative)
     used = [c.rank_ql if ranking == "ql" else c.rank_rc for c in ranked.candidates]
     assert [c.rrf for c in ranked.candidates] == pytest.approx([1 / r for r in used])
@@ -69,11 +84,15 @@ def test_single_rankers(ranking, positive, negative):
 
 def test_random_negative_is_seeded_and_never_the_positive():
     config = RankingConfig(negative="random")
-    picks = [rank.rank_candidates([0, 1, 2, 3], IDS, [0.0] * 4, QL, RC, config, seed).negative
-             for seed in range(200)]
+    picks = [
+        rank.rank_candidates([0, 1, 2, 3], IDS, [0.0] * 4, QL, RC, config, seed).negative
+        for seed in range(200)
+    ]
     assert set(picks) == {0, 2, 3}  # every non-top neighbour, never the positive (1)
-    again = [rank.rank_candidates([0, 1, 2, 3], IDS, [0.0] * 4, QL, RC, config, seed).negative
-             for seed in range(200)]
+    again = [
+        rank.rank_candidates([0, 1, 2, 3], IDS, [0.0] * 4, QL, RC, config, seed).negative
+        for seed in range(200)
+    ]
     assert picks == again
 
 
@@ -81,7 +100,9 @@ def test_expected_relevance():
     probabilities = {"3": 0.5, "2": 0.25, "1": 0.125, "0": 0.125}
     assert rank.expected_relevance(probabilities, DEFAULT_LABELS) == 2.125
     # Renormalised over the labels: (3 * 0.2 + 0 * 0.2) / 0.4.
-    assert rank.expected_relevance({"3": 0.2, "0": 0.2, "x": 0.6}, DEFAULT_LABELS) == pytest.approx(1.5)
+    assert rank.expected_relevance({"3": 0.2, "0": 0.2, "x": 0.6}, DEFAULT_LABELS) == pytest.approx(
+        1.5
+    )
     yes_no = (RelevanceLabel("Yes", 1.0, ""), RelevanceLabel("No", 0.0, ""))
     assert rank.expected_relevance({"Yes": 0.8, "No": 0.2}, yes_no) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="no probability"):
@@ -99,7 +120,9 @@ class ScoringClient:
 
     @staticmethod
     def _passage(prompt):
-        return next(line[len("Passage: "):] for line in prompt.splitlines() if line.startswith("Passage: "))
+        return next(
+            line[len("Passage: ") :] for line in prompt.splitlines() if line.startswith("Passage: ")
+        )
 
     async def log_likelihood(self, prompt, continuation):
         if self.ql_error:
@@ -128,8 +151,18 @@ QUERY = rank.Query("a", "find the text", "which text", (0, 1, 2, 3), (0.9, 0.8, 
 
 def _rank_queries(client, ranking="rrf"):
     failures = collections.Counter()
-    ranked = asyncio.run(rank.rank_queries(client, Prompts(), PASSAGES, [QUERY], RankingConfig(ranking=ranking),
-                                           0, failures, progress=False))
+    ranked = asyncio.run(
+        rank.rank_queries(
+            client,
+            Prompts(),
+            PASSAGES,
+            [QUERY],
+            RankingConfig(ranking=ranking),
+            0,
+            failures,
+            progress=False,
+        )
+    )
     return ranked, failures
 
 
@@ -155,9 +188,13 @@ def test_missing_rc_label_ranks_last_and_is_counted():
 
 @pytest.mark.parametrize("ranking", ["rrf", "ql"])
 def test_ql_unsupported_asks_for_rc(ranking):
-    client = ScoringClient({}, PROBS, ql_error=NotSupportedError("Gemini returns no prompt log-probabilities"))
-    with pytest.raises(rank.RankingUnsupportedError, match=f"--ranking {ranking} needs query likelihood.*"
-                       "use --ranking rc"):
+    client = ScoringClient(
+        {}, PROBS, ql_error=NotSupportedError("Gemini returns no prompt log-probabilities")
+    )
+    with pytest.raises(
+        rank.RankingUnsupportedError,
+        match=f"--ranking {ranking} needs query likelihood.*use --ranking rc",
+    ):
         _rank_queries(client, ranking)
     [ranked], _ = _rank_queries(client, "rc")
     assert ranked.positive == 2

@@ -11,7 +11,9 @@ from gecko_jax.fret.corpus import Passage
 def _reference(queries, passages, k):
     """numpy: scores in float64, sorted by score descending, then index ascending."""
     scores = queries.astype(np.float64) @ passages.astype(np.float64).T
-    order = np.lexsort((np.broadcast_to(np.arange(passages.shape[0]), scores.shape), -scores), axis=-1)[:, :k]
+    order = np.lexsort(
+        (np.broadcast_to(np.arange(passages.shape[0]), scores.shape), -scores), axis=-1
+    )[:, :k]
     return np.take_along_axis(scores, order, 1), order
 
 
@@ -70,9 +72,26 @@ class RecordingEncoder:
     def __init__(self):
         self.calls = []
 
-    def encode(self, texts, task=None, kind="query", dim=None, batch_size=32, titles=None, show_progress=None):
-        self.calls.append({"texts": list(texts), "task": task, "kind": kind, "titles": titles, "dim": dim,
-                           "batch_size": batch_size})
+    def encode(
+        self,
+        texts,
+        task=None,
+        kind="query",
+        dim=None,
+        batch_size=32,
+        titles=None,
+        show_progress=None,
+    ):
+        self.calls.append(
+            {
+                "texts": list(texts),
+                "task": task,
+                "kind": kind,
+                "titles": titles,
+                "dim": dim,
+                "batch_size": batch_size,
+            }
+        )
         return np.eye(len(texts), 8, dtype=np.float32)
 
 
@@ -85,8 +104,14 @@ def test_gecko_format_embeds_task_and_query_and_titled_documents():
     retrieve.embed_passages(encoder, PASSAGES, config)
     queries = retrieve.embed_queries(encoder, ["task A", "task B"], ["q1", "q2"], config)
     documents, query_call = encoder.calls
-    assert documents == {"texts": ["first text", "second text"], "task": "", "kind": "document",
-                         "titles": ["First", ""], "dim": 4, "batch_size": 8}
+    assert documents == {
+        "texts": ["first text", "second text"],
+        "task": "",
+        "kind": "document",
+        "titles": ["First", ""],
+        "dim": 4,
+        "batch_size": 8,
+    }
     # Exactly the strings Encoder.encode(queries, task=task) builds per distinct task.
     assert query_call["texts"] == ["task: task A | query: q1", "task: task B | query: q2"]
     assert query_call["task"] is None and query_call["kind"] == "query"

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from google.oauth2.credentials import Credentials
 
@@ -44,8 +45,14 @@ def thinking_budget(generation_config: dict[str, Any]) -> int | None:
 def client_options(server: ScriptedHTTPServer, **options: Any) -> dict[str, Any]:
     """Arguments of a Vertex client or job talking to ``server`` (project ``proj`` in
     ``europe-west4``, a fixed token, fast retries), ``options`` over them."""
-    return {"project": "proj", "location": "europe-west4", "credentials": Credentials(token="test-token"),
-            "base_url": server.url, "retry": FAST_RETRY, **options}
+    return {
+        "project": "proj",
+        "location": "europe-west4",
+        "credentials": Credentials(token="test-token"),
+        "base_url": server.url,
+        "retry": FAST_RETRY,
+        **options,
+    }
 
 
 class VertexFakeServer(ScriptedHTTPServer):
@@ -66,10 +73,17 @@ class VertexFakeServer(ScriptedHTTPServer):
         ends with ``MAX_TOKENS``, no text and no log-probabilities.
     """
 
-    def __init__(self, top_candidates: Sequence[tuple[str, float]] = (), *,
-                 rc_labels: Sequence[str] = (), polls_until_done: int = 2,
-                 models: Sequence[str] = ("gemini-2.0-flash",), lost_create_replies: int = 0,
-                 thinking_models: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        top_candidates: Sequence[tuple[str, float]] = (),
+        *,
+        rc_labels: Sequence[str] = (),
+        polls_until_done: int = 2,
+        models: Sequence[str] = ("gemini-2.0-flash",),
+        lost_create_replies: int = 0,
+        thinking_models: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.top_candidates = list(top_candidates)
         self.rc_labels = tuple(rc_labels)
@@ -112,37 +126,67 @@ class VertexFakeServer(ScriptedHTTPServer):
         limit = int(config.get("maxOutputTokens", 8192))
         if limit > THOUGHT_TOKENS:
             return None
-        return {"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
-                "usageMetadata": {"promptTokenCount": 10, "thoughtsTokenCount": limit, "totalTokenCount": 10 + limit}}
+        return {
+            "candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}],
+            "usageMetadata": {
+                "promptTokenCount": 10,
+                "thoughtsTokenCount": limit,
+                "totalTokenCount": 10 + limit,
+            },
+        }
 
     def generate(self, body: dict[str, Any], content: str | None = None) -> dict[str, Any]:
         """A ``GenerateContentResponse`` for a request body."""
         prompt = "".join(part.get("text", "") for part in body["contents"][-1]["parts"])
         if "BLOCKME" in prompt:
-            return {"promptFeedback": {"blockReason": "SAFETY"},
-                    "usageMetadata": {"promptTokenCount": len(prompt.split())}}
+            return {
+                "promptFeedback": {"blockReason": "SAFETY"},
+                "usageMetadata": {"promptTokenCount": len(prompt.split())},
+            }
         config = body.get("generationConfig") or {}
         text = content if content is not None else generation_answer(prompt)
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]},
-                                     "finishReason": "STOP"}
+        candidate: dict[str, Any] = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP",
+        }
         if config.get("responseLogprobs"):
-            top = self.top_candidates or (label_logprobs(prompt, self.rc_labels) if self.rc_labels else [])
-            top = top[:config.get("logprobs", 0)]
+            top = self.top_candidates or (
+                label_logprobs(prompt, self.rc_labels) if self.rc_labels else []
+            )
+            top = top[: config.get("logprobs", 0)]
             candidate["logprobsResult"] = {
-                "topCandidates": [{"candidates": [
-                    {"token": token, "logProbability": value} for token, value in top]}],
-                "chosenCandidates": [{"token": top[0][0], "logProbability": top[0][1]}] if top else []}
-        return {"candidates": [candidate], "modelVersion": "fake-001",
-                "usageMetadata": {"promptTokenCount": len(prompt.split()),
-                                  "candidatesTokenCount": len(text.split()),
-                                  "totalTokenCount": len(prompt.split()) + len(text.split())}}
+                "topCandidates": [
+                    {
+                        "candidates": [
+                            {"token": token, "logProbability": value} for token, value in top
+                        ]
+                    }
+                ],
+                "chosenCandidates": [{"token": top[0][0], "logProbability": top[0][1]}]
+                if top
+                else [],
+            }
+        return {
+            "candidates": [candidate],
+            "modelVersion": "fake-001",
+            "usageMetadata": {
+                "promptTokenCount": len(prompt.split()),
+                "candidatesTokenCount": len(text.split()),
+                "totalTokenCount": len(prompt.split()) + len(text.split()),
+            },
+        }
 
     def _create_job(self, match: re.Match[str], body: dict[str, Any]) -> dict[str, Any]:
         job_id = str(1000 + len(self.jobs))
         name = f"projects/{match['project']}/locations/{match['location']}/batchPredictionJobs/{job_id}"
-        self.jobs[job_id] = {"name": name, "displayName": body.get("displayName", ""),
-                             "model": body["model"], "state": "JOB_STATE_PENDING",
-                             "inputConfig": body["inputConfig"], "outputConfig": body["outputConfig"]}
+        self.jobs[job_id] = {
+            "name": name,
+            "displayName": body.get("displayName", ""),
+            "model": body["model"],
+            "state": "JOB_STATE_PENDING",
+            "inputConfig": body["inputConfig"],
+            "outputConfig": body["outputConfig"],
+        }
         self.polls[job_id] = 0
         return self.jobs[job_id]
 
@@ -156,7 +200,11 @@ class VertexFakeServer(ScriptedHTTPServer):
             jobs = [job for job in jobs if job.get("displayName") == match["name"]]
         size = int(query.get("pageSize", [LIST_PAGE_SIZE])[0])
         start = int(query.get("pageToken", ["0"])[0])
-        page: dict[str, Any] = {"batchPredictionJobs": jobs[start:start + size]} if jobs[start:start + size] else {}
+        page: dict[str, Any] = (
+            {"batchPredictionJobs": jobs[start : start + size]}
+            if jobs[start : start + size]
+            else {}
+        )
         if start + size < len(jobs):
             page["nextPageToken"] = str(start + size)
         return Response(200, page)
@@ -178,21 +226,30 @@ class VertexFakeServer(ScriptedHTTPServer):
         for uri in job["inputConfig"]["gcsSource"]["uris"]:
             with open(uri, encoding="utf-8") as f:
                 lines += [json.loads(line) for line in f if line.strip()]
-        out_dir = os.path.join(job["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-                               f"prediction-model-{job_id}")
+        out_dir = os.path.join(
+            job["outputConfig"]["gcsDestination"]["outputUriPrefix"], f"prediction-model-{job_id}"
+        )
         os.makedirs(out_dir, exist_ok=True)
         failed = 0
         with open(os.path.join(out_dir, "predictions.jsonl"), "w", encoding="utf-8") as f:
             for line in lines:
                 request = line["request"]
-                out: dict[str, Any] = {"status": "", "processed_time": "2025-01-01T00:00:00Z",
-                                       "request": request}
+                out: dict[str, Any] = {
+                    "status": "",
+                    "processed_time": "2025-01-01T00:00:00Z",
+                    "request": request,
+                }
                 if "FAILME" in request["contents"][-1]["parts"][0]["text"]:
                     out["status"] = "Bad Request: 400 the request is invalid"
                     failed += 1
                 else:
                     out["response"] = self.generate(request)
                 f.write(json.dumps(out) + "\n")
-        job.update(state="JOB_STATE_SUCCEEDED", outputInfo={"gcsOutputDirectory": out_dir},
-                   completionStats={"successfulCount": str(len(lines) - failed),
-                                    "failedCount": str(failed)})
+        job.update(
+            state="JOB_STATE_SUCCEEDED",
+            outputInfo={"gcsOutputDirectory": out_dir},
+            completionStats={
+                "successfulCount": str(len(lines) - failed),
+                "failedCount": str(failed),
+            },
+        )

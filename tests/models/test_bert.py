@@ -16,8 +16,13 @@ from gecko_jax.models.bert import BertConfig, BertEncoder
 from gecko_jax.models.hf_checkpoint import CheckpointError
 
 TINY = dict(
-    vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-    intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+    vocab_size=101,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    type_vocab_size=2,
 )
 
 
@@ -46,8 +51,9 @@ def test_tiny_bert_matches_transformers(tiny_bert_dir: str) -> None:
     ours = np.asarray(BertEncoder(config).apply({"params": params}, ids, mask))
     model = transformers.BertModel.from_pretrained(tiny_bert_dir, add_pooling_layer=False).eval()
     with torch.no_grad():
-        ref = model(input_ids=torch.tensor(ids, dtype=torch.long),
-                    attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+        ref = model(
+            input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask)
+        ).last_hidden_state.numpy()
     real = mask.astype(bool)
     np.testing.assert_allclose(ours[real], ref[real], atol=1e-4, rtol=0)
     assert np.abs(ours[real]).max() > 0.1  # not trivially zero
@@ -79,8 +85,16 @@ def test_params_carry_logical_axis_names() -> None:
     boxed = model.init(jax.random.PRNGKey(0), ids, ids)["params"]
     specs = nn.get_partition_spec(boxed)
     assert tuple(specs["word_embeddings"]["embedding"]) == ("vocab", "embed")
-    assert tuple(specs["layer_0"]["attention"]["query"]["dense"]["kernel"]) == ("embed", "heads", "kv")
-    assert tuple(specs["layer_0"]["attention"]["out"]["dense"]["kernel"]) == ("heads", "kv", "embed")
+    assert tuple(specs["layer_0"]["attention"]["query"]["dense"]["kernel"]) == (
+        "embed",
+        "heads",
+        "kv",
+    )
+    assert tuple(specs["layer_0"]["attention"]["out"]["dense"]["kernel"]) == (
+        "heads",
+        "kv",
+        "embed",
+    )
     assert tuple(specs["layer_1"]["intermediate"]["dense"]["kernel"]) == ("embed", "mlp")
     assert tuple(specs["layer_1"]["output"]["dense"]["kernel"]) == ("mlp", "embed")
 
@@ -90,9 +104,12 @@ def test_dropout_is_active_only_when_not_deterministic(tiny_bert_dir: str) -> No
     model = BertEncoder(BertConfig(**{**TINY, "dropout_rate": 0.5}))
     ids, mask = _batch()
     a = model.apply({"params": params}, ids, mask)
-    b = model.apply({"params": params}, ids, mask, deterministic=False,
-                    rngs={"dropout": jax.random.PRNGKey(1)})
-    np.testing.assert_allclose(a, BertEncoder(config).apply({"params": params}, ids, mask), atol=1e-6)
+    b = model.apply(
+        {"params": params}, ids, mask, deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)}
+    )
+    np.testing.assert_allclose(
+        a, BertEncoder(config).apply({"params": params}, ids, mask), atol=1e-6
+    )
     assert not np.allclose(a, b)
 
 
@@ -108,8 +125,12 @@ def _edit_config(src: str, dst: str, **changes: object) -> str:
 
 def test_shape_mismatch_names_the_tensor(tiny_bert_dir: str, tmp_path) -> None:
     bad = _edit_config(tiny_bert_dir, str(tmp_path / "bad"), intermediate_size=48)
-    os.symlink(os.path.join(tiny_bert_dir, "model.safetensors"), os.path.join(bad, "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight.*\(64, 32\)"):
+    os.symlink(
+        os.path.join(tiny_bert_dir, "model.safetensors"), os.path.join(bad, "model.safetensors")
+    )
+    with pytest.raises(
+        CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight.*\(64, 32\)"
+    ):
         architectures.load_hf_backbone(bad)
 
 
@@ -143,5 +164,7 @@ def test_missing_tensor_is_named(tiny_bert_dir: str, tmp_path) -> None:
     del tensors["encoder.layer.1.output.LayerNorm.weight"]
     partial = _edit_config(tiny_bert_dir, str(tmp_path / "partial"))
     safetensors.numpy.save_file(tensors, os.path.join(partial, "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"'encoder\.layer\.1\.output\.LayerNorm\.weight' is missing"):
+    with pytest.raises(
+        CheckpointError, match=r"'encoder\.layer\.1\.output\.LayerNorm\.weight' is missing"
+    ):
         architectures.load_hf_backbone(partial)

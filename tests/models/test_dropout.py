@@ -16,8 +16,14 @@ def test_keep_rate_matches_the_rate(rate: float) -> None:
     sigma = np.sqrt(rate * (1 - rate) / n)
     assert abs((1 - keep.mean()) - rate) < 4 * sigma, keep.mean()
     # No structure along any axis: each row and each column position drops about `rate`.
-    assert np.all(np.abs(1 - keep.reshape(64, -1).mean(axis=1) - rate) < 6 * np.sqrt(rate * (1 - rate) / keep[0].size))
-    assert np.all(np.abs(1 - keep.reshape(64, -1).mean(axis=0) - rate) < 6 * np.sqrt(rate * (1 - rate) / 64) + 1e-9)
+    assert np.all(
+        np.abs(1 - keep.reshape(64, -1).mean(axis=1) - rate)
+        < 6 * np.sqrt(rate * (1 - rate) / keep[0].size)
+    )
+    assert np.all(
+        np.abs(1 - keep.reshape(64, -1).mean(axis=0) - rate)
+        < 6 * np.sqrt(rate * (1 - rate) / 64) + 1e-9
+    )
 
 
 def test_a_rows_mask_depends_on_its_id_not_its_position() -> None:
@@ -28,7 +34,9 @@ def test_a_rows_mask_depends_on_its_id_not_its_position() -> None:
     np.testing.assert_array_equal(full[2], alone[0])
     np.testing.assert_array_equal(full[[3, 2, 0, 1]], shuffled)
     assert not np.array_equal(full[0], full[1])  # different ids, different masks
-    other_key = np.asarray(keep_mask(jax.random.PRNGKey(4), jnp.array([5, 7, 9, 11]), (4, 6, 10), 0.3))
+    other_key = np.asarray(
+        keep_mask(jax.random.PRNGKey(4), jnp.array([5, 7, 9, 11]), (4, 6, 10), 0.3)
+    )
     assert not np.array_equal(full, other_key)
 
 
@@ -58,6 +66,8 @@ def test_mask_is_the_same_when_rows_are_sharded() -> None:
     expected = np.asarray(keep_mask(key, rows, (16, 4, 9), 0.1))
     mesh = jax.make_mesh((8,), ("data",))
     sharded_rows = jax.device_put(rows, NamedSharding(mesh, PartitionSpec("data")))
-    fn = jax.jit(lambda r: keep_mask(key, r, (16, 4, 9), 0.1),
-                 out_shardings=NamedSharding(mesh, PartitionSpec("data")))
+    fn = jax.jit(
+        lambda r: keep_mask(key, r, (16, 4, 9), 0.1),
+        out_shardings=NamedSharding(mesh, PartitionSpec("data")),
+    )
     np.testing.assert_array_equal(np.asarray(fn(sharded_rows)), expected)

@@ -7,11 +7,21 @@ import pytest
 
 from gecko_jax.models.bert import BertConfig
 from gecko_jax.models.dual_encoder import (
-    DualEncoder, HeadConfig, l2_normalize, matryoshka_truncate, mean_pool,
+    DualEncoder,
+    HeadConfig,
+    l2_normalize,
+    matryoshka_truncate,
+    mean_pool,
 )
 
-TINY = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=32, max_position_embeddings=32)
+TINY = BertConfig(
+    vocab_size=50,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=32,
+)
 
 
 def test_mean_pool_ignores_padding() -> None:
@@ -48,7 +58,9 @@ def test_padding_does_not_change_the_embedding() -> None:
     padded = jnp.array([[5, 6, 7, 0, 0, 0]], jnp.int32)
     variables = model.init(jax.random.PRNGKey(0), padded, padded > 0)
     np.testing.assert_allclose(
-        model.apply(variables, short, short > 0), model.apply(variables, padded, padded > 0), atol=1e-6
+        model.apply(variables, short, short > 0),
+        model.apply(variables, padded, padded > 0),
+        atol=1e-6,
     )
 
 

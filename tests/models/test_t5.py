@@ -4,20 +4,20 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import json  # noqa: E402
-import math  # noqa: E402
+import json
+import math
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers.models.t5.modeling_t5 import T5Attention  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from transformers.models.t5.modeling_t5 import T5Attention
 
-from gecko_jax.models import architectures, hf_checkpoint, t5  # noqa: E402
-from gecko_jax.models.hf_checkpoint import CheckpointError  # noqa: E402
+from gecko_jax.models import architectures, hf_checkpoint, t5
+from gecko_jax.models.hf_checkpoint import CheckpointError
 
 TINY = dict(vocab_size=99, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2)
 # max_distance 16 < L=40, so the logarithmic and the saturated buckets are both exercised.
@@ -110,7 +110,11 @@ def test_relative_position_bucket_matches_hugging_face(
 def test_named_xl_is_the_gecko_1b_backbone() -> None:
     config = t5.T5Config.named("xl")
     assert (config.d_model, config.d_kv, config.num_heads, config.d_ff, config.num_layers) == (
-        2048, 64, 32, 5120, 24,
+        2048,
+        64,
+        32,
+        5120,
+        24,
     )
     assert config.vocab_size == 32128 and config.feed_forward_proj == "gated-gelu"
     assert config.hidden_size == 2048
@@ -170,7 +174,10 @@ def test_dropout_uses_the_dropout_rng() -> None:
 
     def noisy(seed: int) -> jax.Array:
         return apply(
-            {"params": params}, ids, mask, deterministic=False,
+            {"params": params},
+            ids,
+            mask,
+            deterministic=False,
             rngs={"dropout": jax.random.PRNGKey(seed)},
         )
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +39,14 @@ class Usage:
         unknown = set(increments) - set(names)
         if unknown:
             raise TypeError(f"Usage has no field(s) {sorted(unknown)}")
-        return Usage(**{
-            name: getattr(self, name) + (getattr(other, name) if other else 0)
-            + increments.get(name, 0)
-            for name in names
-        })
+        return Usage(
+            **{
+                name: getattr(self, name)
+                + (getattr(other, name) if other else 0)
+                + increments.get(name, 0)
+                for name in names
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +106,16 @@ class LLMClient(abc.ABC):
         """Requests, cache hits, tokens, cost and retries accumulated by this client."""
 
     @abc.abstractmethod
-    async def generate(self, prompt: str, *, system: str | None = None, json_mode: bool = False,
-                       temperature: float = 0.0, max_output_tokens: int = 512,
-                       seed: int | None = None) -> Generation:
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        json_mode: bool = False,
+        temperature: float = 0.0,
+        max_output_tokens: int = 512,
+        seed: int | None = None,
+    ) -> Generation:
         """Generates a reply to ``prompt`` (``json_mode``: the backend is asked for JSON)."""
 
     @abc.abstractmethod

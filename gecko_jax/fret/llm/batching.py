@@ -33,8 +33,14 @@ from typing import Any
 from gecko_jax.fret.llm.base import Generation, LLMClient, LLMError, LLMUnavailableError, Usage
 from gecko_jax.fret.llm.parsing import MissingLabels, label_distribution
 from gecko_jax.fret.llm.vertex import log_likelihood_unsupported
-from gecko_jax.fret.llm.vertex_batch import (AnyRequest, Answer, BatchRequest, LogprobsRequest,
-                                             TopLogprobs, VertexBatchJob)
+from gecko_jax.fret.llm.vertex_batch import (
+    Answer,
+    AnyRequest,
+    BatchRequest,
+    LogprobsRequest,
+    TopLogprobs,
+    VertexBatchJob,
+)
 
 log = logging.getLogger(__name__)
 _Queue = dict[str, tuple[AnyRequest, "asyncio.Future[Answer]"]]
@@ -64,9 +70,17 @@ class VertexBatchClient(LLMClient):
       CredentialsError: no project, or no credentials.
     """
 
-    def __init__(self, model: str = "gemini-2.0-flash", *, staging_dir: str, quiet_s: float = 0.2,
-                 max_batch_requests: int = 200_000, top_logprobs: int = 20,
-                 missing_labels: MissingLabels = "raise", **job_options: Any) -> None:
+    def __init__(
+        self,
+        model: str = "gemini-2.0-flash",
+        *,
+        staging_dir: str,
+        quiet_s: float = 0.2,
+        max_batch_requests: int = 200_000,
+        top_logprobs: int = 20,
+        missing_labels: MissingLabels = "raise",
+        **job_options: Any,
+    ) -> None:
         if quiet_s < 0:
             raise ValueError(f"quiet_s must be >= 0, got {quiet_s}")
         if max_batch_requests < 1:
@@ -88,11 +102,21 @@ class VertexBatchClient(LLMClient):
         """The jobs' rows, tokens and cost at batch prices, and cache hits."""
         return self.job.usage.add(self._shared)
 
-    async def generate(self, prompt: str, *, system: str | None = None, json_mode: bool = False,
-                       temperature: float = 0.0, max_output_tokens: int = 512,
-                       seed: int | None = None) -> Generation:
-        answer = await self._ask(BatchRequest(prompt, system, json_mode, float(temperature),
-                                              int(max_output_tokens), seed))
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        json_mode: bool = False,
+        temperature: float = 0.0,
+        max_output_tokens: int = 512,
+        seed: int | None = None,
+    ) -> Generation:
+        answer = await self._ask(
+            BatchRequest(
+                prompt, system, json_mode, float(temperature), int(max_output_tokens), seed
+            )
+        )
         assert isinstance(answer, Generation)
         return answer
 
@@ -154,8 +178,13 @@ class VertexBatchClient(LLMClient):
             # depend on the order the calls arrived in.
             answers = await self.job.run({key: batch[key][0] for key in sorted(batch)})
         except BaseException as e:
-            error = e if isinstance(e, Exception) else LLMUnavailableError(
-                f"model {self.model_id!r}: batch cancelled (the client was closed)")
+            error = (
+                e
+                if isinstance(e, Exception)
+                else LLMUnavailableError(
+                    f"model {self.model_id!r}: batch cancelled (the client was closed)"
+                )
+            )
             for _, future in batch.values():
                 if not future.done():
                     future.set_exception(error)

@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -29,8 +30,12 @@ CREATE TABLE IF NOT EXISTS calls (
 
 def cache_key(model: str, method: str, prompt: str, params: Mapping[str, Any]) -> str:
     """sha256 (hex) of the call's identity; parameter order does not matter."""
-    payload = json.dumps({"model": model, "method": method, "prompt": prompt, "params": params},
-                         sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    payload = json.dumps(
+        {"model": model, "method": method, "prompt": prompt, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -46,8 +51,9 @@ class SQLiteCache:
         if self.path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                       timeout=30.0)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a crash of this process, not of the machine.
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -70,7 +76,8 @@ class SQLiteCache:
                 "INSERT INTO calls (key, model, method, value, calls, updated) "
                 "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
                 "value = excluded.value, calls = calls.calls + 1, updated = excluded.updated",
-                (key, model, method, encoded, time.time()))
+                (key, model, method, encoded, time.time()),
+            )
 
     def calls(self, key: str) -> int:
         """How many times the backend was called for ``key`` (0: never)."""

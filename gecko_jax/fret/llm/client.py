@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from gecko_jax.fret.llm.base import Generation, LLMClient, LLMUnavailableError, Usage
 from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
@@ -30,11 +31,22 @@ class CallResult:
     output_tokens: int = 0
 
 
-def generate_params(*, system: str | None, json_mode: bool, temperature: float,
-                    max_output_tokens: int, seed: int | None) -> dict[str, Any]:
+def generate_params(
+    *,
+    system: str | None,
+    json_mode: bool,
+    temperature: float,
+    max_output_tokens: int,
+    seed: int | None,
+) -> dict[str, Any]:
     """The parameters that identify a ``generate`` call in the cache (batch jobs too)."""
-    return {"system": system, "json_mode": json_mode, "temperature": float(temperature),
-            "max_output_tokens": int(max_output_tokens), "seed": seed}
+    return {
+        "system": system,
+        "json_mode": json_mode,
+        "temperature": float(temperature),
+        "max_output_tokens": int(max_output_tokens),
+        "seed": seed,
+    }
 
 
 def estimate_tokens(*texts: str | None, output_tokens: int = 0) -> int:
@@ -62,12 +74,22 @@ class CachingClient(LLMClient):
       seed: seeds the retry jitter.
     """
 
-    def __init__(self, model_id: str, *, cache: SQLiteCache | str | os.PathLike[str] | None = None,
-                 max_concurrency: int = 16, timeout_s: float = 120.0,
-                 retry: RetryPolicy | None = None, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None, rate_window_s: float = 60.0,
-                 prices: Prices | Mapping[str, Prices] | None = None, top_logprobs: int = 20,
-                 missing_labels: MissingLabels = "raise", seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        cache: SQLiteCache | str | os.PathLike[str] | None = None,
+        max_concurrency: int = 16,
+        timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        rate_window_s: float = 60.0,
+        prices: Prices | Mapping[str, Prices] | None = None,
+        top_logprobs: int = 20,
+        missing_labels: MissingLabels = "raise",
+        seed: int | None = None,
+    ) -> None:
         self.model_id = model_id
         self.prices = prices_for(model_id, prices)
         self.top_logprobs = top_logprobs
@@ -75,10 +97,19 @@ class CachingClient(LLMClient):
         self.key_extras: dict[str, Any] = {}  # backend settings that change answers (cache key)
         self._owns_cache = cache is not None and not isinstance(cache, SQLiteCache)
         self.cache = SQLiteCache(cache) if self._owns_cache else cache  # type: ignore[arg-type]
-        limiter = (RateLimiter(requests_per_minute, tokens_per_minute, rate_window_s)
-                   if requests_per_minute or tokens_per_minute else None)
-        self.runner = CallRunner(model_id, max_concurrency=max_concurrency, timeout_s=timeout_s,
-                                 retry=retry, limiter=limiter, seed=seed)
+        limiter = (
+            RateLimiter(requests_per_minute, tokens_per_minute, rate_window_s)
+            if requests_per_minute or tokens_per_minute
+            else None
+        )
+        self.runner = CallRunner(
+            model_id,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retry=retry,
+            limiter=limiter,
+            seed=seed,
+        )
         self._usage = Usage()
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
 
@@ -90,13 +121,21 @@ class CachingClient(LLMClient):
         self._usage = self._usage.add(**increments)
 
     def _record(self, result: CallResult) -> None:
-        self._count(requests=1, prompt_tokens=result.prompt_tokens,
-                    output_tokens=result.output_tokens,
-                    cost_usd=self.prices.cost(result.prompt_tokens, result.output_tokens))
+        self._count(
+            requests=1,
+            prompt_tokens=result.prompt_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=self.prices.cost(result.prompt_tokens, result.output_tokens),
+        )
 
-    async def _call(self, method: str, prompt: str, params: Mapping[str, Any],
-                    once: Callable[[], Awaitable[CallResult]],
-                    tokens: int) -> tuple[dict[str, Any], bool]:
+    async def _call(
+        self,
+        method: str,
+        prompt: str,
+        params: Mapping[str, Any],
+        once: Callable[[], Awaitable[CallResult]],
+        tokens: int,
+    ) -> tuple[dict[str, Any], bool]:
         """The cached record of a call (``{"value", "prompt_tokens", "output_tokens"}``) and
         whether it came from the cache (or from an identical call already in flight)."""
         key = cache_key(self.model_id, method, prompt, {**params, **self.key_extras})
@@ -114,8 +153,9 @@ class CachingClient(LLMClient):
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved"
         self._in_flight[key] = future
         try:
-            result = await self.runner.run(once, tokens=tokens,
-                                           on_retry=lambda: self._count(retries=1))
+            result = await self.runner.run(
+                once, tokens=tokens, on_retry=lambda: self._count(retries=1)
+            )
             record = dataclasses.asdict(result)
             if self.cache is not None:
                 self.cache.put(key, record, model=self.model_id, method=method)
@@ -123,38 +163,63 @@ class CachingClient(LLMClient):
             future.set_result(record)
             return record, False
         except BaseException as e:
-            future.set_exception(e if isinstance(e, Exception)
-                                 else LLMUnavailableError(f"model {self.model_id!r}: call cancelled"))
+            future.set_exception(
+                e
+                if isinstance(e, Exception)
+                else LLMUnavailableError(f"model {self.model_id!r}: call cancelled")
+            )
             raise
         finally:
             del self._in_flight[key]
 
-    async def generate(self, prompt: str, *, system: str | None = None, json_mode: bool = False,
-                       temperature: float = 0.0, max_output_tokens: int = 512,
-                       seed: int | None = None) -> Generation:
-        params = generate_params(system=system, json_mode=json_mode, temperature=temperature,
-                                 max_output_tokens=max_output_tokens, seed=seed)
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        json_mode: bool = False,
+        temperature: float = 0.0,
+        max_output_tokens: int = 512,
+        seed: int | None = None,
+    ) -> Generation:
+        params = generate_params(
+            system=system,
+            json_mode=json_mode,
+            temperature=temperature,
+            max_output_tokens=max_output_tokens,
+            seed=seed,
+        )
         record, cached = await self._call(
-            "generate", prompt, params,
+            "generate",
+            prompt,
+            params,
             lambda: self._generate_once(prompt, **params),
-            estimate_tokens(system, prompt, output_tokens=max_output_tokens))
+            estimate_tokens(system, prompt, output_tokens=max_output_tokens),
+        )
         return Generation(record["value"], record["prompt_tokens"], record["output_tokens"], cached)
 
     async def log_likelihood(self, prompt: str, continuation: str) -> float:
         record, _ = await self._call(
-            "log_likelihood", prompt, {"continuation": continuation},
+            "log_likelihood",
+            prompt,
+            {"continuation": continuation},
             lambda: self._log_likelihood_once(prompt, continuation),
-            estimate_tokens(prompt, continuation, output_tokens=1))
+            estimate_tokens(prompt, continuation, output_tokens=1),
+        )
         return float(record["value"])
 
     async def label_probabilities(self, prompt: str, labels: Sequence[str]) -> dict[str, float]:
         # The cache keeps the raw candidates, so one call serves any label set.
         record, _ = await self._call(
-            "top_logprobs", prompt, {"top_logprobs": self.top_logprobs},
+            "top_logprobs",
+            prompt,
+            {"top_logprobs": self.top_logprobs},
             lambda: self._top_logprobs_once(prompt, self.top_logprobs),
-            estimate_tokens(prompt, output_tokens=1))
-        return label_distribution([tuple(pair) for pair in record["value"]], labels,
-                                  missing=self.missing_labels)
+            estimate_tokens(prompt, output_tokens=1),
+        )
+        return label_distribution(
+            [tuple(pair) for pair in record["value"]], labels, missing=self.missing_labels
+        )
 
     async def aclose(self) -> None:
         await self._close()
@@ -163,9 +228,16 @@ class CachingClient(LLMClient):
 
     # Backend hooks: one request each, no retries (the runner retries them).
 
-    async def _generate_once(self, prompt: str, *, system: str | None, json_mode: bool,
-                             temperature: float, max_output_tokens: int,
-                             seed: int | None) -> CallResult:
+    async def _generate_once(
+        self,
+        prompt: str,
+        *,
+        system: str | None,
+        json_mode: bool,
+        temperature: float,
+        max_output_tokens: int,
+        seed: int | None,
+    ) -> CallResult:
         """``value``: the generated text."""
         raise NotImplementedError
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gecko_jax.fret.llm.base import LLMClient
 from gecko_jax.fret.llm.openai_compatible import OpenAICompatibleClient
@@ -75,8 +76,10 @@ def make_client(spec: str | Mapping[str, Any], **kwargs: Any) -> LLMClient:
         from gecko_jax.fret.llm.batching import VertexBatchClient
 
         if not options.get("staging_dir"):
-            raise ValueError("vertex-batch needs a staging directory for the jobs' inputs and outputs: "
-                             "staging_dir=gs://bucket/path (gecko-fret: --batch_staging_dir)")
+            raise ValueError(
+                "vertex-batch needs a staging directory for the jobs' inputs and outputs: "
+                "staging_dir=gs://bucket/path (gecko-fret: --batch_staging_dir)"
+            )
         return VertexBatchClient(options.pop("model"), **options)
     if kind == "loopback":
         from gecko_jax.fret.llm.loopback import LoopbackServer
@@ -88,5 +91,7 @@ def make_client(spec: str | Mapping[str, Any], **kwargs: Any) -> LLMClient:
         except BaseException:
             server.stop()
             raise
-    raise ValueError(f"LLM spec {dict(spec) if not isinstance(spec, str) else spec!r}: "
-                     f"unknown kind {kind!r}; the forms are:\n  " + "\n  ".join(SPEC_FORMS))
+    raise ValueError(
+        f"LLM spec {dict(spec) if not isinstance(spec, str) else spec!r}: "
+        f"unknown kind {kind!r}; the forms are:\n  " + "\n  ".join(SPEC_FORMS)
+    )

@@ -21,7 +21,8 @@ import http
 import json
 import threading
 import urllib.parse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +81,11 @@ class Response:
             reason = http.HTTPStatus(self.status).phrase
         except ValueError:
             reason = "Status"
-        head = [f"HTTP/1.1 {self.status} {reason}", f"Content-Type: {kind}",
-                f"Content-Length: {len(payload)}"]
+        head = [
+            f"HTTP/1.1 {self.status} {reason}",
+            f"Content-Type: {kind}",
+            f"Content-Length: {len(payload)}",
+        ]
         head += [f"{name}: {value}" for name, value in self.headers.items()]
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
 
@@ -138,8 +142,9 @@ class ScriptedHTTPServer:
         ready = threading.Event()
         failure: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(ready, failure), daemon=True,
-                                        name=f"{type(self).__name__}")
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), daemon=True, name=f"{type(self).__name__}"
+        )
         self._thread.start()
         ready.wait()
         if failure:
@@ -169,7 +174,8 @@ class ScriptedHTTPServer:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve, self.host, self.port, backlog=2048))
+                asyncio.start_server(self._serve, self.host, self.port, backlog=2048)
+            )
             self.port = self._server.sockets[0].getsockname()[1]
         except OSError as e:
             failure.append(e)
@@ -210,7 +216,9 @@ class ScriptedHTTPServer:
             self._tasks.discard(task)
             writer.close()
 
-    async def _requests_of(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _requests_of(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Answers the requests of one keep-alive connection until it ends."""
         while True:
             try:
@@ -263,13 +271,18 @@ class ScriptedHTTPServer:
 
     def _response(self, request: Request, scripted: Scripted | None) -> Response:
         if scripted is not None and (scripted.body is not None or scripted.status != 200):
-            base = (Response(scripted.status, scripted.body) if scripted.body is not None
-                    else error_response(scripted.status, f"scripted HTTP {scripted.status}"))
+            base = (
+                Response(scripted.status, scripted.body)
+                if scripted.body is not None
+                else error_response(scripted.status, f"scripted HTTP {scripted.status}")
+            )
             return dataclasses.replace(base, headers=dict(scripted.headers))
         try:
             response = self.handle(request, scripted.content if scripted else None)
         except Exception as e:  # a bug in a fake route must reach the client, not kill the loop
             response = error_response(500, f"{type(e).__name__}: {e}")
         if scripted is not None and scripted.headers:
-            response = dataclasses.replace(response, headers={**response.headers, **scripted.headers})
+            response = dataclasses.replace(
+                response, headers={**response.headers, **scripted.headers}
+            )
         return response

@@ -37,7 +37,8 @@ import json
 import math
 import re
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gecko_jax.fret.llm.httpserver import Request, Response, ScriptedHTTPServer, error_response
 
@@ -53,7 +54,8 @@ _STOPWORDS = frozenset(
     "a an and are as at be been but by can did do does for from had has have he her his how "
     "i if in into is it its may more most not of on or our she so such than that the their "
     "them then there these they this those to was we were what when where which while who "
-    "why will with would you your also about after before over under between".split())
+    "why will with would you your also about after before over under between".split()
+)
 _TASKS = {
     "question answering": "Given a question, retrieve passages that answer the question",
     "fact checking": "Given a claim, find documents that support or refute the claim",
@@ -69,8 +71,8 @@ def find_field(text: str, name: str) -> str | None:
     starts = [i for i, line in enumerate(lines) if line.startswith(prefix)]
     if not starts:
         return None
-    value = [lines[starts[-1]][len(prefix):].strip()]
-    for line in lines[starts[-1] + 1:]:
+    value = [lines[starts[-1]][len(prefix) :].strip()]
+    for line in lines[starts[-1] + 1 :]:
         if not line.strip() or _FIELD_LINE.match(line) or line.startswith("Output"):
             break
         value.append(line.strip())
@@ -87,9 +89,14 @@ def generation_answer(prompt: str) -> str:
     passage = find_field(prompt, "Passage")
     if not passage:
         return "loopback: no 'Passage:' line in the prompt"
-    content = list(dict.fromkeys(
-        w for w in words(passage) if len(w) >= 3 and w not in _STOPWORDS and not w.isdigit()))
-    chosen = [content[i] for i in sorted(range(len(content)), key=lambda i: (-len(content[i]), i))[:4]]
+    content = list(
+        dict.fromkeys(
+            w for w in words(passage) if len(w) >= 3 and w not in _STOPWORDS and not w.isdigit()
+        )
+    )
+    chosen = [
+        content[i] for i in sorted(range(len(content)), key=lambda i: (-len(content[i]), i))[:4]
+    ]
     chosen += ["overview"] * (2 - len(chosen))
     if f" {' '.join(chosen)} " in f" {' '.join(words(passage))} ":
         chosen.reverse()
@@ -143,9 +150,15 @@ class LoopbackServer(ScriptedHTTPServer):
       host, port: where to listen (port 0: an ephemeral one; see ``url``).
     """
 
-    def __init__(self, latency_s: float = 0.0, model: str = "loopback", *,
-                 rc_labels: Sequence[str] = DEFAULT_RC_LABELS, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        model: str = "loopback",
+        *,
+        rc_labels: Sequence[str] = DEFAULT_RC_LABELS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         super().__init__(latency_s=latency_s, host=host, port=port)
         self.model = model
         self.rc_labels = tuple(rc_labels)
@@ -159,22 +172,38 @@ class LoopbackServer(ScriptedHTTPServer):
 
     def handle(self, request: Request, content: str | None) -> Response:
         if request.method == "GET" and request.path == "/v1/models":
-            return Response(200, {"object": "list", "data": [
-                {"id": self.model, "object": "model", "owned_by": "gecko_jax"}]})
+            return Response(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": self.model, "object": "model", "owned_by": "gecko_jax"}],
+                },
+            )
         routes = {"/v1/chat/completions": self._chat, "/v1/completions": self._completions}
         if request.method != "POST" or request.path not in routes:
             return error_response(404, f"no route for {request.method} {request.path}")
         body = request.json() or {}
         if body.get("model") != self.model:
-            return Response(404, {"error": {
-                "message": f"The model `{body.get('model')}` does not exist.",
-                "type": "NotFoundError", "param": None, "code": 404}})
+            return Response(
+                404,
+                {
+                    "error": {
+                        "message": f"The model `{body.get('model')}` does not exist.",
+                        "type": "NotFoundError",
+                        "param": None,
+                        "code": 404,
+                    }
+                },
+            )
         return routes[request.path](body, content)
 
     @staticmethod
     def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     def _chat(self, body: dict[str, Any], content: str | None) -> Response:
         messages = body.get("messages") or []
@@ -182,11 +211,22 @@ class LoopbackServer(ScriptedHTTPServer):
         prompt = users[-1] if users else ""
         answer = content if content is not None else generation_answer(prompt)
         prompt_tokens = sum(len(_TOKEN.findall(m.get("content") or "")) for m in messages)
-        return Response(200, {
-            "id": "chatcmpl-loopback", "object": "chat.completion", "model": self.model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": answer}}],
-            "usage": self._usage(prompt_tokens, len(_TOKEN.findall(answer)))})
+        return Response(
+            200,
+            {
+                "id": "chatcmpl-loopback",
+                "object": "chat.completion",
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": answer},
+                    }
+                ],
+                "usage": self._usage(prompt_tokens, len(_TOKEN.findall(answer))),
+            },
+        )
 
     def _completions(self, body: dict[str, Any], content: str | None) -> Response:
         prompts = body.get("prompt", "")
@@ -198,25 +238,40 @@ class LoopbackServer(ScriptedHTTPServer):
             ranked = label_logprobs(text, self.rc_labels)
             tokens, offsets, values = prompt_logprobs(text) if body.get("echo") else ([], [], [])
             tops: list[dict[str, float] | None] = [
-                None if v is None else {t: v} for t, v in zip(tokens, values)]
+                None if v is None else {t: v} for t, v in zip(tokens, values)
+            ]
             if generate:
                 token, value = (content, 0.0) if content is not None else ranked[0]
                 offsets.append(len(text) if body.get("echo") else 0)
                 tokens.append(token)
                 values.append(value)
-                tops.append(dict(ranked[:max(1, k or 1)]))
+                tops.append(dict(ranked[: max(1, k or 1)]))
             choice: dict[str, Any] = {
-                "index": index, "finish_reason": "length",
+                "index": index,
+                "finish_reason": "length",
                 "text": (text if body.get("echo") else "") + (tokens[-1] if generate else ""),
-                "logprobs": None if k is None else {
-                    "tokens": tokens, "token_logprobs": values, "text_offset": offsets,
-                    "top_logprobs": tops}}
+                "logprobs": None
+                if k is None
+                else {
+                    "tokens": tokens,
+                    "token_logprobs": values,
+                    "text_offset": offsets,
+                    "top_logprobs": tops,
+                },
+            }
             choices.append(choice)
             prompt_total += len(_TOKEN.findall(text))
             output_total += int(generate)
-        return Response(200, {"id": "cmpl-loopback", "object": "text_completion",
-                              "model": self.model, "choices": choices,
-                              "usage": self._usage(prompt_total, output_total)})
+        return Response(
+            200,
+            {
+                "id": "cmpl-loopback",
+                "object": "text_completion",
+                "model": self.model,
+                "choices": choices,
+                "usage": self._usage(prompt_total, output_total),
+            },
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -226,11 +281,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="0: an ephemeral port")
     parser.add_argument("--latency_s", type=float, default=0.0)
     parser.add_argument("--model", default="loopback")
-    parser.add_argument("--rc_labels", default=",".join(DEFAULT_RC_LABELS),
-                        help="comma-separated relevance labels, most relevant first")
+    parser.add_argument(
+        "--rc_labels",
+        default=",".join(DEFAULT_RC_LABELS),
+        help="comma-separated relevance labels, most relevant first",
+    )
     args = parser.parse_args(argv)
-    server = LoopbackServer(args.latency_s, args.model, host=args.host, port=args.port,
-                            rc_labels=[label.strip() for label in args.rc_labels.split(",")])
+    server = LoopbackServer(
+        args.latency_s,
+        args.model,
+        host=args.host,
+        port=args.port,
+        rc_labels=[label.strip() for label in args.rc_labels.split(",")],
+    )
     with server:
         print(server.base_url, flush=True)
         try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterable, Literal, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 from gecko_jax.fret.llm.base import LabelsNotFoundError, MalformedOutputError
 
@@ -37,7 +38,8 @@ def parse_json_object(text: str) -> dict[str, Any]:
         value, _ = json.JSONDecoder().raw_decode(body, start)
     except json.JSONDecodeError as e:
         raise MalformedOutputError(
-            f"model output is not valid JSON ({e.msg} at char {e.pos}): {_snippet(text)}") from e
+            f"model output is not valid JSON ({e.msg} at char {e.pos}): {_snippet(text)}"
+        ) from e
     if not isinstance(value, dict):
         raise MalformedOutputError(f"model output is not a JSON object: {_snippet(text)}")
     return value
@@ -55,8 +57,12 @@ def _label_for_token(token: str, labels: Sequence[str]) -> str | None:
     return prefixed[0] if len(prefixed) == 1 else None
 
 
-def label_distribution(candidates: Iterable[tuple[str, float]], labels: Sequence[str], *,
-                       missing: MissingLabels = "raise") -> dict[str, float]:
+def label_distribution(
+    candidates: Iterable[tuple[str, float]],
+    labels: Sequence[str],
+    *,
+    missing: MissingLabels = "raise",
+) -> dict[str, float]:
     """Turns the top first-token candidates of an answer into label probabilities.
 
     A candidate token counts for a label when, leading/trailing whitespace stripped, it
@@ -90,4 +96,5 @@ def label_distribution(candidates: Iterable[tuple[str, float]], labels: Sequence
     tokens = [token for token, _ in candidates]
     raise LabelsNotFoundError(
         f"none of the labels {list(labels)} is among the model's top {len(tokens)} "
-        f"first tokens {tokens}")
+        f"first tokens {tokens}"
+    )

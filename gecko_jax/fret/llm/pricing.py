@@ -10,7 +10,7 @@ the table (self-hosted ones behind an OpenAI-compatible server) cost 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +22,9 @@ class Prices:
 
     def cost(self, prompt_tokens: int, output_tokens: int) -> float:
         """The cost in USD of the given token counts."""
-        return (prompt_tokens * self.input_per_million
-                + output_tokens * self.output_per_million) / 1e6
+        return (
+            prompt_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / 1e6
 
     def scaled(self, factor: float) -> Prices:
         """These prices times ``factor`` (e.g. :data:`BATCH_DISCOUNT`)."""
@@ -43,8 +44,7 @@ DEFAULT_PRICES: Mapping[str, Prices] = {
 BATCH_DISCOUNT = 0.5
 
 
-def prices_for(model_id: str,
-               prices: Prices | Mapping[str, Prices] | None = None) -> Prices:
+def prices_for(model_id: str, prices: Prices | Mapping[str, Prices] | None = None) -> Prices:
     """The prices of ``model_id``.
 
     Args:

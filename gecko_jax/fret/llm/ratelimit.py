@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class TokenBucket:
@@ -19,10 +19,13 @@ class TokenBucket:
     starved by a stream of small ones.
     """
 
-    def __init__(self, rate_per_s: float, capacity: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate_per_s: float, capacity: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate_per_s <= 0 or capacity <= 0:
-            raise ValueError(f"rate_per_s and capacity must be positive, got {rate_per_s}, {capacity}")
+            raise ValueError(
+                f"rate_per_s and capacity must be positive, got {rate_per_s}, {capacity}"
+            )
         self.rate_per_s = rate_per_s
         self.capacity = capacity
         self._clock = clock
@@ -56,12 +59,22 @@ class RateLimiter:
         (tests use a fraction of a second). A full window's worth may go in a burst.
     """
 
-    def __init__(self, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None, window_s: float = 60.0) -> None:
-        self._requests = (TokenBucket(requests_per_minute / window_s, requests_per_minute)
-                          if requests_per_minute else None)
-        self._tokens = (TokenBucket(tokens_per_minute / window_s, tokens_per_minute)
-                        if tokens_per_minute else None)
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        window_s: float = 60.0,
+    ) -> None:
+        self._requests = (
+            TokenBucket(requests_per_minute / window_s, requests_per_minute)
+            if requests_per_minute
+            else None
+        )
+        self._tokens = (
+            TokenBucket(tokens_per_minute / window_s, tokens_per_minute)
+            if tokens_per_minute
+            else None
+        )
 
     async def acquire(self, tokens: int = 0) -> None:
         """Waits until one request of about ``tokens`` tokens fits under both limits."""

@@ -14,7 +14,8 @@ import dataclasses
 import email.utils
 import random
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -56,8 +57,9 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_for_status(model_id: str, status: int, detail: str,
-                     retry_after: float | None = None) -> LLMError:
+def error_for_status(
+    model_id: str, status: int, detail: str, retry_after: float | None = None
+) -> LLMError:
     """The error for a non-2xx answer: transient for 408/429/5xx, LLMInputError otherwise."""
     message = f"model {model_id!r}: HTTP {status}: {detail}"
     if status in RETRYABLE_STATUSES or status >= 500:
@@ -141,9 +143,16 @@ class CallRunner:
       seed: seeds the backoff jitter (None: from the OS).
     """
 
-    def __init__(self, model_id: str, *, max_concurrency: int = 16, timeout_s: float = 120.0,
-                 retry: RetryPolicy | None = None, limiter: RateLimiter | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        max_concurrency: int = 16,
+        timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        seed: int | None = None,
+    ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.model_id = model_id
@@ -161,13 +170,19 @@ class CallRunner:
             try:
                 return await asyncio.wait_for(attempt(), self.timeout_s)
             except asyncio.TimeoutError as e:
-                raise TransientError(f"model {self.model_id!r}: no answer within "
-                                     f"{self.timeout_s:g} s (timeout_s)") from e
+                raise TransientError(
+                    f"model {self.model_id!r}: no answer within {self.timeout_s:g} s (timeout_s)"
+                ) from e
             except _TRANSIENT_EXCEPTIONS as e:
                 raise TransientError(f"model {self.model_id!r}: {type(e).__name__}: {e}") from e
 
-    async def run(self, attempt: Callable[[], Awaitable[T]], *, tokens: int = 0,
-                  on_retry: Callable[[], None] | None = None) -> T:
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        tokens: int = 0,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:
         """Runs ``attempt`` until it succeeds, fails for good, or attempts run out.
 
         Args:
@@ -184,8 +199,7 @@ class CallRunner:
                 return await self._attempt(attempt, tokens)
             except TransientError as e:
                 if failures == self.retry.max_attempts:
-                    raise LLMUnavailableError(
-                        f"{e} (gave up after {failures} attempt(s))") from e
+                    raise LLMUnavailableError(f"{e} (gave up after {failures} attempt(s))") from e
                 await asyncio.sleep(self.retry.delay(failures, e.retry_after, self._rng))
                 if on_retry is not None:
                     on_retry()

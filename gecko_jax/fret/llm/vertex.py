@@ -18,10 +18,15 @@ from ``usageMetadata`` (thinking tokens are billed as output).
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from gecko_jax.fret.llm.base import (BlockedOutputError, CredentialsError, LLMError,
-                                     NotSupportedError)
+from gecko_jax.fret.llm.base import (
+    BlockedOutputError,
+    CredentialsError,
+    LLMError,
+    NotSupportedError,
+)
 from gecko_jax.fret.llm.client import CachingClient, CallResult
 from gecko_jax.fret.llm.transport import error_for_status, parse_retry_after
 
@@ -29,15 +34,22 @@ T = TypeVar("T")
 
 DEFAULT_LOCATION = "us-central1"
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-_FIX_CREDENTIALS = ("run `gcloud auth application-default login`, or set "
-                    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
+_FIX_CREDENTIALS = (
+    "run `gcloud auth application-default login`, or set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+)
 
 # Blocks only content the filters rate as highly likely harmful: synthetic queries about
 # medicine, crime or history in a web corpus should not be refused.
 PERMISSIVE_SAFETY_SETTINGS: tuple[Mapping[str, str], ...] = tuple(
     {"category": category, "threshold": "BLOCK_ONLY_HIGH"}
-    for category in ("HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_DANGEROUS_CONTENT",
-                     "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_SEXUALLY_EXPLICIT"))
+    for category in (
+        "HARM_CATEGORY_HATE_SPEECH",
+        "HARM_CATEGORY_DANGEROUS_CONTENT",
+        "HARM_CATEGORY_HARASSMENT",
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    )
+)
 
 
 def resolve_project(project: str | None, location: str | None) -> tuple[str, str]:
@@ -49,8 +61,10 @@ def resolve_project(project: str | None, location: str | None) -> tuple[str, str
     """
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
     if not project:
-        raise CredentialsError("no Google Cloud project: pass project= (gin: "
-                               "VertexClient.project) or set GOOGLE_CLOUD_PROJECT")
+        raise CredentialsError(
+            "no Google Cloud project: pass project= (gin: "
+            "VertexClient.project) or set GOOGLE_CLOUD_PROJECT"
+        )
     return project, location or os.environ.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION
 
 
@@ -66,20 +80,35 @@ def default_credentials() -> Any:
     try:
         credentials, _ = google.auth.default(scopes=list(_SCOPES))
     except google.auth.exceptions.DefaultCredentialsError as e:
-        raise CredentialsError(f"no Google Cloud credentials found ({e}); {_FIX_CREDENTIALS}") from e
+        raise CredentialsError(
+            f"no Google Cloud credentials found ({e}); {_FIX_CREDENTIALS}"
+        ) from e
     return credentials
 
 
-def make_genai_client(*, project: str, location: str, credentials: Any, base_url: str | None,
-                      api_version: str, timeout_s: float) -> Any:
+def make_genai_client(
+    *,
+    project: str,
+    location: str,
+    credentials: Any,
+    base_url: str | None,
+    api_version: str,
+    timeout_s: float,
+) -> Any:
     """A ``google.genai.Client`` for Vertex AI, its own retries off (ours run instead)."""
     from google import genai
     from google.genai import types
 
-    http_options = types.HttpOptions(base_url=base_url, api_version=api_version,
-                                     timeout=int(timeout_s * 1000))
-    return genai.Client(vertexai=True, project=project, location=location,
-                        credentials=credentials, http_options=http_options)
+    http_options = types.HttpOptions(
+        base_url=base_url, api_version=api_version, timeout=int(timeout_s * 1000)
+    )
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=credentials,
+        http_options=http_options,
+    )
 
 
 async def call_vertex(model_id: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -93,17 +122,28 @@ async def call_vertex(model_id: str, call: Callable[[], Awaitable[T]]) -> T:
         response = getattr(e, "response", None)
         status = e.code or getattr(response, "status_code", 500)
         headers = getattr(response, "headers", None) or {}
-        raise error_for_status(model_id, int(status), f"{e.status}: {e.message}",
-                               parse_retry_after(headers.get("retry-after"))) from e
+        raise error_for_status(
+            model_id,
+            int(status),
+            f"{e.status}: {e.message}",
+            parse_retry_after(headers.get("retry-after")),
+        ) from e
     except google.auth.exceptions.GoogleAuthError as e:
-        raise CredentialsError(f"model {model_id!r}: Google Cloud credentials failed ({e}); "
-                               f"{_FIX_CREDENTIALS}") from e
+        raise CredentialsError(
+            f"model {model_id!r}: Google Cloud credentials failed ({e}); {_FIX_CREDENTIALS}"
+        ) from e
 
 
-def request_config(*, system: str | None = None, json_mode: bool = False,
-                   temperature: float = 0.0, max_output_tokens: int = 512,
-                   seed: int | None = None, logprobs: int | None = None,
-                   safety_settings: Sequence[Mapping[str, str]] | None = None) -> dict[str, Any]:
+def request_config(
+    *,
+    system: str | None = None,
+    json_mode: bool = False,
+    temperature: float = 0.0,
+    max_output_tokens: int = 512,
+    seed: int | None = None,
+    logprobs: int | None = None,
+    safety_settings: Sequence[Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
     """A request's settings in REST (camelCase) form, flat as ``GenerateContentConfig``."""
     config: dict[str, Any] = {"temperature": temperature, "maxOutputTokens": max_output_tokens}
     if system:
@@ -139,10 +179,14 @@ def thinking_key(budget: int | None) -> dict[str, Any]:
 def check_thinking_budget(budget: int | None) -> None:
     """Raises ValueError unless ``budget`` is None, -1 (dynamic) or >= 0."""
     if budget is not None and budget < -1:
-        raise ValueError(f"thinking_budget must be -1 (dynamic), 0 (off) or a token count, got {budget}")
+        raise ValueError(
+            f"thinking_budget must be -1 (dynamic), 0 (off) or a token count, got {budget}"
+        )
 
 
-def top_logprobs_config(k: int, safety_settings: Sequence[Mapping[str, str]] | None = None) -> dict[str, Any]:
+def top_logprobs_config(
+    k: int, safety_settings: Sequence[Mapping[str, str]] | None = None
+) -> dict[str, Any]:
     """The :func:`request_config` of a ``label_probabilities`` call: one output token, its
     top ``k`` candidates with their log-probabilities (online and batch alike)."""
     return request_config(max_output_tokens=1, logprobs=k, safety_settings=safety_settings)
@@ -153,7 +197,8 @@ def log_likelihood_unsupported(model_id: str) -> NotSupportedError:
     return NotSupportedError(
         f"model {model_id!r} on Vertex AI cannot score a given continuation "
         "(Gemini returns log-probabilities of its own output only); score query "
-        "likelihood with an OpenAI-compatible server (e.g. vLLM) instead")
+        "likelihood with an OpenAI-compatible server (e.g. vLLM) instead"
+    )
 
 
 def rest_request(prompt: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,8 +215,10 @@ def rest_request(prompt: str, config: Mapping[str, Any]) -> dict[str, Any]:
 def response_tokens(response: Mapping[str, Any]) -> tuple[int, int]:
     """(prompt tokens, output tokens incl. thinking) from a response's ``usageMetadata``."""
     usage = response.get("usageMetadata") or {}
-    return (int(usage.get("promptTokenCount") or 0),
-            int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0))
+    return (
+        int(usage.get("promptTokenCount") or 0),
+        int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0),
+    )
 
 
 def response_text(model_id: str, response: Mapping[str, Any]) -> str:
@@ -186,7 +233,8 @@ def response_text(model_id: str, response: Mapping[str, Any]) -> str:
     if not texts:
         feedback = response.get("promptFeedback") or {}
         reason = (candidates[0].get("finishReason") if candidates else None) or feedback.get(
-            "blockReason", "no candidates")
+            "blockReason", "no candidates"
+        )
         raise BlockedOutputError(f"model {model_id!r} returned no text (reason: {reason})")
     return "".join(texts)
 
@@ -198,13 +246,19 @@ def response_top_candidates(model_id: str, response: Mapping[str, Any]) -> list[
     if not top:
         thoughts = int((response.get("usageMetadata") or {}).get("thoughtsTokenCount") or 0)
         if candidates[0].get("finishReason") == "MAX_TOKENS" and thoughts:
-            raise LLMError(f"model {model_id!r} spent the one-token relevance answer on {thoughts} "
-                           "thinking tokens: give the client thinking_budget=0 (gecko-fret: --llm "
-                           f"'{{\"kind\": \"vertex\", \"model\": \"{model_id}\", \"thinking_budget\": 0}}')")
-        raise LLMError(f"model {model_id!r} returned no logprobsResult.topCandidates "
-                       "(does the model support responseLogprobs?)")
-    return [[item.get("token", ""), float(item.get("logProbability", float("-inf")))]
-            for item in top[0].get("candidates") or []]
+            raise LLMError(
+                f"model {model_id!r} spent the one-token relevance answer on {thoughts} "
+                "thinking tokens: give the client thinking_budget=0 (gecko-fret: --llm "
+                f'\'{{"kind": "vertex", "model": "{model_id}", "thinking_budget": 0}}\')'
+            )
+        raise LLMError(
+            f"model {model_id!r} returned no logprobsResult.topCandidates "
+            "(does the model support responseLogprobs?)"
+        )
+    return [
+        [item.get("token", ""), float(item.get("logProbability", float("-inf")))]
+        for item in top[0].get("candidates") or []
+    ]
 
 
 class VertexClient(CachingClient):
@@ -229,11 +283,19 @@ class VertexClient(CachingClient):
       CredentialsError: no project, or no credentials.
     """
 
-    def __init__(self, model: str = "gemini-2.0-flash", *, project: str | None = None,
-                 location: str | None = None, credentials: Any = None,
-                 base_url: str | None = None, api_version: str = "v1",
-                 safety_settings: Sequence[Mapping[str, str]] | None = None,
-                 thinking_budget: int | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        model: str = "gemini-2.0-flash",
+        *,
+        project: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+        base_url: str | None = None,
+        api_version: str = "v1",
+        safety_settings: Sequence[Mapping[str, str]] | None = None,
+        thinking_budget: int | None = None,
+        **options: Any,
+    ) -> None:
         check_thinking_budget(thinking_budget)
         super().__init__(model, **options)
         self.project, self.location = resolve_project(project, location)
@@ -241,24 +303,49 @@ class VertexClient(CachingClient):
         self.thinking_budget = thinking_budget
         self.key_extras = thinking_key(thinking_budget)
         self._client = make_genai_client(
-            project=self.project, location=self.location,
+            project=self.project,
+            location=self.location,
             credentials=credentials if credentials is not None else default_credentials(),
-            base_url=base_url, api_version=api_version, timeout_s=self.runner.timeout_s)
+            base_url=base_url,
+            api_version=api_version,
+            timeout_s=self.runner.timeout_s,
+        )
 
     async def _request(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
         from google.genai import types
 
-        sdk_config = types.GenerateContentConfig.model_validate({**config, **thinking_config(self.thinking_budget)})
-        response = await call_vertex(self.model_id, lambda: self._client.aio.models.generate_content(
-            model=self.model_id, contents=prompt, config=sdk_config))
+        sdk_config = types.GenerateContentConfig.model_validate(
+            {**config, **thinking_config(self.thinking_budget)}
+        )
+        response = await call_vertex(
+            self.model_id,
+            lambda: self._client.aio.models.generate_content(
+                model=self.model_id, contents=prompt, config=sdk_config
+            ),
+        )
         return response.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    async def _generate_once(self, prompt: str, *, system: str | None, json_mode: bool,
-                             temperature: float, max_output_tokens: int,
-                             seed: int | None) -> CallResult:
-        response = await self._request(prompt, request_config(
-            system=system, json_mode=json_mode, temperature=temperature,
-            max_output_tokens=max_output_tokens, seed=seed, safety_settings=self.safety_settings))
+    async def _generate_once(
+        self,
+        prompt: str,
+        *,
+        system: str | None,
+        json_mode: bool,
+        temperature: float,
+        max_output_tokens: int,
+        seed: int | None,
+    ) -> CallResult:
+        response = await self._request(
+            prompt,
+            request_config(
+                system=system,
+                json_mode=json_mode,
+                temperature=temperature,
+                max_output_tokens=max_output_tokens,
+                seed=seed,
+                safety_settings=self.safety_settings,
+            ),
+        )
         return CallResult(response_text(self.model_id, response), *response_tokens(response))
 
     async def log_likelihood(self, prompt: str, continuation: str) -> float:
@@ -266,8 +353,9 @@ class VertexClient(CachingClient):
 
     async def _top_logprobs_once(self, prompt: str, k: int) -> CallResult:
         response = await self._request(prompt, top_logprobs_config(k, self.safety_settings))
-        return CallResult(response_top_candidates(self.model_id, response),
-                          *response_tokens(response))
+        return CallResult(
+            response_top_candidates(self.model_id, response), *response_tokens(response)
+        )
 
     async def _close(self) -> None:
         await self._client.aio.aclose()

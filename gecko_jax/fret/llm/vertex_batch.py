@@ -33,7 +33,8 @@ import glob as globlib
 import hashlib
 import json
 import os
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
@@ -42,10 +43,21 @@ from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
 from gecko_jax.fret.llm.client import generate_params
 from gecko_jax.fret.llm.pricing import BATCH_DISCOUNT, Prices, prices_for
 from gecko_jax.fret.llm.transport import CallRunner, RetryPolicy
-from gecko_jax.fret.llm.vertex import (call_vertex, check_thinking_budget, default_credentials,
-                                       make_genai_client, request_config, resolve_project,
-                                       response_text, response_tokens, response_top_candidates,
-                                       rest_request, thinking_config, thinking_key, top_logprobs_config)
+from gecko_jax.fret.llm.vertex import (
+    call_vertex,
+    check_thinking_budget,
+    default_credentials,
+    make_genai_client,
+    request_config,
+    resolve_project,
+    response_text,
+    response_tokens,
+    response_top_candidates,
+    rest_request,
+    thinking_config,
+    thinking_key,
+    top_logprobs_config,
+)
 
 ROW_LABEL = "gecko_row"
 _DONE = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
@@ -67,8 +79,13 @@ class BatchRequest:
 
     def params(self) -> dict[str, Any]:
         """The parameters in the call's cache key (as ``VertexClient.generate``'s)."""
-        return generate_params(system=self.system, json_mode=self.json_mode, temperature=self.temperature,
-                               max_output_tokens=self.max_output_tokens, seed=self.seed)
+        return generate_params(
+            system=self.system,
+            json_mode=self.json_mode,
+            temperature=self.temperature,
+            max_output_tokens=self.max_output_tokens,
+            seed=self.seed,
+        )
 
     def config(self, safety_settings: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
         """The REST generation settings."""
@@ -126,8 +143,12 @@ class LogprobsRequest:
     @staticmethod
     def answer(record: Mapping[str, Any], cached: bool) -> TopLogprobs:
         """The caller's answer from a cache record."""
-        return TopLogprobs([(str(token), float(value)) for token, value in record["value"]],
-                           record["prompt_tokens"], record["output_tokens"], cached)
+        return TopLogprobs(
+            [(str(token), float(value)) for token, value in record["value"]],
+            record["prompt_tokens"],
+            record["output_tokens"],
+            cached,
+        )
 
 
 AnyRequest = BatchRequest | LogprobsRequest
@@ -197,17 +218,29 @@ class VertexBatchJob:
       progress: show a progress bar per job.
     """
 
-    def __init__(self, model: str = "gemini-2.0-flash", *, staging_dir: str,
-                 project: str | None = None, location: str | None = None,
-                 credentials: Any = None, base_url: str | None = None, api_version: str = "v1",
-                 safety_settings: Sequence[Mapping[str, str]] | None = None,
-                 cache: SQLiteCache | str | os.PathLike[str] | None = None,
-                 prices: Prices | Mapping[str, Prices] | None = None,
-                 batch_discount: float = BATCH_DISCOUNT, poll_initial_s: float = 30.0,
-                 poll_max_s: float = 300.0, max_wait_s: float = 48 * 3600.0,
-                 timeout_s: float = 120.0, retry: RetryPolicy | None = None,
-                 thinking_budget: int | None = None,
-                 display_name: str = "gecko-fret", progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: str = "gemini-2.0-flash",
+        *,
+        staging_dir: str,
+        project: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+        base_url: str | None = None,
+        api_version: str = "v1",
+        safety_settings: Sequence[Mapping[str, str]] | None = None,
+        cache: SQLiteCache | str | os.PathLike[str] | None = None,
+        prices: Prices | Mapping[str, Prices] | None = None,
+        batch_discount: float = BATCH_DISCOUNT,
+        poll_initial_s: float = 30.0,
+        poll_max_s: float = 300.0,
+        max_wait_s: float = 48 * 3600.0,
+        timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+        thinking_budget: int | None = None,
+        display_name: str = "gecko-fret",
+        progress: bool = True,
+    ) -> None:
         check_thinking_budget(thinking_budget)
         self.model_id = model
         self.thinking_budget = thinking_budget
@@ -216,14 +249,22 @@ class VertexBatchJob:
         self._owns_cache = cache is not None and not isinstance(cache, SQLiteCache)
         self.cache = SQLiteCache(cache) if self._owns_cache else cache  # type: ignore[arg-type]
         self.prices = prices_for(model, prices).scaled(batch_discount)
-        self.poll_initial_s, self.poll_max_s, self.max_wait_s = poll_initial_s, poll_max_s, max_wait_s
+        self.poll_initial_s, self.poll_max_s, self.max_wait_s = (
+            poll_initial_s,
+            poll_max_s,
+            max_wait_s,
+        )
         self.display_name = display_name
         self.progress = progress
         self.project, self.location = resolve_project(project, location)
         self._client = make_genai_client(
-            project=self.project, location=self.location,
+            project=self.project,
+            location=self.location,
             credentials=credentials if credentials is not None else default_credentials(),
-            base_url=base_url, api_version=api_version, timeout_s=timeout_s)
+            base_url=base_url,
+            api_version=api_version,
+            timeout_s=timeout_s,
+        )
         self._runner = CallRunner(model, max_concurrency=1, timeout_s=timeout_s, retry=retry)
         self._usage = Usage()
 
@@ -234,8 +275,12 @@ class VertexBatchJob:
 
     def cache_key(self, request: AnyRequest) -> str:
         """The request's key in the cache (the online ``VertexClient``'s key for the call)."""
-        return cache_key(self.model_id, request.method, request.prompt,
-                         {**request.params(), **thinking_key(self.thinking_budget)})
+        return cache_key(
+            self.model_id,
+            request.method,
+            request.prompt,
+            {**request.params(), **thinking_key(self.thinking_budget)},
+        )
 
     def cached(self, request: AnyRequest) -> Answer | None:
         """The cached answer to ``request`` (counted as a cache hit), or None."""
@@ -246,14 +291,17 @@ class VertexBatchJob:
         return request.answer(record, cached=True)
 
     def _line(self, row: int, request: AnyRequest) -> dict[str, Any]:
-        body = rest_request(request.prompt, {**request.config(self.safety_settings),
-                                             **thinking_config(self.thinking_budget)})
+        body = rest_request(
+            request.prompt,
+            {**request.config(self.safety_settings), **thinking_config(self.thinking_budget)},
+        )
         body["labels"] = {ROW_LABEL: str(row)}
         return {"request": body}
 
     async def _api(self, call: Any) -> Any:
-        return await self._runner.run(lambda: call_vertex(self.model_id, call),
-                                      on_retry=lambda: self._count(retries=1))
+        return await self._runner.run(
+            lambda: call_vertex(self.model_id, call), on_retry=lambda: self._count(retries=1)
+        )
 
     def _count(self, **increments: Any) -> None:
         self._usage = self._usage.add(**increments)
@@ -263,11 +311,16 @@ class VertexBatchJob:
         from google.genai import types
 
         pager = await self._client.aio.batches.list(
-            config=types.ListBatchJobsConfig(filter=f'display_name="{display_name}"'))
+            config=types.ListBatchJobsConfig(filter=f'display_name="{display_name}"')
+        )
         async for job in pager:  # the name is checked here too: the filter is the server's
             state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
             sources = job.src.gcs_uri if job.src is not None else None
-            if job.display_name == display_name and sources == [source_uri] and state not in _FAILED:
+            if (
+                job.display_name == display_name
+                and sources == [source_uri]
+                and state not in _FAILED
+            ):
                 return job
         return None
 
@@ -283,14 +336,18 @@ class VertexBatchJob:
             src=types.BatchJobSource(format="jsonl", gcs_uri=[source_uri]),
             config=types.CreateBatchJobConfig(
                 display_name=display_name,
-                dest=types.BatchJobDestination(format="jsonl", gcs_uri=f"{run_dir}/output")))
+                dest=types.BatchJobDestination(format="jsonl", gcs_uri=f"{run_dir}/output"),
+            ),
+        )
 
     async def submit(self, requests: Sequence[AnyRequest]) -> str:
         """Writes the input JSONL and creates the job, or finds the one already created for
         these exact requests (its name recorded in the staging directory, or a live job of
         its display name); returns the job's resource name."""
-        lines = [json.dumps(self._line(row, request), ensure_ascii=False, sort_keys=True)
-                 for row, request in enumerate(requests)]
+        lines = [
+            json.dumps(self._line(row, request), ensure_ascii=False, sort_keys=True)
+            for row, request in enumerate(requests)
+        ]
         digest = hashlib.sha256("\n".join([self.model_id, *lines]).encode()).hexdigest()[:16]
         name = f"{self.display_name}-{digest}"
         run_dir = f"{self.staging_dir}/{name}"
@@ -314,8 +371,12 @@ class VertexBatchJob:
             within ``max_wait_s``.
         """
         interval, waited = self.poll_initial_s, 0.0
-        with tqdm(total=rows, desc=f"batch {name.rsplit('/', 1)[-1]}", unit="row",
-                  disable=not self.progress) as bar:
+        with tqdm(
+            total=rows,
+            desc=f"batch {name.rsplit('/', 1)[-1]}",
+            unit="row",
+            disable=not self.progress,
+        ) as bar:
             while True:
                 job = await self._api(lambda: self._client.aio.batches.get(name=name))
                 state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
@@ -331,7 +392,8 @@ class VertexBatchJob:
                 if waited >= self.max_wait_s:
                     raise LLMUnavailableError(
                         f"batch job {name} still {state} after {waited:.0f} s (max_wait_s); "
-                        "it keeps running: rerun with the same requests to resume waiting")
+                        "it keeps running: rerun with the same requests to resume waiting"
+                    )
                 await asyncio.sleep(interval)
                 waited += interval
                 interval = min(interval * 1.5, self.poll_max_s)
@@ -344,14 +406,16 @@ class VertexBatchJob:
             raise LLMError(f"batch job {job.name} reports no outputInfo.gcsOutputDirectory")
         results: list[Answer | LLMError] = [
             LLMUnavailableError(f"batch job {job.name}: no prediction for row {row}")
-            for row in range(len(requests))]
+            for row in range(len(requests))
+        ]
         for line in _jsonl(_glob(f"{output_dir.rstrip('/')}/predictions*.jsonl")):
             row = int(((line.get("request") or {}).get("labels") or {}).get(ROW_LABEL, -1))
             if not 0 <= row < len(requests):
                 continue
             if line.get("status") or not line.get("response"):
-                results[row] = LLMError(f"batch job {job.name}, row {row}: "
-                                        f"{line.get('status') or 'no response'}")
+                results[row] = LLMError(
+                    f"batch job {job.name}, row {row}: {line.get('status') or 'no response'}"
+                )
                 continue
             request = requests[row]
             try:
@@ -360,12 +424,22 @@ class VertexBatchJob:
                 results[row] = e
                 continue
             prompt_tokens, output_tokens = response_tokens(line["response"])
-            record = {"value": value, "prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
+            record = {
+                "value": value,
+                "prompt_tokens": prompt_tokens,
+                "output_tokens": output_tokens,
+            }
             results[row] = request.answer(record, cached=False)
-            self._count(requests=1, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                        cost_usd=self.prices.cost(prompt_tokens, output_tokens))
+            self._count(
+                requests=1,
+                prompt_tokens=prompt_tokens,
+                output_tokens=output_tokens,
+                cost_usd=self.prices.cost(prompt_tokens, output_tokens),
+            )
             if self.cache is not None:
-                self.cache.put(self.cache_key(request), record, model=self.model_id, method=request.method)
+                self.cache.put(
+                    self.cache_key(request), record, model=self.model_id, method=request.method
+                )
         return results
 
     async def run(self, requests: Mapping[str, AnyRequest | str]) -> dict[str, Answer | LLMError]:
