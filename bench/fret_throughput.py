@@ -233,7 +233,8 @@ def main() -> None:
         else:
             print(
                 f"  gecko_jax top_k_neighbours: {mining['jax_median_s']:.2f} s (median; cold "
-                f"{mining['jax_cold_s']:.2f} s)   faiss IndexFlatIP: {mining['faiss_median_s']:.2f} s   "
+                f"{mining['jax_cold_s']:.2f} s)   "
+                f"faiss IndexFlatIP: {mining['faiss_median_s']:.2f} s   "
                 f"ratio {mining['jax_median_s'] / mining['faiss_median_s']:.2f}   "
                 f"neighbour overlap {mining['neighbour_overlap']:.4f}",
                 flush=True,

@@ -113,7 +113,8 @@ def main() -> None:
     need_1b, need_minilm = consumption_estimate(1.2e9), consumption_estimate(22.7e6)
     print(
         f"\ninput pipeline, {args.rows:,}-row JSONL, lengths 64/256/256, batch {args.batch_size}, "
-        f"{os.cpu_count()} CPUs: median {median:,.0f} examples/s over {args.repeats} x {args.batches} batches"
+        f"{os.cpu_count()} CPUs: median {median:,.0f} examples/s over "
+        f"{args.repeats} x {args.batches} batches"
     )
     print(
         f"  trainer on a v4-8 (assumed, see docstring): Gecko-1B ~{need_1b:,.0f} examples/s, "
@@ -121,7 +122,8 @@ def main() -> None:
     )
     print(
         f"  >= 20k examples/s here: {'MET' if median >= 20_000 else 'NOT MET'}; faster than "
-        f"Gecko-1B: {'yes' if median > need_1b else 'no'}; faster than MiniLM: {'yes' if median > need_minilm else 'no'}"
+        f"Gecko-1B: {'yes' if median > need_1b else 'no'}; "
+        f"faster than MiniLM: {'yes' if median > need_minilm else 'no'}"
     )
     out = C.write_results(
         args.output,

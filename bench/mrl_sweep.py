@@ -97,7 +97,8 @@ def main() -> None:
             shutil.rmtree(model_dir, ignore_errors=True)
     full = max(dims)
     print(
-        f"\nSTS-B Spearman x100 by embedding size; MRL model: gecko-train {args.steps} steps on STS-B "
+        f"\nSTS-B Spearman x100 by embedding size; MRL model: gecko-train {args.steps} steps "
+        f"on STS-B "
         f"train pairs, mrl_dims [{args.dims}] ({train_s:.0f} s):"
     )
     print(f"  {'model / split':>22} " + " ".join(f"{d:>7}" for d in dims))

@@ -33,7 +33,8 @@ HARD_CASES = [
     "ALL CAPS SENTENCE WITH NUMBERS 12345 AND $100.50!!!",
     "email@example.com, https://example.org/path?q=1&r=2 #hashtag @mention",
     "C++ / C# / F# and x86_64 -- what's ~the~ best^?",
-    "Supercalifragilisticexpialidocious antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis",
+    "Supercalifragilisticexpialidocious antidisestablishmentarianism "
+    "pneumonoultramicroscopicsilicovolcanoconiosis",
 ]
 
 
