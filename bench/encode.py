@@ -28,7 +28,7 @@ DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data")
 def load_sentences(data_dir: str, count: int) -> list[str]:
     """The first ``count`` distinct STS-B sentences (train, then dev)."""
     sys.path.insert(0, os.path.join(HERE, ".."))
-    from gecko_jax.data.sts import read_sts_benchmark
+    from gecko_jax.readers import read_sts_benchmark
 
     sentences: dict[str, None] = {}
     for split in ("train", "dev"):

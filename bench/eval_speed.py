@@ -70,7 +70,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "gecko_jax":
         _common.start_like_the_commands()  # as gecko-eval starts
     _common.use_repo()
-    from gecko_jax.eval.retrieval import read_beir_split
+    from gecko_jax.readers import read_beir_split
 
     data = read_beir_split(os.path.join(args.data_dir, "scifact"), "test")
     load_before = os.getloadavg()[0]  # other processes on the machine skew the timings

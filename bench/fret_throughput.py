@@ -6,7 +6,7 @@ with 50 ms latency per request (run in its own process by default, like a real s
 and 64. The ideal is ``concurrency / latency`` requests/s; the ratio to it shows what
 the client (and the fake server) cost.
 
-Part 2 (mining): ``gecko_jax.fret.retrieve.top_k_neighbours`` finds the top 20 of
+Part 2 (mining): ``gecko_jax.fret.retrieve.PassageIndex`` finds the top 20 of
 10,000 queries among 100,000 random unit-norm 384-d passages (float32, fixed seed);
 median of 3 timed runs after a warm-up (which compiles), against faiss-cpu
 ``IndexFlatIP`` (add + search) in the same worker process; the overlap of the two
@@ -118,11 +118,11 @@ def client_throughput(
 
 
 def mining_worker(args: argparse.Namespace) -> None:
-    """Part 2 in a child process: jax top_k_neighbours vs faiss IndexFlatIP."""
+    """Part 2 in a child process: jax PassageIndex vs faiss IndexFlatIP."""
     import faiss
     import numpy as np
 
-    from gecko_jax.fret.retrieve import top_k_neighbours
+    from gecko_jax.fret.retrieve import PassageIndex
 
     rng = np.random.default_rng(0)
 
@@ -143,7 +143,7 @@ def mining_worker(args: argparse.Namespace) -> None:
         return index.search(queries, args.k)
 
     def run_jax() -> tuple[np.ndarray, np.ndarray]:
-        return top_k_neighbours(queries, passages, args.k)
+        return PassageIndex(passages).search(queries, args.k)
 
     cold_jax, _ = timed(run_jax)
     jax_times, faiss_times = [], []
@@ -232,7 +232,7 @@ def main() -> None:
             print(f"  mining failed: {mining['failed']}\n{mining['stderr_tail']}", flush=True)
         else:
             print(
-                f"  gecko_jax top_k_neighbours: {mining['jax_median_s']:.2f} s (median; cold "
+                f"  gecko_jax PassageIndex: {mining['jax_median_s']:.2f} s (median; cold "
                 f"{mining['jax_cold_s']:.2f} s)   "
                 f"faiss IndexFlatIP: {mining['faiss_median_s']:.2f} s   "
                 f"ratio {mining['jax_median_s'] / mining['faiss_median_s']:.2f}   "

@@ -36,7 +36,7 @@ def sweep(model: str, split: str, dims: str, output_dir: str, data_dir: str) -> 
     command = [
         sys.executable,
         "-m",
-        "gecko_jax.eval.cli",
+        "gecko_jax.cli.eval",
         "local",
         "--model",
         model,

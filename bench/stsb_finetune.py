@@ -1,9 +1,10 @@
-"""Fine-tune all-MiniLM-L6-v2 on STS-B train pairs with ``gecko-train``; STS-B Spearman before/after.
+"""Fine-tune all-MiniLM-L6-v2 on STS-B train pairs with ``gecko-train``; STS-B Spearman
+before and after.
 
 1. STS-B train pairs scoring >= 4 become training rows in both directions
    (``gecko_jax.data.sts.write_positive_pairs_jsonl``);
 2. the real entry point trains from the packaged weights:
-   ``python -m gecko_jax.train --gin_file=local/minilm_stsb.gin --gin.MODEL_DIR=...
+   ``python -m gecko_jax.cli.train --gin_file=local/minilm_stsb.gin --gin.MODEL_DIR=...
    --gin.TRAIN_STEPS=... --gin.TRAIN_FILE=...`` (batch 32, lengths 48, lr 1e-5 with 10
    warm-up steps then linear decay, in-batch + same-tower negatives, dropout 0.1);
 3. STS-B Spearman (cosine, x100) of the original model (``Encoder.load``) and of the
@@ -37,7 +38,7 @@ def spearman_x100(encoder: object, data_dir: str, split: str) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    from gecko_jax.data.sts import read_sts_benchmark
+    from gecko_jax.readers import read_sts_benchmark
 
     pairs = read_sts_benchmark(os.path.join(data_dir, "stsb", f"sts-{split}.csv"))
     left = encoder.encode([p.sentence1 for p in pairs], show_progress=False)  # type: ignore[attr-defined]
@@ -83,7 +84,8 @@ def train(args: argparse.Namespace, model_dir: str, extra_gin: tuple[str, ...] =
     """Writes the training pairs and runs ``gecko-train`` (plus ``extra_gin`` flags);
     returns its wall time."""
     C.use_repo()
-    from gecko_jax.data.sts import read_sts_benchmark, write_positive_pairs_jsonl
+    from gecko_jax.data.sts import write_positive_pairs_jsonl
+    from gecko_jax.readers import read_sts_benchmark
 
     train_file = os.path.join(model_dir, "stsb_train_pairs.jsonl")
     rows = write_positive_pairs_jsonl(
@@ -97,7 +99,7 @@ def train(args: argparse.Namespace, model_dir: str, extra_gin: tuple[str, ...] =
     command = [
         sys.executable,
         "-m",
-        "gecko_jax.train",
+        "gecko_jax.cli.train",
         "--gin_file=local/minilm_stsb.gin",
         f"--gin.MODEL_DIR='{model_dir}'",
         f"--gin.TRAIN_STEPS={args.steps}",
@@ -143,8 +145,9 @@ def main() -> None:
     delta = after["dev"] - before["dev"]
     verdict = "improves" if delta > 0 else ("holds" if delta >= -TOLERANCE else "drops")
     print(
-        f"\nSTS-B Spearman (cosine) x100, all-MiniLM-L6-v2 fine-tuned with gecko-train for {args.steps} "
-        f"steps, batch {args.batch_size}, lengths {args.length} ({train_s:.0f} s in gecko-train, "
+        "\nSTS-B Spearman (cosine) x100, all-MiniLM-L6-v2 fine-tuned with gecko-train for "
+        f"{args.steps} steps, batch {args.batch_size}, lengths {args.length} "
+        f"({train_s:.0f} s in gecko-train, "
         f"{time.perf_counter() - started:.0f} s in all):"
     )
     print(f"  {'':>22} {'original':>9} {'fine-tuned':>10} {'change':>7}")

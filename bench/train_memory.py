@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
     with trainer.context():
         # The Trainer's own jitted step, compiled ahead of time so the timed call
         # below runs the program without tracing or compiling.
-        compiled = trainer._jit("train").lower(state, batch).compile()
+        compiled = trainer.jitted_train_step.lower(state, batch).compile()
     analysis = compiled.memory_analysis()
     result["xla_temp_mib"] = analysis.temp_size_in_bytes / C.MIB if analysis else None
     C.emit({**result, "status": "compiled only"})  # what a failed run leaves behind
@@ -129,7 +129,8 @@ def print_table(
     args: argparse.Namespace,
 ) -> None:
     print(
-        f"\nOne train step, all-MiniLM-L6-v2, lengths {args.length}/{args.length}, no hard negatives, "
+        f"\nOne train step, all-MiniLM-L6-v2, lengths {args.length}/{args.length}, "
+        "no hard negatives, "
         f"{os.cpu_count()} CPUs, address space capped at {args.cap_gib} GiB per process. "
         f"'ratio' = peak RSS / peak RSS at batch {ref_batch} with GradCache."
     )
@@ -194,7 +195,8 @@ def main() -> None:
         ratio = largest["peak_rss_mib"] / reference
         verdict = ratio <= TARGET_RATIO
         print(
-            f"\nTarget: with GradCache, peak RSS at batch {largest['batch']} within {TARGET_RATIO}x of "
+            f"\nTarget: with GradCache, peak RSS at batch {largest['batch']} "
+            f"within {TARGET_RATIO}x of "
             f"batch {ref_batch}: {ratio:.2f}x -> {'MET' if verdict else 'NOT MET'}"
         )
     fits = [r["batch"] for r in rows if not r["chunk"] and r["status"] == "ok"]

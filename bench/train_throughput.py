@@ -260,14 +260,16 @@ def main() -> None:
         / summary["sentence-transformers"]["median_examples_per_s"]
     )
     print(
-        f"\nTraining all-MiniLM-L6-v2, batch {args.batch_size}, {args.length} tokens per side, SciFact "
-        f"passage halves, {os.cpu_count()} CPUs; median of {args.rounds} processes x {args.steps} steps:"
+        f"\nTraining all-MiniLM-L6-v2, batch {args.batch_size}, {args.length} tokens per side, "
+        f"SciFact passage halves, {os.cpu_count()} CPUs; "
+        f"median of {args.rounds} processes x {args.steps} steps:"
     )
     for side, s in summary.items():
         print(
             f"  {side:>21}: {s['median_examples_per_s']:7.2f} examples/s  median step "
             f"{s['median_step_s']:6.2f} s  peak RSS {s['peak_rss_mib']:6.0f} MiB  "
-            f"{s['minor_faults_per_step']:>10,.0f} page faults/step  GLIBC_TUNABLES={s['glibc_tunables'] or '-'}"
+            f"{s['minor_faults_per_step']:>10,.0f} page faults/step  "
+            f"GLIBC_TUNABLES={s['glibc_tunables'] or '-'}"
         )
     print(
         f"  ratio gecko_jax / sentence-transformers: {ratio:.2f}x (target >= 1.2x: "

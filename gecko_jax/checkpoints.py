@@ -275,14 +275,6 @@ class BestCheckpoints:
         self._manager.close()
 
 
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) of a tree of arrays."""
-    return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        tree,
-    )
-
-
 def restore_params(
     directory: str | os.PathLike,
     abstract_params: Any,

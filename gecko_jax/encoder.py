@@ -1,4 +1,8 @@
-"""The public embedding API: ``Encoder.load(name_or_path).encode(texts)``."""
+"""The public embedding API: ``Encoder.load(name_or_path).encode(texts)``.
+
+:class:`Encoder` satisfies :class:`TextEncoder`, the protocol that evaluation and FRet
+type their encoders with.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,19 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gecko_jax.data import formats
+from gecko_jax import formats
 from gecko_jax.data.vocabularies import EncoderVocabulary
+from gecko_jax.embedding_math import matryoshka_truncate
 from gecko_jax.model_dir import is_model_dir, load_trained
-from gecko_jax.models.dual_encoder import DualEncoder, matryoshka_truncate
+from gecko_jax.models.dual_encoder import DualEncoder
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
+from gecko_jax.text_encoder import TextEncoder
 
+__all__ = ["Encoder", "TextEncoder"]
+
+# Gecko's templates (the format is immutable, so one instance serves every default).
+DEFAULT_INPUT_FORMAT = formats.InputFormat()
 # Inputs at least this long get a progress bar when ``show_progress`` is left unset.
 PROGRESS_THRESHOLD = 2_000
 # Batches dispatched ahead of the one being read back.
@@ -42,7 +52,7 @@ class Encoder:
         params: Any,
         vocabulary: EncoderVocabulary,
         max_length: int,
-        input_format: formats.InputFormat = formats.InputFormat(),
+        input_format: formats.InputFormat = DEFAULT_INPUT_FORMAT,
     ) -> None:
         self.model = model
         self.params = jax.device_put(params)
@@ -59,7 +69,7 @@ class Encoder:
         name_or_path: str | os.PathLike,
         dtype: str = "float32",
         max_length: int | None = None,
-        input_format: formats.InputFormat = formats.InputFormat(),
+        input_format: formats.InputFormat = DEFAULT_INPUT_FORMAT,
         step: int | None = None,
         checkpoint: str = "latest",
     ) -> Encoder:

@@ -16,12 +16,13 @@ example j's k-th negative. The target of row i is column i.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gecko_jax.models.dual_encoder import matryoshka_truncate
+from gecko_jax.embedding_math import matryoshka_truncate
 
 HARD_NEGATIVE_MODES = ("own", "batch", "none")
 # Finite (not -inf) so that masked entries give zero, not NaN, gradients.
@@ -99,26 +100,46 @@ def _own_sim(q: jax.Array, n: jax.Array) -> jax.Array:
     return jnp.einsum("id,ikd->ik", q, n, precision=jax.lax.Precision.HIGHEST)
 
 
-def _query_logits(
-    q: jax.Array,
-    p: jax.Array,
-    n: jax.Array | None,
-    negative_mask: jax.Array | None,
-    in_batch_ok: jax.Array,
-    config: ContrastiveLossConfig,
-) -> tuple[jax.Array, jax.Array]:
+class _Batch(NamedTuple):
+    """One global batch's float32 embeddings and which candidates each query may see.
+
+    Attributes:
+      query, positive: ``[B, D]``.
+      negatives: ``[B, K, D]`` (K >= 1) or None.
+      negative_mask: ``[B, K]`` bool, with ``negatives``.
+      in_batch_ok: ``[B, B]`` bool, False where an in-batch candidate is a false negative.
+    """
+
+    query: jax.Array
+    positive: jax.Array
+    negatives: jax.Array | None
+    negative_mask: jax.Array | None
+    in_batch_ok: jax.Array
+
+    def truncated(self, dim: int) -> _Batch:
+        """The batch on its first ``dim`` dimensions, renormalised."""
+        negatives = self.negatives
+        return self._replace(
+            query=matryoshka_truncate(self.query, dim),
+            positive=matryoshka_truncate(self.positive, dim),
+            negatives=None if negatives is None else matryoshka_truncate(negatives, dim),
+        )
+
+
+def _query_logits(batch: _Batch, config: ContrastiveLossConfig) -> tuple[jax.Array, jax.Array]:
     """Cosine rows ``[B, C]`` of each query and their validity mask (unscaled, unmasked)."""
+    q, n, in_batch_ok = batch.query, batch.negatives, batch.in_batch_ok
     b = q.shape[0]
-    blocks = [(_sim(q, p), in_batch_ok)]
+    blocks = [(_sim(q, batch.positive), in_batch_ok)]
     if config.same_tower_negatives:
         blocks.append((_sim(q, q), in_batch_ok & ~jnp.eye(b, dtype=bool)))
     if n is not None and config.hard_negatives == "own":
-        blocks.append((_own_sim(q, n), negative_mask))
+        blocks.append((_own_sim(q, n), batch.negative_mask))
     elif n is not None and config.hard_negatives == "batch":
         k = n.shape[1]
         # Example-major: row i*K + k of the pool is example i's k-th negative.
         pool = n.reshape(b * k, n.shape[2])
-        pool_ok = jnp.broadcast_to(negative_mask.reshape(1, b * k), (b, b * k))
+        pool_ok = jnp.broadcast_to(batch.negative_mask.reshape(1, b * k), (b, b * k))
         blocks.append((_sim(q, pool), pool_ok))
     return (
         jnp.concatenate([s for s, _ in blocks], axis=1),
@@ -127,26 +148,18 @@ def _query_logits(
 
 
 def _loss_at_dim(
-    query: jax.Array,
-    positive: jax.Array,
-    negatives: jax.Array | None,
-    negative_mask: jax.Array | None,
-    in_batch_ok: jax.Array,
-    scale: jax.Array,
-    dim: int,
-    config: ContrastiveLossConfig,
+    batch: _Batch, scale: jax.Array, dim: int, config: ContrastiveLossConfig
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The loss on the first ``dim`` dimensions, and that dimension's metrics."""
-    q = matryoshka_truncate(query, dim)
-    p = matryoshka_truncate(positive, dim)
-    n = None if negatives is None else matryoshka_truncate(negatives, dim)
+    batch = batch.truncated(dim)
+    q, p, n, negative_mask = batch.query, batch.positive, batch.negatives, batch.negative_mask
 
-    cos, valid = _query_logits(q, p, n, negative_mask, in_batch_ok, config)
+    cos, valid = _query_logits(batch, config)
     logits = jnp.where(valid, cos * scale, MASK_VALUE)
     loss = _cross_entropy(logits, valid, config.label_smoothing)
     if config.bidirectional:
-        doc_logits = jnp.where(in_batch_ok, _sim(p, q) * scale, MASK_VALUE)
-        loss = 0.5 * (loss + _cross_entropy(doc_logits, in_batch_ok, config.label_smoothing))
+        doc_logits = jnp.where(batch.in_batch_ok, _sim(p, q) * scale, MASK_VALUE)
+        loss = 0.5 * (loss + _cross_entropy(doc_logits, batch.in_batch_ok, config.label_smoothing))
 
     metrics = {
         "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(q.shape[0])),
@@ -218,19 +231,17 @@ def contrastive_loss(
     else:
         scale = jnp.asarray(logit_scale, jnp.float32)
 
+    batch = _Batch(
+        query.astype(jnp.float32),
+        positive.astype(jnp.float32),
+        negatives,
+        negative_mask,
+        in_batch_ok,
+    )
     total = jnp.zeros((), jnp.float32)
     metrics: dict[str, jax.Array] = {}
     for dim, weight in sorted(zip(dims, weights)):
-        loss, dim_metrics = _loss_at_dim(
-            query.astype(jnp.float32),
-            positive.astype(jnp.float32),
-            negatives,
-            negative_mask,
-            in_batch_ok,
-            scale,
-            dim,
-            config,
-        )
+        loss, dim_metrics = _loss_at_dim(batch, scale, dim, config)
         total = total + weight * loss
         if config.mrl_dims:
             metrics[f"loss_dim_{dim}"] = loss

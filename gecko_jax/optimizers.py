@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import jax
@@ -10,6 +11,8 @@ import optax
 
 OPTIMIZERS = ("adamw", "adafactor")
 DECAYS = ("cosine", "linear", "constant")
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +27,8 @@ class OptimizerConfig:
     Attributes:
       name: ``"adamw"`` or ``"adafactor"`` (factored second moments, T5X's default).
       learning_rate: peak learning rate.
-      warmup_steps: linear warm-up length.
+      warmup_steps: linear warm-up length; a run shorter than its warm-up (a smoke test
+        of a few steps) warms up over all but its last step instead.
       decay: ``"cosine"``, ``"linear"`` or ``"constant"``.
       total_steps: the step at which the decay ends (required unless constant; in gin
         usually the run's train steps).
@@ -56,13 +60,20 @@ class OptimizerConfig:
             raise ValueError(f"OptimizerConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.warmup_steps < 0:
             raise ValueError(f"OptimizerConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.decay != "constant" and (
-            self.total_steps is None or self.total_steps <= self.warmup_steps
-        ):
+        if self.decay != "constant" and (self.total_steps is None or self.total_steps < 1):
             raise ValueError(
-                f"OptimizerConfig.total_steps must be > warmup_steps ({self.warmup_steps}) "
-                f"for decay {self.decay!r}, got {self.total_steps}"
+                f"OptimizerConfig.total_steps must be >= 1 for decay {self.decay!r}, "
+                f"got {self.total_steps}"
             )
+        if self.total_steps is not None and 0 < self.total_steps <= self.warmup_steps:
+            clamped = self.total_steps - 1
+            log.warning(
+                "OptimizerConfig.warmup_steps %d >= total_steps %d: warming up over %d steps",
+                self.warmup_steps,
+                self.total_steps,
+                clamped,
+            )
+            object.__setattr__(self, "warmup_steps", clamped)  # frozen dataclass
         if not 0.0 <= self.end_learning_rate_fraction <= 1.0:
             raise ValueError(
                 "OptimizerConfig.end_learning_rate_fraction must be in [0, 1], got "

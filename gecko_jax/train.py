@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax
-import numpy as np
-
 import gin
-from gecko_jax import gin_utils, partitioning
+import jax
+
 from gecko_jax import model_dir as model_dir_lib
+from gecko_jax import partitioning
 from gecko_jax.checkpoints import CheckpointManager, restore_params
 from gecko_jax.data import fret_tasks, pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
@@ -31,6 +27,7 @@ from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.optimizers import OptimizerConfig
 from gecko_jax.pretrained import load_pretrained
+from gecko_jax.train_loop import TrainSetup, train_loop
 from gecko_jax.trainer import TrainConfig, Trainer
 
 log = logging.getLogger("gecko_jax.train")
@@ -47,52 +44,6 @@ for _fn in (
     pipeline.register_mixture,
 ):
     gin.external_configurable(_fn, module="gecko_jax")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class _Preemption:
-    """Remembers a SIGTERM so the loop can save and exit between steps."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM received: saving a checkpoint and exiting")
-        self.requested = True
-
-
-def _progress_line(step: int, total: int, metrics: dict[str, float], eta_s: float) -> str:
-    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))) if eta_s < 86400 * 30 else "--"
-    return (
-        f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
-        f"{metrics['examples_per_second']:.1f} examples/s  "
-        f"{metrics['tokens_per_second']:.0f} tokens/s  ETA {eta}"
-    )
-
-
-def _to_global(batch: dict[str, np.ndarray], mesh: Any, host_local: bool) -> Any:
-    """A batch as global arrays.
-
-    A mixture's batches are already this host's rows; a pairs file's are the global
-    batch (every process builds the same one) of which each keeps its contiguous
-    share, as ``partitioning.host_local_batch_to_global`` expects.
-    """
-    if host_local:
-        return partitioning.host_local_batch_to_global(batch, mesh)
-    count, index = jax.process_count(), jax.process_index()
-    rows = next(iter(batch.values())).shape[0] // count
-    local = {k: v[index * rows : (index + 1) * rows] for k, v in batch.items()}
-    return partitioning.host_local_batch_to_global(local, mesh)
-
-
-def _real_tokens(batch: dict[str, np.ndarray]) -> int:
-    return int(sum(np.count_nonzero(v) for k, v in batch.items() if k.endswith("_tokens")))
 
 
 def _restore_or_init(
@@ -170,7 +121,7 @@ def train(
     dropout_rate: float | None = None,
     query_length: int = 64,
     document_length: int = 256,
-    train_config: TrainConfig = TrainConfig(),
+    train_config: TrainConfig | None = None,
     mesh_shape: tuple[int, ...] = (-1, 1),
     checkpoint_every: int = 1000,
     keep_checkpoints: int = 3,
@@ -205,7 +156,8 @@ def train(
       dtype: activation dtype; parameters stay float32.
       dropout_rate: overrides the checkpoint's dropout.
       query_length, document_length: token lengths of the two sides.
-      train_config: loss, optimizer, temperature and GradCache settings.
+      train_config: loss, optimizer, temperature and GradCache settings (default:
+        ``TrainConfig()``).
       mesh_shape: ``(data, model)`` or ``(replica, data, model)`` (multi-slice: replica =
         slices); -1 in data or model takes the remaining devices.
       checkpoint_every: steps between checkpoints.
@@ -215,13 +167,74 @@ def train(
       eval_every: steps between in-training evaluations (0: none).
       evaluators: local evaluators as ``name[:split]`` (``gecko_jax.eval``), e.g.
         ``['stsb:dev']``; logged to TensorBoard as ``eval/...``.
-      eval_data_dir: their data directory (default ``$GECKO_EVAL_DATA`` or ../shared/data).
+      eval_data_dir: their data directory (default ``$GECKO_EVAL_DATA``).
       eval_dims: Matryoshka dimensions to evaluate (default: full).
       best_metric: ``{evaluator}_{split}/{metric}`` (e.g. ``stsb_dev/spearman``): keep the
         ``keep_best`` best parameter checkpoints in ``MODEL_DIR/best_checkpoints``.
       keep_best: how many best checkpoints to keep.
     """
     partitioning.initialize_distributed()
+    del task_registrations  # gin has called them by now
+    setup = setup_train_loop(
+        model_dir=model_dir,
+        train_steps=train_steps,
+        batch_size=batch_size,
+        init_from=init_from,
+        train_file=train_file,
+        mixture_or_task_name=mixture_or_task_name,
+        num_negatives=num_negatives,
+        init_checkpoint=init_checkpoint,
+        head=head,
+        dtype=dtype,
+        dropout_rate=dropout_rate,
+        query_length=query_length,
+        document_length=document_length,
+        train_config=train_config or TrainConfig(),
+        mesh_shape=mesh_shape,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        log_every=log_every,
+        seed=seed,
+        eval_every=eval_every,
+        evaluators=evaluators,
+        eval_data_dir=eval_data_dir,
+        eval_dims=eval_dims,
+        best_metric=best_metric,
+        keep_best=keep_best,
+    )
+    return train_loop(setup)
+
+
+def setup_train_loop(
+    *,
+    model_dir: str,
+    train_steps: int,
+    batch_size: int,
+    init_from: str,
+    train_file: str | None,
+    mixture_or_task_name: str | None,
+    num_negatives: int,
+    init_checkpoint: str | None,
+    head: HeadConfig | None,
+    dtype: str,
+    dropout_rate: float | None,
+    query_length: int,
+    document_length: int,
+    train_config: TrainConfig,
+    mesh_shape: Sequence[int],
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    log_every: int,
+    seed: int,
+    eval_every: int,
+    evaluators: Sequence[str],
+    eval_data_dir: str | None,
+    eval_dims: Sequence[int] | None,
+    best_metric: str | None,
+    keep_best: int,
+) -> TrainSetup:
+    """Builds a run: mesh, model directory, model, input, trainer, checkpoints, the state
+    (resumed or initial), evaluation and metric writer. Arguments as :func:`train`'s."""
     mesh = make_mesh_from_shape(mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
     os.makedirs(model_dir, exist_ok=True)
@@ -244,7 +257,6 @@ def train(
             raise ValueError(
                 f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens"
             )
-    del task_registrations  # gin has called them by now
     batches = _build_input(
         train_file,
         mixture_or_task_name,
@@ -258,7 +270,6 @@ def train(
         },
         seed,
     )
-    host_local = getattr(batches, "host_local", False)
     trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
     checkpoints = CheckpointManager(
         os.path.join(model_dir, "checkpoints"), checkpoint_every, keep_checkpoints
@@ -266,11 +277,11 @@ def train(
     state = _restore_or_init(
         trainer, checkpoints, batches, pretrained.params, init_checkpoint, seed
     )
-    in_training_eval = None
+    evaluation = None
     if eval_every or evaluators or best_metric:
         from gecko_jax.train_eval import InTrainingEval  # reads evaluation data; only when asked
 
-        in_training_eval = InTrainingEval.build(
+        evaluation = InTrainingEval.build(
             evaluators,
             eval_every,
             model_dir=model_dir,
@@ -283,54 +294,18 @@ def train(
     from clu import metric_writers  # imports TensorBoard; kept off the module import path
 
     writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0)
-    preemption = _Preemption()
-    preemption.install()
-    step = int(state.step)
-    metrics: dict[str, float] = {}
-    start, start_step, first_step, tokens = time.perf_counter(), step, step + 1, 0
-    try:
-        while step < train_steps:
-            batch = next(batches)
-            state, step_metrics = trainer.train_step(state, _to_global(batch, mesh, host_local))
-            step += 1
-            metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-            tokens += _real_tokens(batch) * (jax.process_count() if host_local else 1)
-            if step == first_step:  # the first step compiles: time from its end
-                start, start_step, tokens = time.perf_counter(), step, 0
-            if not np.isfinite(metrics["loss"]):
-                raise NonFiniteLossError(
-                    f"loss is {metrics['loss']} at step {step}; the last good checkpoint "
-                    f"(step {checkpoints.latest_step()}) is kept in {checkpoints.directory}"
-                )
-            if step % log_every == 0 or step == train_steps:
-                elapsed = max(time.perf_counter() - start, 1e-9)
-                rate = (step - start_step) * batch_size / elapsed
-                metrics.update(examples_per_second=rate, tokens_per_second=tokens / elapsed)
-                writer.write_scalars(step, metrics)
-                log.info(
-                    _progress_line(
-                        step,
-                        train_steps,
-                        metrics,
-                        (train_steps - step) * batch_size / max(rate, 1e-9),
-                    )
-                )
-            if in_training_eval is not None and in_training_eval.due(step, train_steps):
-                eval_metrics = in_training_eval.run(step, pretrained, state.params)
-                writer.write_scalars(step, eval_metrics)
-                metrics.update(eval_metrics)
-            preempted = preemption.requested  # read once: SIGTERM may land at any moment
-            checkpoints.save(
-                step, state, batches.get_state(), force=step == train_steps or preempted
-            )
-            if preempted:
-                break
-    finally:
-        checkpoints.close()
-        if in_training_eval is not None:
-            in_training_eval.close()
-        writer.flush()
-    return metrics
+    return TrainSetup(
+        trainer=trainer,
+        state=state,
+        batches=batches,
+        checkpoints=checkpoints,
+        writer=writer,
+        pretrained=pretrained,
+        train_steps=train_steps,
+        batch_size=batch_size,
+        log_every=log_every,
+        evaluation=evaluation,
+    )
 
 
 def make_mesh_from_shape(mesh_shape: Sequence[int]) -> Any:
@@ -347,40 +322,3 @@ def make_mesh_from_shape(mesh_shape: Sequence[int]) -> Any:
     raise ValueError(
         f"train.mesh_shape must be (data, model) or (replica, data, model), got {tuple(mesh_shape)}"
     )
-
-
-def main(argv: Sequence[str]) -> None:
-    """absl main: parses gin, then trains."""
-    del argv
-    from absl import flags
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-
-    gin_utils.parse_gin(
-        flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths
-    )
-    train()
-
-
-def console_entry() -> None:
-    """The ``gecko-train`` command (also ``python -m gecko_jax.train``)."""
-    from absl import app, flags
-
-    from gecko_jax import host_memory
-
-    host_memory.reexec_with_hugepage_malloc()
-
-    flags.DEFINE_multi_string("gin_file", [], "gin files, later ones override earlier ones")
-    flags.DEFINE_multi_string("gin_bindings", [], "individual gin bindings")
-    flags.DEFINE_list("gin_search_paths", [], "directories searched for gin files and includes")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    app.run(main, argv=gin_utils.rewrite_gin_args(sys.argv))
-
-
-if __name__ == "__main__":
-    console_entry()

@@ -106,10 +106,6 @@ class InTrainingEval:
             )
         return cls(built, every, dims, best)
 
-    def due(self, step: int, last_step: int) -> bool:
-        """Whether ``step`` is evaluated."""
-        return step % self.every == 0 or step == last_step
-
     def run(self, step: int, pretrained: PretrainedModel, params: Any) -> dict[str, float]:
         """Evaluates ``params``; saves them among the best if they rank. Returns the metrics."""
         if self._encoder is None:

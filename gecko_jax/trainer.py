@@ -1,10 +1,11 @@
-"""Train state, the sharded train/eval steps of a dual encoder, and their gradients.
+"""Train state, the pure train/eval steps of a dual encoder, and the Trainer that shards them.
 
-One ``Trainer`` owns a :class:`DualEncoder`, a mesh, logical axis rules and a
-:class:`TrainConfig`. Its steps are single ``jax.jit`` programs with explicit in/out
-shardings (state sharded by the parameters' logical axes, batch over 'replica' x 'data', state
-donated), traced under the rules and the mesh so the model's activation constraints
-apply. The loss sees the whole global batch as its negative pool.
+:func:`loss_and_grads`, :func:`train_step` and :func:`eval_step` are pure functions of
+``(model, config, state, batch)``: they run as they are on one device, under ``jax.jit``,
+or sharded. :class:`Trainer` only shards: it builds the state's shardings from the
+parameters' logical axes and jits the steps with explicit in/out shardings (batch over
+'replica' x 'data', state donated), traced under its rules and mesh so the model's
+activation constraints apply. The loss sees the whole global batch as its negative pool.
 
 Queries, positives and hard negatives go through the same tower. With dropout, each
 example's mask comes from a key derived from (state rng, step, tower, global example
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -41,6 +43,7 @@ TOWERS = {"query": 0, "positive": 1, "negative": 2}
 # Dropout row ids are uint32: tower in the top bits, the global row index (< 2**28) below.
 _ROW_INDEX_BITS = 28
 Batch = Mapping[str, Any]
+Metrics = dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.grad_cache_chunk_size is not None and self.grad_cache_chunk_size < 1:
             raise ValueError(
-                f"TrainConfig.grad_cache_chunk_size must be >= 1 or None, got {self.grad_cache_chunk_size}"
+                "TrainConfig.grad_cache_chunk_size must be >= 1 or None, "
+                f"got {self.grad_cache_chunk_size}"
             )
         if self.max_logit_scale < 1.0 / self.loss.temperature:
             raise ValueError(
@@ -84,7 +88,7 @@ class TrainState(struct.PyTreeNode):
       step: int32 scalar, the number of updates so far.
       params: the DualEncoder's parameters (``{'backbone': ..., 'projection'?: ...}``).
       log_logit_scale: float32 scalar; trained only with a learnable temperature.
-      opt_state: the optimizer's state for :meth:`Trainer.trainable`'s tree.
+      opt_state: the optimizer's state for :func:`trainable`'s tree.
       rng: the base PRNG key (uint32[2]); step keys are ``fold_in(rng, step)``.
     """
 
@@ -95,8 +99,289 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
 
 
+class StepSharding(NamedTuple):
+    """How a step is laid out over devices (None in a step: one device, no constraints).
+
+    Attributes:
+      mesh: the ``('replica', 'data', 'model')`` mesh whose batch axes split each tower's rows.
+      params: the parameters' shardings, kept by GradCache's gradient accumulator.
+    """
+
+    mesh: Mesh
+    params: Any
+
+
+# ------------------------------------------------------------------------ the pure steps
+
+
+def trainable(config: TrainConfig, state: TrainState) -> dict[str, Any]:
+    """The tree the optimizer updates: params and, if learnable, the logit scale."""
+    tree = {"params": state.params}
+    if config.learnable_temperature:
+        tree["log_logit_scale"] = state.log_logit_scale
+    return tree
+
+
+def init_params(model: DualEncoder, rng: jax.Array) -> Any:
+    """The model's random parameters, boxed with their logical axis names."""
+    ids = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on the length
+    return model.init({"params": rng}, ids, ids != 0)["params"]
+
+
+def initial_state(
+    model: DualEncoder,
+    config: TrainConfig,
+    rng: jax.Array,
+    init_params_by_path: Mapping[tuple[str, ...], jax.Array] | None = None,
+) -> TrainState:
+    """The step-0 state: random parameters, the leaves of ``init_params_by_path`` replacing theirs.
+
+    Args:
+      model: the dual encoder.
+      config: the training options (temperature and optimizer).
+      rng: a raw uint32[2] PRNG key, split into the parameters' and the state's.
+      init_params_by_path: flattened parameter paths -> values (e.g. a pre-trained backbone).
+    """
+    params_rng, state_rng = jax.random.split(rng)
+    params = traverse_util.flatten_dict(P.unbox(init_params(model, params_rng)))
+    # Replaced leaves' random init is dead code that XLA removes.
+    params = traverse_util.unflatten_dict({**params, **(init_params_by_path or {})})
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        log_logit_scale=jnp.asarray(math.log(1.0 / config.loss.temperature), jnp.float32),
+        opt_state=None,
+        rng=state_rng,
+    )
+    optimizer = build_optimizer(config.optimizer)
+    return state.replace(opt_state=optimizer.init(trainable(config, state)))
+
+
+def check_batch(
+    config: TrainConfig, batch: Batch, mesh: Mesh | None = None, *, train: bool = True
+) -> None:
+    """Raises ValueError for a batch the steps cannot take (keys, shapes, sizes).
+
+    Args:
+      config: the training options (GradCache's chunk size is checked when ``train``).
+      batch: global arrays or ``ShapeDtypeStruct``s.
+      mesh: the mesh the batch is split over (None: one device).
+      train: check for a train step (an eval step does not chunk).
+    """
+    for key in ("query_tokens", "positive_tokens"):
+        if key not in batch:
+            raise ValueError(f"batch lacks {key!r}; it has {sorted(batch)}")
+    b = batch["query_tokens"].shape[0]
+    for key, value in batch.items():
+        if value.shape[0] != b:
+            raise ValueError(f"batch[{key!r}] has {value.shape[0]} rows, query_tokens has {b}")
+    if "negative_tokens" in batch and len(batch["negative_tokens"].shape) != 3:
+        raise ValueError(f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}")
+    if mesh is not None:
+        P.check_batch_divisible(b, mesh)
+    rows = b * (batch["negative_tokens"].shape[1] if "negative_tokens" in batch else 1)
+    if rows >= 1 << _ROW_INDEX_BITS:
+        raise ValueError(
+            f"a tower of {rows} rows exceeds the {1 << _ROW_INDEX_BITS} rows dropout can key"
+        )
+    if train and config.grad_cache_chunk_size is not None:
+        grad_cache.check_chunk_size(b, config.grad_cache_chunk_size, _batch_shards(mesh))
+
+
+def loss_and_grads(
+    model: DualEncoder,
+    config: TrainConfig,
+    state: TrainState,
+    batch: Batch,
+    *,
+    train: bool = True,
+    sharding: StepSharding | None = None,
+) -> tuple[jax.Array, Metrics, dict[str, Any]]:
+    """The train step's loss, metrics and gradients (a tree like :func:`trainable`'s).
+
+    With ``train`` and a model with dropout, dropout is on, keyed by (``state.rng``,
+    ``state.step``, tower, global example index). With ``config.grad_cache_chunk_size``
+    the batch is embedded chunk by chunk (:mod:`gecko_jax.grad_cache`); the result is
+    the same.
+    """
+    dropout = train and getattr(model.backbone, "dropout_rate", 0.0) > 0.0
+    rng = jax.random.fold_in(state.rng, state.step) if dropout else None
+    mesh = sharding.mesh if sharding is not None else None
+    args = (
+        _embed_fn(model, rng, mesh),
+        _loss_fn(config, batch),
+        state.params,
+        _loss_params(config, state),
+        _towers(batch),
+    )
+    if config.grad_cache_chunk_size is None:
+        loss, metrics, (g_params, g_loss) = grad_cache.plain_loss_and_grads(*args)
+    else:
+        loss, metrics, (g_params, g_loss) = grad_cache.grad_cache_loss_and_grads(
+            *args,
+            config.grad_cache_chunk_size,
+            sharding.params if sharding is not None else None,
+            mesh,
+        )
+    return loss, metrics, {"params": g_params, **g_loss}
+
+
+def train_step(
+    model: DualEncoder,
+    config: TrainConfig,
+    state: TrainState,
+    batch: Batch,
+    *,
+    sharding: StepSharding | None = None,
+) -> tuple[TrainState, Metrics]:
+    """One optimizer update on a global batch.
+
+    Args:
+      model: the dual encoder.
+      config: the training options.
+      state: the current state.
+      batch: ``query_tokens [B, Lq]``, ``positive_tokens [B, Lp]``, optional
+        ``negative_tokens [B, K, Ln]``, ``positive_ids [B]``, ``negative_mask [B, K]``;
+        pad id 0.
+      sharding: the mesh and parameter shardings of a sharded step.
+
+    Returns:
+      The new state and scalar metrics: the loss's (``loss``, ``accuracy``,
+      ``logit_scale``, ...), ``grad_norm`` and ``learning_rate`` (of this update).
+    """
+    _, metrics, grads = loss_and_grads(model, config, state, batch, sharding=sharding)
+    tree = trainable(config, state)
+    updates, opt_state = build_optimizer(config.optimizer).update(grads, state.opt_state, tree)
+    new = optax.apply_updates(tree, updates)
+    state = state.replace(
+        params=new["params"], log_logit_scale=new.get("log_logit_scale", state.log_logit_scale)
+    )
+    metrics = {
+        **metrics,
+        "grad_norm": optax.tree.norm(grads),
+        "learning_rate": jnp.asarray(build_schedule(config.optimizer)(state.step), jnp.float32),
+    }
+    return state.replace(step=state.step + 1, opt_state=opt_state), metrics
+
+
+def eval_step(
+    model: DualEncoder,
+    config: TrainConfig,
+    state: TrainState,
+    batch: Batch,
+    *,
+    sharding: StepSharding | None = None,
+) -> Metrics:
+    """The loss's metrics on a batch, without dropout or an update (nor chunking)."""
+    mesh = sharding.mesh if sharding is not None else None
+    embed = _embed_fn(model, None, mesh)
+    embeddings = embed(state.params, _towers(batch), jnp.zeros((), jnp.int32))
+    return _loss_fn(config, batch)(embeddings, _loss_params(config, state))[1]
+
+
+def _batch_shards(mesh: Mesh | None) -> int:
+    return 1 if mesh is None else P.data_axis_size(mesh)
+
+
+def _encode(
+    model: DualEncoder,
+    params: Any,
+    tokens: jax.Array,
+    rows: jax.Array | None,
+    rng: jax.Array | None,
+) -> jax.Array:
+    """Embeds ``[N, L]`` tokens; with ``rows [N]`` and ``rng``, dropout is on and
+    keyed per row by its identity (:mod:`gecko_jax.models.dropout`)."""
+    mask = tokens != 0
+    if rng is None:
+        return model.apply({"params": params}, tokens, mask, deterministic=True)
+    return model.apply(
+        {"params": params},
+        tokens,
+        mask,
+        deterministic=False,
+        dropout_rows=rows,
+        rngs={"dropout": rng},
+    )
+
+
+def _embed_fn(model: DualEncoder, rng: jax.Array | None, mesh: Mesh | None) -> grad_cache.EmbedFn:
+    """``(params, towers chunk, start) -> embeddings``, shared by both gradient paths.
+
+    Towers of equal token length share one forward pass. ``start`` is the global
+    index of the chunk's first example; with ``rng``, dropout is on and the masks
+    of row r of tower t depend only on (``rng``, t, r): see :func:`_row_ids`.
+    """
+    shards = _batch_shards(mesh)
+
+    def embed(params: Any, towers: dict[str, jax.Array], start: jax.Array) -> dict[str, jax.Array]:
+        by_length: dict[int, list[str]] = {}
+        for name, tokens in towers.items():
+            by_length.setdefault(tokens.shape[-1], []).append(name)
+        out = {}
+        for names in by_length.values():
+            # Negatives become [c*K, L] rows, example-major.
+            rows = [towers[n].reshape(-1, towers[n].shape[-1]) for n in names]
+            ids = None
+            if rng is not None:
+                ids = grad_cache.concat_rows(
+                    [
+                        _row_ids(TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0])
+                        for n, r in zip(names, rows)
+                    ],
+                    shards,
+                    mesh,
+                )
+            embedded = _encode(model, params, grad_cache.concat_rows(rows, shards, mesh), ids, rng)
+            parts = grad_cache.split_rows(embedded, [r.shape[0] for r in rows], shards, mesh)
+            for n, part in zip(names, parts):
+                out[n] = part.reshape(towers[n].shape[:-1] + (-1,))
+        return out
+
+    return embed
+
+
+def _loss_params(config: TrainConfig, state: TrainState) -> dict[str, jax.Array]:
+    return {k: v for k, v in trainable(config, state).items() if k != "params"}
+
+
+def _loss_fn(config: TrainConfig, batch: Batch) -> grad_cache.LossFn:
+    def loss(embeddings: dict[str, jax.Array], loss_params: dict[str, jax.Array]) -> Any:
+        scale = None
+        if "log_logit_scale" in loss_params:
+            log_max = math.log(config.max_logit_scale)
+            scale = jnp.exp(jnp.minimum(loss_params["log_logit_scale"], log_max))
+        return contrastive_loss(
+            embeddings["query"],
+            embeddings["positive"],
+            embeddings.get("negative"),
+            config.loss,
+            logit_scale=scale,
+            positive_ids=batch.get("positive_ids"),
+            negative_mask=batch.get("negative_mask"),
+        )
+
+    return loss
+
+
+def _towers(batch: Batch) -> dict[str, jax.Array]:
+    return {name: batch[f"{name}_tokens"] for name in TOWERS if f"{name}_tokens" in batch}
+
+
+def _row_ids(tower: int, first: jax.Array, count: int) -> jax.Array:
+    """Dropout identities of rows ``first .. first + count - 1`` of a tower: the tower
+    in the top bits, the global row index below."""
+    index = (first + jnp.arange(count)).astype(jnp.uint32)
+    return jnp.uint32(tower << _ROW_INDEX_BITS) | index
+
+
+# --------------------------------------------------------------------------- the Trainer
+
+StepFn = Callable[..., Any]  # step(model, config, state, batch, *, sharding) -> outputs
+
+
 class Trainer:
-    """Builds, shards and steps the train state of a dual encoder.
+    """Builds and shards the train state of a dual encoder and jits the pure steps.
 
     Args:
       model: the dual encoder (its backbone config sets the compute dtype and dropout).
@@ -115,15 +400,8 @@ class Trainer:
         self.model = model
         self.mesh = mesh
         self.rules = tuple(rules)
-        self.config = config = config or TrainConfig()
-        self.optimizer = build_optimizer(config.optimizer)
-        self.schedule = build_schedule(config.optimizer)
-        self._dropout = getattr(model.backbone, "dropout_rate", 0.0) > 0.0
-        self._shardings: TrainState | None = None
-        self._jitted: dict[str, Any] = {}
+        self.config = config or TrainConfig()
         self._model_constraints = self._model_traces_under_mesh()
-
-    # ---------------------------------------------------------------- state & shardings
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
@@ -144,7 +422,7 @@ class Trainer:
         in/out shardings still hold, and XLA propagates them).
         """
         ids = jnp.ones((P.data_axis_size(self.mesh), 1), jnp.int32)
-        params = P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0)))
+        params = P.unbox(self._abstract_params())
         try:
             with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
                 jax.eval_shape(lambda p: self.model.apply({"params": p}, ids, ids != 0), params)
@@ -156,56 +434,46 @@ class Trainer:
             return False
         return True
 
-    def trainable(self, state: TrainState) -> dict[str, Any]:
-        """The tree the optimizer updates: params and, if learnable, the logit scale."""
-        tree = {"params": state.params}
-        if self.config.learnable_temperature:
-            tree["log_logit_scale"] = state.log_logit_scale
-        return tree
+    def _abstract_params(self) -> Any:
+        return jax.eval_shape(functools.partial(init_params, self.model), jax.random.PRNGKey(0))
 
-    def _init_params(self, rng: jax.Array) -> Any:
-        ids = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on the length
-        return self.model.init({"params": rng}, ids, ids != 0)["params"]
+    def _abstract_initial_state(self) -> TrainState:
+        init = functools.partial(initial_state, self.model, self.config)
+        return jax.eval_shape(init, jax.random.PRNGKey(0))
 
-    def _init_fn(self, rng: jax.Array, init_params: dict[tuple[str, ...], jax.Array]) -> TrainState:
-        params_rng, state_rng = jax.random.split(rng)
-        params = traverse_util.flatten_dict(P.unbox(self._init_params(params_rng)))
-        # Replaced leaves' random init is dead code that XLA removes.
-        params = traverse_util.unflatten_dict({**params, **init_params})
-        state = TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            log_logit_scale=jnp.asarray(math.log(1.0 / self.config.loss.temperature), jnp.float32),
-            opt_state=None,
-            rng=state_rng,
-        )
-        return state.replace(opt_state=self.optimizer.init(self.trainable(state)))
+    # ---------------------------------------------------------------- state & shardings
 
-    @property
+    @functools.cached_property
     def state_shardings(self) -> TrainState:
         """``NamedSharding``s of every state leaf (params by their logical axes)."""
-        if self._shardings is None:
-            boxed = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
-            params = P.logical_to_mesh_shardings(boxed, self.mesh, self.rules)
-            abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
-            rep = P.replicated(self.mesh)
-            trainable_shardings = self.trainable(
-                abstract.replace(params=params, log_logit_scale=rep)
-            )
-            opt_state = P.match_param_shardings(
-                abstract.opt_state, self.trainable(abstract), trainable_shardings, rep
-            )
-            self._shardings = TrainState(
-                step=rep, params=params, log_logit_scale=rep, opt_state=opt_state, rng=rep
-            )
-        return self._shardings
+        params = P.logical_to_mesh_shardings(self._abstract_params(), self.mesh, self.rules)
+        abstract = self._abstract_initial_state()
+        rep = P.replicated(self.mesh)
+        trainable_shardings = trainable(
+            self.config, abstract.replace(params=params, log_logit_scale=rep)
+        )
+        opt_state = P.match_param_shardings(
+            abstract.opt_state, trainable(self.config, abstract), trainable_shardings, rep
+        )
+        return TrainState(
+            step=rep, params=params, log_logit_scale=rep, opt_state=opt_state, rng=rep
+        )
+
+    @property
+    def batch_sharding(self) -> jax.sharding.NamedSharding:
+        """The sharding of every batch leaf: examples over 'replica' x 'data'."""
+        return P.batch_sharding(self.mesh)
+
+    @property
+    def step_sharding(self) -> StepSharding:
+        """What the pure steps need to know of this trainer's layout."""
+        return StepSharding(self.mesh, self.state_shardings.params)
 
     def abstract_state(self) -> TrainState:
         """The state's ``ShapeDtypeStruct``s with shardings (an orbax restore target)."""
-        abstract = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0), {})
         return jax.tree_util.tree_map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            abstract,
+            self._abstract_initial_state(),
             self.state_shardings,
         )
 
@@ -223,13 +491,13 @@ class Trainer:
             ``{'backbone': ...}`` from a pre-trained checkpoint; its leaves replace the
             random ones, the rest (e.g. the projection) stays randomly initialised.
           example_batch: optional batch (arrays or ShapeDtypeStructs), checked with
-            :meth:`check_batch` so a bad batch size fails before training starts.
+            :func:`check_batch` so a bad batch size fails before training starts.
 
         Raises:
           ValueError: ``init_params`` has a path the model lacks or a wrong shape.
         """
         if example_batch is not None:
-            self.check_batch(example_batch)
+            check_batch(self.config, example_batch, self.mesh)
         rng = jax.random.PRNGKey(self.config.seed) if rng is None else rng
         if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
             rng = jax.random.key_data(rng)  # raw uint32 keys checkpoint anywhere
@@ -237,7 +505,8 @@ class Trainer:
         flat_init = self._check_init_params(init_params, shardings.params)
         # Not under the mesh context: flax would then constrain DenseGeneral's kernels
         # to their final rank before reshaping them; out_shardings place the state.
-        return jax.jit(self._init_fn, out_shardings=shardings)(rng, flat_init)
+        init = functools.partial(initial_state, self.model, self.config)
+        return jax.jit(init, out_shardings=shardings)(rng, flat_init)
 
     def _check_init_params(
         self, init_params: Any, param_shardings: Any
@@ -245,9 +514,7 @@ class Trainer:
         """Validates ``init_params`` leaves and places them in their shardings."""
         if init_params is None:
             return {}
-        model = traverse_util.flatten_dict(
-            P.unbox(jax.eval_shape(self._init_params, jax.random.PRNGKey(0)))
-        )
+        model = traverse_util.flatten_dict(P.unbox(self._abstract_params()))
         shardings = traverse_util.flatten_dict(param_shardings)
         out = {}
         for path, value in traverse_util.flatten_dict(dict(init_params)).items():
@@ -270,212 +537,33 @@ class Trainer:
             out[path] = jax.device_put(value, shardings[path])
         return out
 
-    # ------------------------------------------------------------------ loss and grads
-
-    def check_batch(self, batch: Batch, train: bool = True) -> None:
-        """Raises ValueError for a batch the steps cannot take (keys, shapes, sizes)."""
-        for key in ("query_tokens", "positive_tokens"):
-            if key not in batch:
-                raise ValueError(f"batch lacks {key!r}; it has {sorted(batch)}")
-        b = batch["query_tokens"].shape[0]
-        for key, value in batch.items():
-            if value.shape[0] != b:
-                raise ValueError(f"batch[{key!r}] has {value.shape[0]} rows, query_tokens has {b}")
-        if "negative_tokens" in batch and len(batch["negative_tokens"].shape) != 3:
-            raise ValueError(
-                f"negative_tokens must be [B, K, L], got {batch['negative_tokens'].shape}"
-            )
-        P.check_batch_divisible(b, self.mesh)
-        rows = b * (batch["negative_tokens"].shape[1] if "negative_tokens" in batch else 1)
-        if rows >= 1 << _ROW_INDEX_BITS:
-            raise ValueError(
-                f"a tower of {rows} rows exceeds the {1 << _ROW_INDEX_BITS} rows dropout can key"
-            )
-        if train and self.config.grad_cache_chunk_size is not None:
-            grad_cache.check_chunk_size(
-                b, self.config.grad_cache_chunk_size, P.data_axis_size(self.mesh)
-            )
-
-    def _encode(
-        self, params: Any, tokens: jax.Array, rows: jax.Array | None, rng: jax.Array | None
-    ) -> jax.Array:
-        """Embeds ``[N, L]`` tokens; with ``rows [N]`` and ``rng``, dropout is on and
-        keyed per row by its identity (:mod:`gecko_jax.models.dropout`)."""
-        mask = tokens != 0
-        if rng is None:
-            return self.model.apply({"params": params}, tokens, mask, deterministic=True)
-        return self.model.apply(
-            {"params": params},
-            tokens,
-            mask,
-            deterministic=False,
-            dropout_rows=rows,
-            rngs={"dropout": rng},
-        )
-
-    def _embed_fn(self, rng: jax.Array | None) -> grad_cache.EmbedFn:
-        """``(params, towers chunk, start) -> embeddings``, shared by both gradient paths.
-
-        Towers of equal token length share one forward pass. ``start`` is the global
-        index of the chunk's first example; with ``rng``, dropout is on and the masks
-        of row r of tower t depend only on (``rng``, t, r): see :func:`_row_ids`.
-        """
-        shards = P.data_axis_size(self.mesh)
-
-        def embed(
-            params: Any, towers: dict[str, jax.Array], start: jax.Array
-        ) -> dict[str, jax.Array]:
-            by_length: dict[int, list[str]] = {}
-            for name, tokens in towers.items():
-                by_length.setdefault(tokens.shape[-1], []).append(name)
-            out = {}
-            for names in by_length.values():
-                # Negatives become [c*K, L] rows, example-major.
-                rows = [towers[n].reshape(-1, towers[n].shape[-1]) for n in names]
-                ids = None
-                if rng is not None:
-                    ids = grad_cache.concat_rows(
-                        [
-                            _row_ids(
-                                TOWERS[n], start * (r.shape[0] // towers[n].shape[0]), r.shape[0]
-                            )
-                            for n, r in zip(names, rows)
-                        ],
-                        shards,
-                        self.mesh,
-                    )
-                embedded = self._encode(
-                    params, grad_cache.concat_rows(rows, shards, self.mesh), ids, rng
-                )
-                parts = grad_cache.split_rows(
-                    embedded, [r.shape[0] for r in rows], shards, self.mesh
-                )
-                for n, part in zip(names, parts):
-                    out[n] = part.reshape(towers[n].shape[:-1] + (-1,))
-            return out
-
-        return embed
-
-    def _loss_params(self, state: TrainState) -> dict[str, jax.Array]:
-        return {k: v for k, v in self.trainable(state).items() if k != "params"}
-
-    def _loss_fn(self, batch: Batch) -> grad_cache.LossFn:
-        def loss(embeddings: dict[str, jax.Array], loss_params: dict[str, jax.Array]) -> Any:
-            scale = None
-            if "log_logit_scale" in loss_params:
-                log_max = math.log(self.config.max_logit_scale)
-                scale = jnp.exp(jnp.minimum(loss_params["log_logit_scale"], log_max))
-            return contrastive_loss(
-                embeddings["query"],
-                embeddings["positive"],
-                embeddings.get("negative"),
-                self.config.loss,
-                logit_scale=scale,
-                positive_ids=batch.get("positive_ids"),
-                negative_mask=batch.get("negative_mask"),
-            )
-
-        return loss
-
-    def _loss_and_grads(
-        self, state: TrainState, batch: Batch, train: bool = True
-    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
-        rng = jax.random.fold_in(state.rng, state.step) if (train and self._dropout) else None
-        args = (
-            self._embed_fn(rng),
-            self._loss_fn(batch),
-            state.params,
-            self._loss_params(state),
-            _towers(batch),
-        )
-        if self.config.grad_cache_chunk_size is None:
-            loss, metrics, (g_params, g_loss) = grad_cache.plain_loss_and_grads(*args)
-        else:
-            loss, metrics, (g_params, g_loss) = grad_cache.grad_cache_loss_and_grads(
-                *args, self.config.grad_cache_chunk_size, self.state_shardings.params, self.mesh
-            )
-        return loss, metrics, {"params": g_params, **g_loss}
-
-    def _train_step(
-        self, state: TrainState, batch: Batch
-    ) -> tuple[TrainState, dict[str, jax.Array]]:
-        _, metrics, grads = self._loss_and_grads(state, batch)
-        trainable = self.trainable(state)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
-        new = optax.apply_updates(trainable, updates)
-        state = state.replace(
-            params=new["params"], log_logit_scale=new.get("log_logit_scale", state.log_logit_scale)
-        )
-        metrics = {
-            **metrics,
-            "grad_norm": optax.tree.norm(grads),
-            "learning_rate": jnp.asarray(self.schedule(state.step), jnp.float32),
-        }
-        return state.replace(step=state.step + 1, opt_state=opt_state), metrics
-
-    def _eval_step(self, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-        embeddings = self._embed_fn(None)(state.params, _towers(batch), jnp.zeros((), jnp.int32))
-        return self._loss_fn(batch)(embeddings, self._loss_params(state))[1]
-
     # ------------------------------------------------------------------ the jitted steps
 
-    def _jit(self, name: str) -> Any:
-        if name not in self._jitted:
-            shardings = self.state_shardings
-            rep = P.replicated(self.mesh)
-            batch = P.batch_sharding(self.mesh)
-            grads = self.trainable(shardings.replace(log_logit_scale=rep))
-            fn, out, donate = {
-                "train": (self._train_step, (shardings, rep), (0,)),
-                "eval": (self._eval_step, rep, ()),
-                "grads": (self._loss_and_grads, (rep, rep, grads), ()),
-            }[name]
-            self._jitted[name] = jax.jit(
-                fn, in_shardings=(shardings, batch), out_shardings=out, donate_argnums=donate
-            )
-        return self._jitted[name]
+    def jit(self, step: StepFn, out_shardings: Any, *, donate_state: bool = False) -> Any:
+        """``step(model, config, state, batch, sharding=...)`` as one program of ``(state, batch)``.
 
-    def train_step(
-        self, state: TrainState, batch: Batch
-    ) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One optimizer update on a global batch; ``state`` is donated.
-
-        Args:
-          state: the current state (from :meth:`init_state` or a restore).
-          batch: global arrays: ``query_tokens [B, Lq]``, ``positive_tokens [B, Lp]``,
-            optional ``negative_tokens [B, K, Ln]``, ``positive_ids [B]``,
-            ``negative_mask [B, K]``; pad id 0. On several processes, pass global
-            ``jax.Array``s (:func:`partitioning.host_local_batch_to_global`).
-
-        Returns:
-          The new state and scalar metrics: the loss's (``loss``, ``accuracy``,
-          ``logit_scale``, ...), ``grad_norm`` and ``learning_rate`` (of this update).
+        In shardings are the state's and the batch's; call it (or ``.lower`` it) inside
+        :meth:`context`.
         """
-        self.check_batch(batch)
+        return jax.jit(
+            functools.partial(step, self.model, self.config, sharding=self.step_sharding),
+            in_shardings=(self.state_shardings, self.batch_sharding),
+            out_shardings=out_shardings,
+            donate_argnums=(0,) if donate_state else (),
+        )
+
+    @functools.cached_property
+    def jitted_train_step(self) -> Any:
+        """:func:`train_step` jitted with the state's shardings in and out, state donated."""
+        out = (self.state_shardings, P.replicated(self.mesh))
+        return self.jit(train_step, out, donate_state=True)
+
+    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        """:func:`train_step` on this trainer's mesh; ``state`` is donated.
+
+        On several processes, pass global ``jax.Array``s
+        (:func:`partitioning.host_local_batch_to_global`).
+        """
+        check_batch(self.config, batch, self.mesh)
         with self.context():
-            return self._jit("train")(state, dict(batch))
-
-    def eval_step(self, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-        """The loss's metrics on a batch, without dropout or an update (nor chunking)."""
-        self.check_batch(batch, train=False)
-        with self.context():
-            return self._jit("eval")(state, dict(batch))
-
-    def loss_and_grads(
-        self, state: TrainState, batch: Batch
-    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
-        """The train step's loss, metrics and gradients (tree of :meth:`trainable`)."""
-        self.check_batch(batch)
-        with self.context():
-            return self._jit("grads")(state, dict(batch))
-
-
-def _towers(batch: Batch) -> dict[str, jax.Array]:
-    return {name: batch[f"{name}_tokens"] for name in TOWERS if f"{name}_tokens" in batch}
-
-
-def _row_ids(tower: int, first: jax.Array, count: int) -> jax.Array:
-    """Dropout identities of rows ``first .. first + count - 1`` of a tower: the tower
-    in the top bits, the global row index below."""
-    index = (first + jnp.arange(count)).astype(jnp.uint32)
-    return jnp.uint32(tower << _ROW_INDEX_BITS) | index
+            return self.jitted_train_step(state, dict(batch))

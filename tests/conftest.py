@@ -1,4 +1,4 @@
-"""Test environment: offline, eight CPU devices, quiet TensorFlow."""
+"""Test environment: offline, eight CPU devices, quiet TensorFlow, in-repository eval data."""
 
 import os
 import shutil
@@ -8,6 +8,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# The evaluation sets the tests read ship with them, so the suite needs nothing outside the
+# checkout; a GECKO_EVAL_DATA set by the caller (e.g. the full offline copies) wins.
+os.environ["GECKO_EVAL_DATA"] = os.environ.get("GECKO_EVAL_DATA") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "fixtures", "eval_data"
+)
 
 import ipaddress
 import socket
@@ -44,12 +49,11 @@ def minilm_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> str:
-    """../shared/data, or $GECKO_EVAL_DATA."""
-    default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-    path = os.path.abspath(os.environ.get("GECKO_EVAL_DATA", default))
+def eval_data_dir() -> str:
+    """The evaluation sets: $GECKO_EVAL_DATA, by default the copies in tests/fixtures."""
+    path = os.path.abspath(os.environ["GECKO_EVAL_DATA"])
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"evaluation data not found at {path}; set GECKO_EVAL_DATA")
+        raise FileNotFoundError(f"evaluation data not found at {path} ($GECKO_EVAL_DATA)")
     return path
 
 

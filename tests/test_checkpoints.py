@@ -11,10 +11,10 @@ from jax.sharding import PartitionSpec as P
 from gecko_jax.checkpoints import (
     HOST_DATA_ITEM,
     CheckpointManager,
-    abstract_like,
     restore_params,
 )
 from gecko_jax.data.iterator_state import HOST_STATE_KEY
+from tests.restore_targets import abstract_like
 
 
 class State(flax.struct.PyTreeNode):

@@ -8,16 +8,16 @@ import scipy.stats
 from sentence_transformers import SentenceTransformer
 
 from gecko_jax import Encoder
-from gecko_jax.data.sts import read_sts_benchmark
 from gecko_jax.models.hf_checkpoint import CheckpointError
+from gecko_jax.readers import read_sts_benchmark
 from gecko_jax.shapes import padded_batches
 from tests.text_samples import varied_sentences
 
 
 def test_matches_sentence_transformers_on_varied_sentences(
-    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
 ) -> None:
-    sentences = varied_sentences(shared_data_dir)
+    sentences = varied_sentences(eval_data_dir)
     assert len(sentences) >= 200
     ours = encoder.encode(sentences, batch_size=16)
     ref = st_model.encode(
@@ -38,9 +38,9 @@ def _sts_spearman(embed, pairs) -> float:
 
 
 def test_sts_benchmark_spearman_equals_sentence_transformers(
-    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
 ) -> None:
-    pairs = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-test.csv"))
+    pairs = read_sts_benchmark(os.path.join(eval_data_dir, "stsb", "sts-test.csv"))
     ours = _sts_spearman(lambda t: encoder.encode(t, batch_size=64), pairs)
     ref = _sts_spearman(lambda t: st_model.encode(t, batch_size=64, convert_to_numpy=True), pairs)
     print(f"\nSTS-B test Spearman x100: gecko_jax {ours:.3f}  sentence-transformers {ref:.3f}")
@@ -93,8 +93,8 @@ def test_order_is_kept_and_batches_do_not_matter(encoder: Encoder) -> None:
         np.testing.assert_allclose(together[i], encoder.encode([text])[0], atol=1e-5)
 
 
-def test_few_compiled_shapes(encoder: Encoder, shared_data_dir: str) -> None:
-    pairs = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-dev.csv"))
+def test_few_compiled_shapes(encoder: Encoder, eval_data_dir: str) -> None:
+    pairs = read_sts_benchmark(os.path.join(eval_data_dir, "stsb", "sts-dev.csv"))
     texts = [p.sentence1 for p in pairs]
     token_ids = encoder.vocabulary.tokenize(texts, encoder.max_length)
     shapes = {b.token_ids.shape for b in padded_batches(token_ids, 32, encoder.max_length)}

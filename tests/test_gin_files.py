@@ -1,12 +1,14 @@
 """Every shipped gin file parses, and binds what its comments promise."""
 
 import glob
+import importlib.resources
+import logging
 import os
 
+import gin
 import pytest
 
 import gecko_jax.train  # noqa: F401  (registers the configurables)
-import gin
 from gecko_jax import gin_utils
 
 GIN_FILES = sorted(
@@ -65,3 +67,43 @@ def test_missing_gin_file_lists_search_paths() -> None:
         FileNotFoundError, match=r"gin file 'runs/nope.gin' not found in the search paths"
     ):
         gin_utils.parse_gin(["runs/nope.gin"], [])
+
+
+def test_packaged_gin_files_are_package_resources() -> None:
+    packaged = importlib.resources.files("gecko_jax") / "gin"
+    assert os.path.samefile(str(packaged), gin_utils.GIN_DIR)
+    assert (packaged / "local" / "minilm_stsb.gin").is_file()
+
+
+def test_found_from_outside_the_checkout_without_search_paths(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED)
+    assert gin.query_parameter("gecko_jax.train.model_dir") is not None
+    # gin's misses on the way to an included file are not reported as errors
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_user_files_and_search_paths_come_before_the_packaged_ones(tmp_path, monkeypatch) -> None:
+    override = "include 'runs/finetune.gin'\ninclude 'models/minilm_l6.gin'\nBATCH_SIZE = {}\n"
+    (tmp_path / "cwd" / "local").mkdir(parents=True)
+    (tmp_path / "cwd" / "local" / "mine.gin").write_text(override.format(3))
+    (tmp_path / "extra" / "local").mkdir(parents=True)
+    (tmp_path / "extra" / "local" / "mine.gin").write_text(override.format(5))
+    (tmp_path / "extra" / "local" / "minilm_stsb.gin").write_text(override.format(7))
+    monkeypatch.chdir(tmp_path / "cwd")
+    extra = [str(tmp_path / "extra")]
+    gin_utils.parse_gin(["local/mine.gin"], REQUIRED, extra)
+    assert gin.query_parameter("%BATCH_SIZE") == 3  # the current directory's
+    gin.clear_config()
+    gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED, extra)
+    assert gin.query_parameter("%BATCH_SIZE") == 7  # the search path's
+
+
+def test_missing_include_still_fails(tmp_path, monkeypatch) -> None:
+    (tmp_path / "broken.gin").write_text("include 'runs/nope.gin'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match=r"runs/nope.gin"):
+        gin_utils.parse_gin(["broken.gin"], REQUIRED)

@@ -12,19 +12,18 @@ import pytest
 from gecko_jax import grad_cache
 from gecko_jax import partitioning as P
 from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig
-from gecko_jax.trainer import TrainConfig, Trainer
+from gecko_jax.trainer import TrainConfig, Trainer, check_batch
 from tests.test_trainer import (
     BERT,
+    DROPOUT_MODEL,  # dropout on: GradCache must replay each example's masks exactly
     MRL,
     assert_trees_close,
     one_device_mesh,
     random_batch,
+    sharded_eval_step,
+    sharded_loss_and_grads,
 )
 
-# Dropout on: GradCache must replay each example's masks exactly.
-DROPOUT_MODEL = DualEncoder(
-    dataclasses.replace(BERT, dropout_rate=0.1), HeadConfig(projection_dim=16)
-)
 # Queries shorter than documents: positives and negatives share a forward pass.
 BATCH = random_batch(batch_size=16, k=2, query_length=6, doc_length=8, seed=4)
 
@@ -43,13 +42,13 @@ def test_grad_cache_equals_the_plain_step_with_dropout(mesh_shape: tuple[int, in
     plain = _trainer(mesh, None)
     state = plain.init_state(jax.random.PRNGKey(0))
     state = state.replace(step=state.step + 3)  # dropout keys fold in the step
-    loss, metrics, grads = plain.loss_and_grads(state, BATCH)
+    loss, metrics, grads = sharded_loss_and_grads(plain, state, BATCH)
     # Dropout is really on: the deterministic loss differs.
-    assert abs(float(plain.eval_step(state, BATCH)["loss"]) - float(loss)) > 1e-3
+    assert abs(float(sharded_eval_step(plain, state, BATCH)["loss"]) - float(loss)) > 1e-3
 
     for chunk in (4, 8):
         cached = _trainer(mesh, chunk)
-        cached_loss, cached_metrics, cached_grads = cached.loss_and_grads(state, BATCH)
+        cached_loss, cached_metrics, cached_grads = sharded_loss_and_grads(cached, state, BATCH)
         np.testing.assert_allclose(
             float(cached_loss), float(loss), rtol=1e-5, err_msg=f"chunk {chunk}"
         )
@@ -73,11 +72,13 @@ def test_chunks_must_divide_the_batch_and_split_over_data() -> None:
     with pytest.raises(
         ValueError, match="grad_cache_chunk_size 5 does not divide the global batch size 16"
     ):
-        _trainer(one_device_mesh(), 5).check_batch(BATCH)
+        trainer = _trainer(one_device_mesh(), 5)
+        check_batch(trainer.config, BATCH, trainer.mesh)
     with pytest.raises(
         ValueError, match="grad_cache_chunk_size 2 is not divisible by the data axis size 4"
     ):
-        _trainer(P.make_mesh(4, 2), 2).check_batch(BATCH)
+        trainer = _trainer(P.make_mesh(4, 2), 2)
+        check_batch(trainer.config, BATCH, trainer.mesh)
 
 
 def test_grad_cache_memory_stays_flat_as_the_batch_grows() -> None:
@@ -93,7 +94,7 @@ def test_grad_cache_memory_stays_flat_as_the_batch_grows() -> None:
             "negative_tokens": jax.ShapeDtypeStruct((batch_size, 1, 32), jnp.int32),
         }
         with trainer.context():
-            compiled = trainer._jit("train").lower(trainer.abstract_state(), batch).compile()
+            compiled = trainer.jitted_train_step.lower(trainer.abstract_state(), batch).compile()
         return compiled.memory_analysis().temp_size_in_bytes
 
     cached = temp_bytes(4, 16), temp_bytes(4, 64)

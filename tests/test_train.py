@@ -32,7 +32,7 @@ def _command(model_dir: str, tiny_model_dir: str, pairs_file: str, *extra: str) 
     return [
         sys.executable,
         "-m",
-        "gecko_jax.train",
+        "gecko_jax.cli.train",
         "--gin_file=runs/finetune.gin",
         "--gin_file=inputs/pairs_file.gin",
         f"--gin.MODEL_DIR='{model_dir}'",
@@ -125,7 +125,7 @@ def test_missing_required_macro_is_named(tmp_path, pairs_file: str) -> None:
         [
             sys.executable,
             "-m",
-            "gecko_jax.train",
+            "gecko_jax.cli.train",
             "--gin_file=runs/finetune.gin",
             "--gin_file=inputs/pairs_file.gin",
             "--gin_file=models/minilm_l6.gin",
@@ -233,7 +233,10 @@ def test_init_checkpoint_loads_the_backbone_into_a_new_head(
         return restore_params(os.path.join(model_dir, "checkpoints"), target)
 
     before, after = read(first, False), read(second, True)
-    get = lambda tree: tree[kernel[0]][kernel[1]][kernel[2]][kernel[3]][kernel[4]]
+
+    def get(tree: dict) -> np.ndarray:
+        return tree[kernel[0]][kernel[1]][kernel[2]][kernel[3]][kernel[4]]
+
     np.testing.assert_allclose(get(after), get(before), atol=1e-6)
     assert after["projection"]["dense"]["kernel"].shape == (32, 16)
     _loads_as_an_encoder(second, tiny_model_dir, after["projection"]["dense"]["kernel"])
@@ -266,7 +269,7 @@ def _loads_as_an_encoder(model_dir: str, tiny_model_dir: str, projection: np.nda
 
 
 def test_trains_from_a_registered_mixture_and_resumes(
-    tmp_path, tiny_model_dir: str, shared_data_dir: str
+    tmp_path, tiny_model_dir: str, eval_data_dir: str
 ) -> None:
     """gin/local/minilm_mixture.gin: STS-B train and Banking77 train registered from
     the evaluation data, one dataset per batch, with the input position checkpointed."""
@@ -274,7 +277,7 @@ def test_trains_from_a_registered_mixture_and_resumes(
     command = [
         sys.executable,
         "-m",
-        "gecko_jax.train",
+        "gecko_jax.cli.train",
         "--gin_file=local/minilm_mixture.gin",
         f"--gin.MODEL_DIR='{model_dir}'",
         "--gin.TRAIN_STEPS=6",
@@ -285,7 +288,7 @@ def test_trains_from_a_registered_mixture_and_resumes(
         "--gin.train.checkpoint_every=3",
         "--gin.train.log_every=1",
         "--gin.gecko_jax.OptimizerConfig.warmup_steps=2",
-        f"--gin.gecko_jax.register_default_tasks.data_dir='{shared_data_dir}'",
+        f"--gin.gecko_jax.register_default_tasks.data_dir='{eval_data_dir}'",
     ]
     first = _run(command)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -306,7 +309,7 @@ def test_trains_from_a_registered_mixture_and_resumes(
 
 
 def test_in_training_evaluation_keeps_the_best_checkpoint(
-    tmp_path, tiny_model_dir: str, pairs_file: str, shared_data_dir: str
+    tmp_path, tiny_model_dir: str, pairs_file: str, eval_data_dir: str
 ) -> None:
     from gecko_jax.encoder import Encoder
     from gecko_jax.eval.evaluators import build_evaluator
@@ -320,7 +323,7 @@ def test_in_training_evaluation_keeps_the_best_checkpoint(
             "--gin.TRAIN_STEPS=6",
             "--gin.train.eval_every=2",
             "--gin.train.evaluators=['stsb:dev']",
-            f"--gin.train.eval_data_dir='{shared_data_dir}'",
+            f"--gin.train.eval_data_dir='{eval_data_dir}'",
             "--gin.train.eval_dims=[32, 16]",
             "--gin.train.best_metric='stsb_dev/spearman'",
             "--gin.train.keep_best=1",
@@ -341,7 +344,7 @@ def test_in_training_evaluation_keeps_the_best_checkpoint(
         summary = json.load(f)
     assert summary["best_step"] == best and summary["kept_steps"] == [best]
     encoder = Encoder.load(model_dir, checkpoint="best")
-    scores = build_evaluator("stsb", shared_data_dir, "dev").evaluate(encoder)
+    scores = build_evaluator("stsb", eval_data_dir, "dev").evaluate(encoder)
     assert abs(scores[32]["spearman"] - logged[best]) < 0.01
 
 
@@ -354,3 +357,24 @@ def test_mesh_shape_takes_an_optional_replica_axis():
         ValueError, match=r"train.mesh_shape must be \(data, model\) or \(replica, data, model\)"
     ):
         make_mesh_from_shape((8,))
+
+
+def test_throughput_counts_from_the_end_of_the_first_step_and_the_progress_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gecko_jax import train_loop
+
+    clock = iter([100.0, 105.0, 107.0])  # start, end of the first step, the report at step 13
+    monkeypatch.setattr(train_loop.time, "perf_counter", lambda: next(clock))
+    meter = train_loop.Throughput(step=10, batch_size=8)
+    meter.count(11, tokens=999)  # the first step compiles: neither its time nor its tokens count
+    meter.count(12, tokens=100)
+    meter.count(13, tokens=60)
+    rates = meter.rates(13)
+    assert rates == {"examples_per_second": 2 * 8 / 2.0, "tokens_per_second": 160 / 2.0}
+    metrics = {"loss": 0.5, "accuracy": 0.25, **rates}
+    assert (
+        train_loop.progress_line(13, 20, metrics, eta_s=3725.0)
+        == "step 13/20  loss 0.5000  acc 0.250  8.0 examples/s  80 tokens/s  ETA 01:02:05"
+    )
+    assert train_loop.progress_line(13, 20, metrics, eta_s=1e12).endswith("ETA --")

@@ -1,4 +1,5 @@
-"""The sharded train step: equal to one device for every loss option; optimizers."""
+"""The pure steps and the sharded train step: equal to one device for every loss option;
+optimizers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ from gecko_jax import partitioning as P
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models.bert import BertConfig
 from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig
-from gecko_jax.optimizers import OptimizerConfig, build_optimizer, build_schedule
-from gecko_jax.trainer import TrainConfig, Trainer
+from gecko_jax.optimizers import DECAYS, OptimizerConfig, build_optimizer, build_schedule
+from gecko_jax.trainer import (
+    TrainConfig,
+    Trainer,
+    check_batch,
+    eval_step,
+    loss_and_grads,
+    train_step,
+    trainable,
+)
 
 BERT = BertConfig(
     vocab_size=64,
@@ -81,6 +90,20 @@ def assert_trees_close(actual, expected, rtol: float = 1e-5, atol: float = 1e-5)
         )
 
 
+def sharded_loss_and_grads(trainer: Trainer, state, batch):  # type: ignore[no-untyped-def]
+    """:func:`loss_and_grads` jitted on the trainer's mesh, gradients sharded like the params."""
+    rep = P.replicated(trainer.mesh)
+    out = (rep, rep, trainable(trainer.config, trainer.state_shardings))
+    with trainer.context():
+        return trainer.jit(loss_and_grads, out)(state, dict(batch))
+
+
+def sharded_eval_step(trainer: Trainer, state, batch):  # type: ignore[no-untyped-def]
+    """:func:`eval_step` jitted on the trainer's mesh."""
+    with trainer.context():
+        return trainer.jit(eval_step, P.replicated(trainer.mesh))(state, dict(batch))
+
+
 # Together these switch every loss option away from its default at least once.
 LOSS_OPTIONS = {
     "gecko_eq3_mrl_false_negative_masking": TrainConfig(loss=MRL),
@@ -103,7 +126,7 @@ def test_sharded_loss_and_grads_equal_one_device(option: str) -> None:
     batch = random_batch()
     single = Trainer(MODEL, one_device_mesh(), P.STANDARD_LOGICAL_AXIS_RULES, config)
     state = single.init_state(jax.random.PRNGKey(0))
-    loss, metrics, grads = single.loss_and_grads(state, batch)
+    loss, metrics, grads = sharded_loss_and_grads(single, state, batch)
     assert np.isfinite(float(loss)) and float(loss) > 0
     assert set(grads) == (
         {"params", "log_logit_scale"} if config.learnable_temperature else {"params"}
@@ -115,7 +138,9 @@ def test_sharded_loss_and_grads_equal_one_device(option: str) -> None:
     for shape in MESH_SHAPES:
         trainer = Trainer(MODEL, make_mesh(shape), P.STANDARD_LOGICAL_AXIS_RULES, config)
         sharded = jax.device_put(state, trainer.state_shardings)
-        sharded_loss, sharded_metrics, sharded_grads = trainer.loss_and_grads(sharded, batch)
+        sharded_loss, sharded_metrics, sharded_grads = sharded_loss_and_grads(
+            trainer, sharded, batch
+        )
         np.testing.assert_allclose(float(sharded_loss), float(loss), rtol=1e-5, err_msg=str(shape))
         assert_trees_close(sharded_metrics, metrics)
         assert_trees_close(sharded_grads, grads)
@@ -148,7 +173,7 @@ def test_sharded_train_step_equals_one_device_and_donates() -> None:
     assert float(expected["learning_rate"]) == pytest.approx(1e-3)
     assert int(expected_state.step) == 1
     # Without dropout, evaluation sees the loss the update was computed from.
-    eval_metrics = single.eval_step(jax.device_put(state, single.state_shardings), batch)
+    eval_metrics = sharded_eval_step(single, jax.device_put(state, single.state_shardings), batch)
     assert float(eval_metrics["loss"]) == pytest.approx(float(expected["loss"]), rel=1e-6)
 
     for shape in MESH_SHAPES:
@@ -160,6 +185,44 @@ def test_sharded_train_step_equals_one_device_and_donates() -> None:
         assert_trees_close(new_state.params, expected_state.params)
         assert_trees_close(new_state.log_logit_scale, expected_state.log_logit_scale)
         assert float(new_state.log_logit_scale) != pytest.approx(math.log(20.0), abs=1e-6)
+
+
+# Dropout and GradCache on: the pure step must key and chunk as the sharded one does.
+DROPOUT_MODEL = DualEncoder(
+    dataclasses.replace(BERT, dropout_rate=0.1), HeadConfig(projection_dim=16)
+)
+PURE_STEP_CASES = {
+    "plain": (
+        MODEL,
+        TrainConfig(
+            loss=MRL,
+            learnable_temperature=True,
+            optimizer=OptimizerConfig(learning_rate=1e-3, weight_decay=0.01),
+        ),
+    ),
+    "dropout_grad_cache": (
+        DROPOUT_MODEL,
+        TrainConfig(loss=MRL, learnable_temperature=True, grad_cache_chunk_size=4),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PURE_STEP_CASES))
+def test_pure_train_step_equals_the_jitted_trainer_step(case: str) -> None:
+    model, config = PURE_STEP_CASES[case]
+    batch = random_batch(seed=1)
+    trainer = Trainer(model, make_mesh((4, 2)), P.STANDARD_LOGICAL_AXIS_RULES, config)
+    state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0)))  # host copy: steps donate
+    state = state.replace(step=np.int32(3))  # dropout keys and the schedule read the step
+    expected_state, expected = trainer.train_step(
+        jax.device_put(state, trainer.state_shardings), batch
+    )
+    # The function as it is: no Trainer, no jit, no mesh, no axis rules.
+    new_state, metrics = train_step(model, config, state, batch)
+    assert set(metrics) == set(expected)
+    assert_trees_close(metrics, expected)
+    assert_trees_close(new_state, expected_state)
+    assert int(new_state.step) == 4
 
 
 def test_init_state_is_sharded_and_mesh_independent() -> None:
@@ -226,7 +289,7 @@ def test_adamw_reduces_the_loss_in_bfloat16_with_float32_params() -> None:
     assert int(state.step) == 6
     for leaf in jax.tree_util.tree_leaves(state.params):
         assert leaf.dtype == np.float32
-    eval_metrics = trainer.eval_step(state, batch)
+    eval_metrics = sharded_eval_step(trainer, state, batch)
     assert float(eval_metrics["loss"]) < losses[0]
 
 
@@ -237,11 +300,11 @@ def test_batches_the_mesh_cannot_take_are_rejected() -> None:
     with pytest.raises(
         ValueError, match="global batch size 12 is not divisible by the data axis size 8"
     ):
-        trainer.check_batch(random_batch(batch_size=12))
+        check_batch(trainer.config, random_batch(batch_size=12), trainer.mesh)
     batch = random_batch()
     del batch["positive_tokens"]
     with pytest.raises(ValueError, match="batch lacks 'positive_tokens'"):
-        trainer.check_batch(batch)
+        check_batch(trainer.config, batch, trainer.mesh)
 
 
 # ----------------------------------------------------------------------- optimizers
@@ -277,7 +340,7 @@ def test_schedules_warm_up_then_decay(decay: str, middle: float) -> None:
     [
         ({"name": "sgd"}, "OptimizerConfig.name"),
         ({"decay": "cosine"}, "OptimizerConfig.total_steps"),
-        ({"decay": "linear", "warmup_steps": 10, "total_steps": 10}, "OptimizerConfig.total_steps"),
+        ({"decay": "linear", "total_steps": 0}, "OptimizerConfig.total_steps"),
         ({"learning_rate": 0.0}, "OptimizerConfig.learning_rate"),
         ({"end_learning_rate_fraction": 1.5}, "OptimizerConfig.end_learning_rate_fraction"),
         ({"b2": 1.0}, "OptimizerConfig.b2"),
@@ -288,6 +351,15 @@ def test_schedules_warm_up_then_decay(decay: str, middle: float) -> None:
 def test_optimizer_config_errors_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         OptimizerConfig(**kwargs)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_a_run_shorter_than_its_warmup_warms_up_over_all_but_its_last_step(decay: str) -> None:
+    config = OptimizerConfig(learning_rate=1.0, warmup_steps=10, decay=decay, total_steps=3)
+    assert config.warmup_steps == 2
+    schedule = build_schedule(config)
+    assert [float(schedule(step)) for step in range(3)] == pytest.approx([0.0, 0.5, 1.0])
+    assert OptimizerConfig(warmup_steps=10, decay=decay, total_steps=11).warmup_steps == 10
 
 
 def test_train_config_validation() -> None:

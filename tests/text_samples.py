@@ -2,7 +2,7 @@
 
 import os
 
-from gecko_jax.data.sts import read_sts_benchmark
+from gecko_jax.readers import read_sts_benchmark
 
 HARD_CASES = [
     "",

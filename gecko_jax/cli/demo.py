@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gecko_jax.cli import flags, startup
+
 SENTENCES = (
     "A man is playing a guitar on stage.",
     "Someone performs music with a guitar.",
@@ -28,11 +30,22 @@ def similarity_table(sentences: Sequence[str], embeddings: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags."""
+    parser = flags.command_parser(
+        "gecko-demo",
+        "Embed a few sentences and print their cosine similarities: the first command to "
+        "run after installing.",
+    )
+    parser.add_argument("--model", default=flags.DEFAULT_MODEL, help="model name or directory")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Embeds the demo sentences with the packaged all-MiniLM-L6-v2 and prints similarities."""
-    parser = argparse.ArgumentParser(prog="gecko-demo", description=main.__doc__)
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or directory")
-    model = parser.parse_args(argv).model
+    """Embeds the demo sentences and prints similarities; returns the exit status."""
+    if argv is None:
+        startup.prepare_process()
+    model = build_parser().parse_args(argv).model
 
     from gecko_jax.encoder import Encoder
 

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from gecko_jax import host_memory
+from gecko_jax import fileio
+from gecko_jax.cli import flags, startup
 
 INPUT_FORMATS = ("auto", "lines", "jsonl")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags."""
-    parser = argparse.ArgumentParser(
-        prog="gecko-embed",
-        description="Embed texts with a gecko_jax encoder. Input: one text per line, or "
+    parser = flags.command_parser(
+        "gecko-embed",
+        "Embed texts with a gecko_jax encoder. Input: one text per line, or "
         "JSONL records; output: .npy (float32 [n, dim]) or .jsonl (records + 'embedding').",
     )
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or directory")
+    parser.add_argument("--model", default=flags.DEFAULT_MODEL, help="model name or directory")
     parser.add_argument("--input", required=True, help="input file; '-' reads stdin")
     parser.add_argument("--output", required=True, help="output .npy or .jsonl file")
     parser.add_argument(
@@ -37,11 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", default=None, help="Gecko task description, e.g. 'question answering'"
     )
-    parser.add_argument("--kind", choices=("query", "document"), default="query")
+    parser.add_argument(
+        "--kind",
+        choices=("query", "document"),
+        default="query",
+        help="which side's input format the texts take",
+    )
     parser.add_argument("--dim", type=int, default=None, help="Matryoshka output dimension")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--max_length", type=int, default=None)
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--batch_size", type=int, default=32, help="encoding batch size")
+    parser.add_argument(
+        "--max_length", type=int, default=None, help="token limit (default: the model's)"
+    )
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute type"
+    )
     return parser
 
 
@@ -81,26 +90,25 @@ def read_records(path: str, input_format: str, text_field: str) -> list[dict[str
 
 
 def write_output(path: str, records: list[dict[str, Any]], embeddings: np.ndarray) -> None:
-    """Writes ``.npy`` or JSONL (each input record plus its ``embedding``)."""
-    tmp = path + ".tmp"
+    """Writes ``.npy`` or JSONL (each input record plus its ``embedding``), never leaving
+    a half-written output behind."""
     if path.endswith(".npy"):
-        with open(tmp, "wb") as f:
+        with fileio.atomic_open(path, "wb") as f:
             np.save(f, embeddings)
     elif path.endswith((".jsonl", ".json")):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with fileio.atomic_open(path, "w") as f:
             for record, row in zip(records, embeddings):
                 f.write(
                     json.dumps({**record, "embedding": row.tolist()}, ensure_ascii=False) + "\n"
                 )
     else:
         raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {path}")
-    os.replace(tmp, path)  # never leave a half-written output behind
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
     if argv is None:
-        host_memory.reexec_with_hugepage_malloc()
+        startup.prepare_process()
     args = build_parser().parse_args(argv)
     if not args.output.endswith((".npy", ".jsonl", ".json")):
         raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {args.output}")
@@ -122,10 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_progress=True,
     )
     write_output(args.output, records, embeddings)
-    print(
-        f"gecko-embed: wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}",
-        file=sys.stderr,
-    )
+    rows, dim = embeddings.shape
+    print(f"gecko-embed: wrote {rows} x {dim} embeddings to {args.output}", file=sys.stderr)
     return 0
 
 

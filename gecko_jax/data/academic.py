@@ -59,6 +59,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from gecko_jax import fileio, readers
 from gecko_jax.data import examples as ex
 from gecko_jax.data import local_sets
 from gecko_jax.data.examples import BadRowCounter, BadRowError, UnifiedExample
@@ -75,6 +76,7 @@ NLI_ENTAILMENT, NLI_CONTRADICTION = 0, 2
 QA_TASK = "question answering"
 FACT_TASK = "fact checking"
 SIMILARITY_TASK = "sentence similarity"
+MIXTURE_PAPER = "Gecko section 3.3, academic fine-tuning mixture"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +198,7 @@ def natural_questions(
         metadata={
             "task_type": "retrieval",
             "origin": f"tfds:{tfds_name}",
-            "paper": "Gecko section 3.3, academic fine-tuning mixture",
+            "paper": MIXTURE_PAPER,
             "task": task,
         },
     )
@@ -353,9 +355,7 @@ def _json_records(path: str) -> Iterator[tuple[str, Any]]:
 
     A line that is not valid JSON yields ``(where, BadRowError)`` so the caller counts it.
     """
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"file not found: {path}")
-    with tf.io.gfile.GFile(path, "r") as f:
+    with fileio.open(readers.require_file(path, "file"), "r") as f:
         text = f.read()
     if text.lstrip().startswith("["):
         try:
@@ -467,7 +467,10 @@ _FEVER_ESCAPES = {
 
 
 def fever_title(page_id: str) -> str:
-    """A FEVER wiki page id as a readable title (``Nikolaj_-LRB-name-RRB-`` -> ``Nikolaj (name)``)."""
+    """A FEVER wiki page id as a readable title.
+
+    ``Nikolaj_-LRB-name-RRB-`` -> ``Nikolaj (name)``.
+    """
     for escape, char in _FEVER_ESCAPES.items():
         page_id = page_id.replace(escape, char)
     return page_id.replace("_", " ")
@@ -498,12 +501,12 @@ _PAGE_ID_PREFIX = '{"id": "'
 
 def _read_fever_pages(pattern: str, wanted: set[str]) -> dict[str, tuple[str, dict[int, str]]]:
     """page id -> (intro text, sentence index -> sentence), for the wanted pages only."""
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = fileio.glob(pattern)
     if not files:
         raise FileNotFoundError(f"no FEVER wiki-pages files match {pattern}")
     pages = {}
     for path in files:
-        with tf.io.gfile.GFile(path, "r") as f:
+        with fileio.open(path, "r") as f:
             for number, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -654,10 +657,13 @@ def _local_set(
     name: str,
     paths: str | Mapping[str, str],
     read: Callable[[str], list[UnifiedExample]],
-    metadata: Mapping[str, Any],
+    origin: str,
+    task: str,
 ) -> AcademicSet:
+    """A retrieval set of the academic mixture read from local files by ``read``."""
     paths = {"train": paths} if isinstance(paths, str) else dict(paths)
     loaders = {split: functools.partial(read, path) for split, path in paths.items()}
+    metadata = {"task_type": "retrieval", "origin": origin, "task": task, "paper": MIXTURE_PAPER}
     return AcademicSet(
         name=name,
         source=local_sets.examples_source(loaders),
@@ -671,17 +677,7 @@ def hotpotqa(
 ) -> AcademicSet:
     """HotpotQA from local files (a path for ``train``, or split -> path)."""
     read = functools.partial(read_hotpotqa, task=task, num_negatives=num_negatives)
-    return _local_set(
-        "hotpotqa",
-        paths,
-        read,
-        {
-            "task_type": "retrieval",
-            "origin": "HotpotQA official JSON",
-            "task": task,
-            "paper": "Gecko section 3.3, academic fine-tuning mixture",
-        },
-    )
+    return _local_set("hotpotqa", paths, read, origin="HotpotQA official JSON", task=task)
 
 
 def fever(
@@ -696,15 +692,7 @@ def fever(
         read_fever, wiki_pages_pattern=wiki_pages_pattern, task=task, positive_unit=positive_unit
     )
     return _local_set(
-        "fever",
-        claims_paths,
-        read,
-        {
-            "task_type": "retrieval",
-            "origin": "FEVER official JSONL + wiki-pages",
-            "task": task,
-            "paper": "Gecko section 3.3, academic fine-tuning mixture",
-        },
+        "fever", claims_paths, read, origin="FEVER official JSONL + wiki-pages", task=task
     )
 
 
@@ -713,14 +701,4 @@ def medmcqa(
 ) -> AcademicSet:
     """MedMCQA from local files (a path for ``train``, or split -> path)."""
     read = functools.partial(read_medmcqa, task=task, query_style=query_style)
-    return _local_set(
-        "medmcqa",
-        paths,
-        read,
-        {
-            "task_type": "retrieval",
-            "origin": "MedMCQA official JSON lines",
-            "task": task,
-            "paper": "Gecko section 3.3, academic fine-tuning mixture",
-        },
-    )
+    return _local_set("medmcqa", paths, read, origin="MedMCQA official JSON lines", task=task)

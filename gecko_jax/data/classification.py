@@ -113,7 +113,7 @@ def build_triples(
 
     rng = random.Random(seed)
     result = []
-    for index, (text, label) in enumerate(items):
+    for index, (_, label) in enumerate(items):
         same = members[label]
         if len(same) < 2:
             continue
@@ -143,25 +143,6 @@ def build_triples(
             )
         )
     return result
-
-
-def triples_from_file(
-    path: str,
-    *,
-    text_field: str | None = None,
-    label_field: str | None = None,
-    delimiter: str | None = None,
-    **build_kwargs,
-) -> list[UnifiedExample]:
-    """Reads a CSV/TSV of labelled texts (:func:`local_sets.read_labelled_texts`) as triples.
-
-    ``build_kwargs`` go to :func:`build_triples`; ``source`` defaults to the file name.
-    """
-    items = local_sets.read_labelled_texts(
-        path, text_field=text_field, label_field=label_field, delimiter=delimiter
-    )
-    build_kwargs.setdefault("source", path.rsplit("/", 1)[-1])
-    return build_triples(items, **build_kwargs)
 
 
 def classification_source(

@@ -114,14 +114,6 @@ class GeckoFeatureConverter:
             shapes[NEGATIVE_MASK] = (k,)
         return shapes
 
-    def output_signature(self, task_feature_lengths: Mapping[str, int]) -> dict[str, tf.TensorSpec]:
-        """The element spec of the converted (unbatched) dataset."""
-        dtypes = {NEGATIVE_MASK: tf.bool}
-        return {
-            name: tf.TensorSpec(shape, dtypes.get(name, tf.int32))
-            for name, shape in self.get_model_feature_lengths(task_feature_lengths).items()
-        }
-
     def _tokens(self, texts: tf.Tensor, length: int) -> tf.Tensor:
         ids = self.vocabulary.tokenize_tf(texts, length)
         return ids.to_tensor(0, shape=[None, length])

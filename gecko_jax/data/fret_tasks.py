@@ -17,13 +17,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gecko_jax.data import registry, sources
-from gecko_jax.data.formats import InputFormat
+from gecko_jax.data import tasks
+from gecko_jax.formats import InputFormat
+from gecko_jax.rows import TASK_TYPE
 
-TASK_TYPE_FIELD = "task_type"
 # The task types of the paper's FRet prompts; gecko-fret can be given others.
 DEFAULT_TASK_TYPES = ("question answering", "search result", "fact checking", "sentence similarity")
-FRET_PAPER = "Gecko section 3.2: FRet, LLM-generated queries with LLM-relabelled positives and hard negatives"
+FRET_PAPER = (
+    "Gecko section 3.2: FRet, LLM-generated queries with LLM-relabelled positives and "
+    "hard negatives"
+)
 
 
 def slice_name(name: str, task_type: str) -> str:
@@ -65,20 +68,20 @@ def register_fret_tasks(
     if len(set(names)) != len(names):
         raise ValueError(f"task types {list(task_types)} give duplicate task names {names}")
     filters: list[tuple[str, Any]] = [(name, None)]
-    filters += [(slice_name(name, t), (TASK_TYPE_FIELD, [t])) for t in task_types]
+    filters += [(slice_name(name, t), (TASK_TYPE, [t])) for t in task_types]
     for task_name, row_filter in filters:
-        source = sources.file_source(
-            file_pattern,
-            file_format=file_format,
-            source_name=task_name,
-            max_bad_fraction=max_bad_fraction,
-            row_filter=row_filter,
-        )
         info = {
             "task_type": row_filter[1][0] if row_filter else "all FRet task types",
-            "origin": str(file_pattern),
             "paper": FRET_PAPER,
             **(metadata or {}),
         }
-        registry.register_unified_task(task_name, source, metadata=info, input_format=input_format)
+        tasks.register_pair_corpus(
+            task_name,
+            file_pattern,
+            file_format=file_format,
+            max_bad_fraction=max_bad_fraction,
+            metadata=info,
+            input_format=input_format,
+            row_filter=row_filter,
+        )
     return names

@@ -78,18 +78,6 @@ class MixtureRates:
         """Rates as given (normalised)."""
         return cls(dict(rates))
 
-    @classmethod
-    def proportional(cls, sizes: Mapping[str, int], maximum: float | None = None) -> MixtureRates:
-        """Rates proportional to example counts (capped at ``maximum``)."""
-        return cls(dict(sizes), 1.0, maximum)
-
-    @classmethod
-    def temperature_scaled(
-        cls, sizes: Mapping[str, int], temperature: float, maximum: float | None = None
-    ) -> MixtureRates:
-        """Rates proportional to ``size ** (1/temperature)``."""
-        return cls(dict(sizes), temperature, maximum)
-
     def probabilities(self, tasks: Sequence[str]) -> dict[str, float]:
         """Normalised per-task probabilities for exactly ``tasks``.
 
@@ -305,10 +293,6 @@ class OneDatasetPerBatchMixture:
         """The task batch ``position`` comes from: a pure function of (seed, position)."""
         u = np.random.default_rng([self.seed, position]).random()
         return self.tasks[int(np.searchsorted(self._cumulative, u, side="right"))]
-
-    def pending_rows(self, task: str) -> int:
-        """Rows of ``task`` read but not yet served (deferred duplicates, chunk rest)."""
-        return len(next(iter(self._pending[task].values())))
 
     def __iter__(self) -> OneDatasetPerBatchMixture:
         return self

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from gecko_jax.data import examples, formats
+from gecko_jax import formats
+from gecko_jax.data import examples
 from gecko_jax.data.vocabularies import EncoderVocabulary
 
 
@@ -40,15 +41,17 @@ def _parse_negatives(value: Any, where: str) -> tuple[str, ...]:
 
 
 def read_pair_rows(
-    path: str | os.PathLike, input_format: formats.InputFormat = formats.InputFormat()
+    path: str | os.PathLike, input_format: formats.InputFormat | None = None
 ) -> list[PairRow]:
-    """Reads and formats every row of a pairs JSONL file.
+    """Reads and formats every row of a pairs JSONL file (default format:
+    ``InputFormat()``).
 
     Raises:
       FileNotFoundError: the file does not exist.
       ValueError: a line that is not a JSON object with string ``query`` and
         ``positive`` fields (the message names the file and line).
     """
+    input_format = input_format or formats.InputFormat()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training pairs file not found: {path}")
@@ -146,11 +149,6 @@ class PairBatches:
         self._epoch = 0
         self._offset = 0
         self._cached_order: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
-
-    @property
-    def batches_per_epoch(self) -> int:
-        """Whole batches per pass over the rows (the remainder is dropped)."""
-        return len(self._queries) // self.batch_size
 
     def get_state(self) -> dict[str, int]:
         """The position of the next batch (saved with checkpoints)."""

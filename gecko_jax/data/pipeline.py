@@ -92,16 +92,12 @@ def mixture_input(
     rates = tasks_and_rates(name)
     converter = GeckoFeatureConverter(vocabulary)
     datasets = {
-        task: registry.converted_dataset(
-            task,
-            converter,
-            task_feature_lengths=task_feature_lengths,
+        task: converter(
+            registry.get_task_dataset(
+                task, split=split, shuffle=True, seed=seed, shard_info=shard_info, num_epochs=1
+            ),
+            task_feature_lengths,
             dataset_id=index,
-            split=split,
-            shuffle=True,
-            seed=seed,
-            shard_info=shard_info,
-            num_epochs=1,
         )
         for index, task in enumerate(rates)
     }

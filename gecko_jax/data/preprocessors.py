@@ -18,14 +18,12 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
+from gecko_jax import formats
 from gecko_jax.data import examples as ex
-from gecko_jax.data import formats
 
 QUERY_TEXT = "query_text"
 POSITIVE_TEXT = "positive_text"
 NEGATIVE_TEXTS = "negative_texts"
-TEXT_FEATURES = (QUERY_TEXT, POSITIVE_TEXT, NEGATIVE_TEXTS)
-
 DEFAULT_FORMAT = formats.InputFormat()
 
 # Examples are formatted in micro-batches; results are identical per example.

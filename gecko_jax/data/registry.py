@@ -17,10 +17,9 @@ from typing import Any
 import seqio
 import tensorflow as tf
 
+from gecko_jax import formats
 from gecko_jax.data import examples as ex
-from gecko_jax.data import formats
 from gecko_jax.data import preprocessors as prep
-from gecko_jax.data.feature_converter import TASK_FEATURE_LENGTHS, GeckoFeatureConverter
 
 
 def _text_feature(rank: int) -> seqio.Feature:
@@ -155,30 +154,3 @@ def get_task_dataset(
         trim_output_features=False,
         use_cached=False,
     )
-
-
-def converted_dataset(
-    name: str,
-    converter: GeckoFeatureConverter,
-    *,
-    task_feature_lengths: Mapping[str, int] = TASK_FEATURE_LENGTHS,
-    dataset_id: int = 0,
-    split: str = "train",
-    shuffle: bool = True,
-    seed: int | None = 0,
-    shard_info: seqio.ShardInfo | None = None,
-    num_epochs: int | None = None,
-) -> tf.data.Dataset:
-    """A task's examples as model features (unbatched); see :func:`get_task_dataset`.
-
-    Args:
-      name: a registered task.
-      converter: tokenizes with the model's vocabulary.
-      task_feature_lengths: token lengths per side and ``num_negatives``.
-      dataset_id: the task's ``dataset_id`` feature.
-      split, shuffle, seed, shard_info, num_epochs: as in :func:`get_task_dataset`.
-    """
-    ds = get_task_dataset(
-        name, split=split, shuffle=shuffle, seed=seed, shard_info=shard_info, num_epochs=num_epochs
-    )
-    return converter(ds, task_feature_lengths, dataset_id=dataset_id)

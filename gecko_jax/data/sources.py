@@ -2,7 +2,7 @@
 
 :func:`file_source` builds a :class:`UnifiedFileSource`, a ``seqio.FileDataSource``
 whose datasets yield the features of :data:`examples.OUTPUT_SIGNATURE`, with
-``negatives`` and ``negative_titles`` as 1-D ragged specs (:data:`ELEMENT_SPEC`;
+``negatives`` and ``negative_titles`` as 1-D ragged specs (``ragged_rank=0``:
 plain tensors inside maps, batched without a per-element map, see
 :mod:`preprocessors`). Rows are parsed in batches of :data:`PARSE_BATCH` by one
 ``tf.numpy_function`` call (never one Python call per row). Bad rows are counted
@@ -14,181 +14,34 @@ Iterator checkpoints (``tf.train.Checkpoint(iterator=...)``) work: the datasets 
 ``ExternalStatePolicy.IGNORE``, which is sound because the parser's output depends
 on its inputs only. The bad-row counts are not part of a checkpoint.
 
-:func:`write_examples` writes the same formats (FRet output, tests).
+The row formats themselves (fields, JSONL and TFRecord encodings) are
+:mod:`gecko_jax.rows`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import seqio
 import tensorflow as tf
-from google.protobuf import message
 
+from gecko_jax import fileio
 from gecko_jax.data import examples as ex
+from gecko_jax.rows import JSONL, RowFilter, check_format, decode_row, infer_format
 
 log = logging.getLogger(__name__)
 
-JSONL = "jsonl"
-TFRECORD = "tfrecord"
-FILE_FORMATS = (JSONL, TFRECORD)
 PARSE_BATCH = 1024  # Rows per Python parse call.
 
-_EXTENSIONS = {
-    "jsonl": JSONL,
-    "json": JSONL,
-    "ndjson": JSONL,
-    "tfrecord": TFRECORD,
-    "tfrecords": TFRECORD,
-    "tfrec": TFRECORD,
-    "tfr": TFRECORD,
-}
-# Shard suffixes and glob characters after an extension: "x.jsonl-00000-of-00016",
-# "x.jsonl-*-of-00016", "x.tfrecord*", "x.jsonl@16".
-_SHARD_SUFFIX = re.compile(r"(-[\d*?\[\]]+(-of-[\d*?\[\]]+)?|@\d+|[*?]+)$")
-_AT_SHARDS = re.compile(r"^(.*)@(\d+)$")
-
 FilePattern = str | Sequence[str]
-# Keep only rows whose string field (first) holds one of the values (second); other
-# rows are neither good nor bad. FRet's per-task-type slices filter on "task_type".
-RowFilter = tuple[str, frozenset[str]]
-
-# The element spec of the datasets: examples.OUTPUT_SIGNATURE with 1-D ragged lists.
-ELEMENT_SPEC: dict[str, tf.TypeSpec] = {
-    name: tf.RaggedTensorSpec(spec.shape, spec.dtype, ragged_rank=0)
-    if name in (ex.NEGATIVES, ex.NEGATIVE_TITLES)
-    else spec
-    for name, spec in ex.OUTPUT_SIGNATURE.items()
-}
-
-
-def infer_format(path: str) -> str:
-    """``'jsonl'`` or ``'tfrecord'`` from a file name or pattern's extension.
-
-    Raises:
-      ValueError: the extension is not one of the known ones.
-    """
-    for part in reversed(os.path.basename(path).split(".")[1:]):
-        kind = _EXTENSIONS.get(_SHARD_SUFFIX.sub("", part).lower())
-        if kind:
-            return kind
-    raise ValueError(
-        f"cannot infer the file format of {path!r} from its extension "
-        f"(known: {sorted(_EXTENSIONS)}); pass file_format= one of {FILE_FORMATS}"
-    )
-
-
-def split_patterns(file_pattern: FilePattern) -> list[str]:
-    """A pattern, a comma-separated list or a sequence of them, as a flat list."""
-    items = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
-    patterns = [p.strip() for item in items for p in item.split(",") if p.strip()]
-    if not patterns:
-        raise ValueError(f"empty file pattern: {file_pattern!r}")
-    return patterns
-
-
-def expand_pattern(pattern: str) -> list[str]:
-    """The sorted files of one glob or ``name@N`` pattern (local or ``gs://``).
-
-    Raises:
-      FileNotFoundError: nothing matches (the message names the pattern).
-    """
-    at = _AT_SHARDS.match(pattern)
-    if at:
-        base, count = at.group(1), int(at.group(2))
-        files = [f"{base}-{i:05d}-of-{count:05d}" for i in range(count)]
-        missing = [f for f in files if not tf.io.gfile.exists(f)]
-        if missing:
-            raise FileNotFoundError(
-                f"file pattern {pattern!r}: {len(missing)} shards missing, e.g. {missing[0]}"
-            )
-        return files
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"file pattern {pattern!r} matches no files")
-    return files
 
 
 # ----------------------------------------------------------------------------- parsing
 
-
-def _json_example(
-    raw: bytes, default_task: str, source: str, symmetric: bool, row_filter: RowFilter | None = None
-) -> ex.UnifiedExample | None:
-    try:
-        record = json.loads(raw)
-    except UnicodeDecodeError as e:
-        raise ex.BadRowError(f"invalid UTF-8 at byte {e.start}") from None
-    except json.JSONDecodeError as e:
-        raise ex.BadRowError(f"invalid JSON: {e.msg} at column {e.colno}") from None
-    except RecursionError:
-        raise ex.BadRowError("invalid JSON: nested too deeply") from None
-    if row_filter is not None and isinstance(record, dict):
-        field, allowed = row_filter
-        if record.get(field) not in allowed:
-            return None
-    return ex.from_record(record, default_task, source, symmetric)
-
-
-def _feature_strings(feature: Any, name: str) -> list[str]:
-    kind = feature.WhichOneof("kind")
-    if kind is None:
-        return []
-    if kind != "bytes_list":
-        raise ex.BadRowError(f"field {name!r} must be a bytes feature, got {kind}")
-    try:
-        return [v.decode("utf-8") for v in feature.bytes_list.value]
-    except UnicodeDecodeError as e:
-        raise ex.BadRowError(f"invalid UTF-8 in field {name!r} at byte {e.start}") from None
-
-
-_SCALAR_FIELDS = (ex.TASK, ex.QUERY, ex.POSITIVE, ex.POSITIVE_TITLE, ex.SOURCE)
-_LIST_FIELDS = (ex.NEGATIVES, ex.NEGATIVE_TITLES)
-
-
-def _tf_example(
-    raw: bytes, default_task: str, source: str, symmetric: bool, row_filter: RowFilter | None = None
-) -> ex.UnifiedExample | None:
-    try:
-        proto = tf.train.Example.FromString(raw)
-    except message.DecodeError:
-        raise ex.BadRowError("not a serialized tf.train.Example") from None
-    features = proto.features.feature
-    if row_filter is not None:
-        field, allowed = row_filter
-        values = _feature_strings(features[field], field) if field in features else []
-        if len(values) != 1 or values[0] not in allowed:
-            return None
-    record: dict[str, Any] = {}
-    for name in _SCALAR_FIELDS:
-        if name in features:
-            values = _feature_strings(features[name], name)
-            if len(values) != 1:
-                raise ex.BadRowError(f"field {name!r} must hold one value, got {len(values)}")
-            record[name] = values[0]
-    for name in _LIST_FIELDS:
-        if name in features:
-            record[name] = _feature_strings(features[name], name)
-    if ex.SYMMETRIC in features:
-        flag = features[ex.SYMMETRIC]
-        values = list(flag.int64_list.value) if flag.WhichOneof("kind") == "int64_list" else None
-        if values is None or len(values) != 1 or values[0] not in (0, 1):
-            raise ex.BadRowError("field 'symmetric' must be one int64 0 or 1")
-        record[ex.SYMMETRIC] = bool(values[0])
-    return ex.from_record(record, default_task, source, symmetric)
-
-
-_DECODERS: dict[str, Callable[..., ex.UnifiedExample | None]] = {
-    JSONL: _json_example,
-    TFRECORD: _tf_example,
-}
 # Columns out of one parse call; negatives are flat with per-row counts.
 _COLUMNS = (ex.TASK, ex.QUERY, ex.POSITIVE, ex.POSITIVE_TITLE, ex.SOURCE)
 _PARSE_DTYPES = [tf.string] * 5 + [tf.string, tf.string, tf.int64, tf.bool]
@@ -207,9 +60,8 @@ class _BatchParser:
         max_bad_fraction: float,
         row_filter: RowFilter | None = None,
     ) -> None:
-        self._decode = _DECODERS[file_format]
         self._skip_blank = file_format == JSONL
-        self._args = (default_task, source, symmetric, row_filter)
+        self._args = (file_format, default_task, source, symmetric, row_filter)
         self._counter = ex.BadRowCounter(name, max_bad_fraction)
         self._last_bad = ""
         self._lock = threading.Lock()
@@ -240,7 +92,7 @@ class _BatchParser:
             if self._skip_blank and not raw.strip():
                 continue
             try:
-                example = self._decode(raw, *self._args)
+                example = decode_row(raw, *self._args)
                 if example is None:  # filtered out
                     continue
                 # Encoding here also rejects lone surrogates ("\ud800" in JSON).
@@ -312,8 +164,7 @@ class UnifiedFileSource(seqio.FileDataSource):
         cycle_length: int = 16,
         row_filter: RowFilter | None = None,
     ) -> None:
-        if file_format not in FILE_FORMATS:
-            raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
+        check_format(file_format)
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         self.file_format = file_format
@@ -342,8 +193,7 @@ class UnifiedFileSource(seqio.FileDataSource):
         """
         if split not in self._split_to_filepattern:
             raise ValueError(f"{self}: no split {split!r}; splits are {list(self.splits)}")
-        files = [f for p in self._split_to_filepattern[split] for f in expand_pattern(p)]
-        return list(dict.fromkeys(files))
+        return fileio.list_files(self._split_to_filepattern[split])
 
     def get_dataset(
         self,
@@ -452,9 +302,9 @@ def file_source(
       ValueError: an unknown format, or one that cannot be inferred.
     """
     if isinstance(file_pattern, Mapping):
-        splits = {split: split_patterns(p) for split, p in file_pattern.items()}
+        splits = {split: fileio.split_patterns(p) for split, p in file_pattern.items()}
     else:
-        splits = {"train": split_patterns(file_pattern)}
+        splits = {"train": fileio.split_patterns(file_pattern)}
     if file_format is None:
         kinds = {infer_format(p) for patterns in splits.values() for p in patterns}
         if len(kinds) > 1:
@@ -474,103 +324,3 @@ def file_source(
         num_input_examples=num_input_examples,
         row_filter=None if row_filter is None else (row_filter[0], frozenset(row_filter[1])),
     )
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def example_to_record(example: ex.UnifiedExample) -> dict[str, Any]:
-    """A unified example as a JSON-ready dict (the JSONL row format).
-
-    Empty ``task``, ``source`` and titles are left out, so that a reader's defaults
-    (``default_task``, ``source_name``) apply to them.
-    """
-    features = example.as_features()
-    record = {k: features[k] for k in ex.OUTPUT_SIGNATURE}
-    for name in (ex.TASK, ex.SOURCE, ex.POSITIVE_TITLE):
-        if not record[name]:
-            del record[name]
-    if not any(record[ex.NEGATIVE_TITLES]):
-        del record[ex.NEGATIVE_TITLES]
-    return record
-
-
-def _strings(values: Iterable[str]) -> tf.train.Feature:
-    return tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values])
-    )
-
-
-def _extra_feature(value: Any) -> tf.train.Feature:
-    """An extra (non-unified) field as a feature: strings, bools/ints, floats, lists of
-    one of them; anything else (dicts, mixed lists) as its JSON text."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if all(isinstance(v, str) for v in values):
-        return _strings(values)
-    if all(isinstance(v, (bool, int)) for v in values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-    return _strings([json.dumps(value, ensure_ascii=False, sort_keys=True)])
-
-
-def example_to_tf_example(
-    example: ex.UnifiedExample, extra: Mapping[str, Any] | None = None
-) -> tf.train.Example:
-    """A unified example as a ``tf.train.Example`` (the TFRecord row format).
-
-    Args:
-      example: the example.
-      extra: additional fields (audit data such as FRet's scores), written as extra
-        features; readers of the unified format ignore them.
-    """
-    record = example_to_record(example)
-    feature = {name: _strings([record[name]]) for name in _SCALAR_FIELDS if name in record}
-    feature.update({name: _strings(record[name]) for name in _LIST_FIELDS if name in record})
-    feature[ex.SYMMETRIC] = tf.train.Feature(
-        int64_list=tf.train.Int64List(value=[int(example.symmetric)])
-    )
-    for name, value in (extra or {}).items():
-        if name in ex.OUTPUT_SIGNATURE:
-            raise ValueError(f"extra field {name!r} clashes with a unified-format field")
-        feature[name] = _extra_feature(value)
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def write_examples(
-    examples: Iterable[ex.UnifiedExample],
-    path: str,
-    file_format: str | None = None,
-    extras: Iterable[Mapping[str, Any]] | None = None,
-) -> int:
-    """Writes examples as JSONL or TFRecord (local or ``gs://``); returns the count.
-
-    Args:
-      examples: the examples, written in order.
-      path: the output file.
-      file_format: ``'jsonl'`` or ``'tfrecord'``; None infers it from ``path``.
-      extras: per example, additional fields written beside the unified ones (JSON
-        keys, or extra features); readers of the unified format ignore them.
-    """
-    file_format = file_format or infer_format(path)
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
-    examples = list(examples)
-    extras = list(extras) if extras is not None else [{}] * len(examples)
-    if len(extras) != len(examples):
-        raise ValueError(f"{len(extras)} extras for {len(examples)} examples")
-    if file_format == JSONL:
-        with tf.io.gfile.GFile(path, "w") as f:
-            for example, extra in zip(examples, extras):
-                clash = set(extra) & set(ex.OUTPUT_SIGNATURE)
-                if clash:
-                    raise ValueError(
-                        f"extra fields {sorted(clash)} clash with unified-format fields"
-                    )
-                row = {**example_to_record(example), **extra}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        with tf.io.TFRecordWriter(path) as writer:
-            for example, extra in zip(examples, extras):
-                writer.write(example_to_tf_example(example, extra).SerializeToString())
-    return len(examples)

@@ -16,8 +16,8 @@ arguments, so gin can bind them, or environment variables):
 
 * ``stsb_train`` (splits ``train``, ``validation`` = sts-dev), ``banking77_train``,
   ``amazon_counterfactual_train``, ``scifact_train`` from the evaluation-data directory
-  (``data_dir``, else ``$GECKO_EVAL_DATA``, else ``../shared/data`` beside the
-  repository); only their train (and STS dev) splits, never test;
+  (``data_dir``, else ``$GECKO_EVAL_DATA``); only their train (and STS dev) splits,
+  never test;
 * ``hotpotqa`` (``$GECKO_HOTPOTQA``), ``fever`` (``$GECKO_FEVER_CLAIMS`` and
   ``$GECKO_FEVER_WIKI_PAGES``), ``medmcqa`` (``$GECKO_MEDMCQA``), when their paths are
   given.
@@ -37,9 +37,10 @@ from typing import Any
 
 import seqio
 
+from gecko_jax import readers
 from gecko_jax.data import academic, classification, local_sets, registry, sources
 from gecko_jax.data.eval_data import eval_data_dir
-from gecko_jax.data.formats import InputFormat
+from gecko_jax.formats import InputFormat
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def register_pair_corpus(
     max_bad_fraction: float = 0.01,
     metadata: Mapping[str, Any] | None = None,
     input_format: InputFormat | None = None,
+    row_filter: tuple[str, Sequence[str]] | None = None,
 ) -> seqio.Task:
     """Registers a JSONL/TFRecord corpus of unified rows (pre-finetuning pairs, FRet output).
 
@@ -99,6 +101,8 @@ def register_pair_corpus(
       max_bad_fraction: malformed rows tolerated before the job fails.
       metadata: extra metadata (task type, origin, ...).
       input_format: overrides the registry's default input format.
+      row_filter: ``(field, values)``: keep only rows whose string ``field`` is one of
+        ``values`` (as :func:`sources.file_source` takes it).
     """
     source = sources.file_source(
         file_pattern,
@@ -107,6 +111,7 @@ def register_pair_corpus(
         symmetric=symmetric,
         source_name=name,
         max_bad_fraction=max_bad_fraction,
+        row_filter=row_filter,
     )
     info = {
         "task_type": "pairs",
@@ -135,10 +140,10 @@ def register_classification_task(
     """Registers a CSV/TSV of labelled texts as classification triples (split ``train``).
 
     See :func:`classification.build_triples` for the triple arguments and
-    :func:`local_sets.read_labelled_texts` for the file format.
+    :func:`gecko_jax.readers.read_labelled_texts` for the file format.
     """
     load = functools.partial(
-        local_sets.read_labelled_texts, path, text_field=text_field, label_field=label_field
+        readers.read_labelled_texts, path, text_field=text_field, label_field=label_field
     )
     source = classification.classification_source(
         load,
@@ -217,7 +222,7 @@ def register_sts_task(
 
 
 def register_eval_data_tasks(data_dir: str | None = None) -> list[str]:
-    """Registers the train splits of ``../shared/data``: STS-B, Banking77, Amazon CF, SciFact."""
+    """Registers the train splits of the evaluation data: STS-B, Banking77, Amazon CF, SciFact."""
     root = eval_data_dir(data_dir)
     register_sts_task(
         "stsb_train",

@@ -11,7 +11,7 @@ with MTEB's protocols, at several Matryoshka dimensions from one encoding pass::
     # {64: {"spearman": ..., "pearson": ...}, 384: {...}}
 
 :func:`gecko_jax.eval.report.run_sweep` writes ``report.json``, ``report.md`` and a plot;
-``gecko-eval`` (:mod:`gecko_jax.eval.cli`) runs it from the shell.
+``gecko-eval`` (:mod:`gecko_jax.cli.eval`) runs it from the shell.
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 
-from gecko_jax.models.dual_encoder import matryoshka_truncate
+from gecko_jax.embedding_math import matryoshka_truncate
+from gecko_jax.text_encoder import TextEncoder
 
 # Dimension -> metric name -> score in points.
 Scores = dict[int, dict[str, float]]
@@ -22,27 +23,6 @@ Scores = dict[int, dict[str, float]]
 DATA_FIELDS = frozenset({"pairs", "data", "train", "test", "items", "name"})
 # Settings that cannot change a score.
 SCORE_NEUTRAL_FIELDS = frozenset({"batch_size"})
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    """What evaluators need from a model: :class:`gecko_jax.encoder.Encoder` has it."""
-
-    @property
-    def embedding_dim(self) -> int:
-        """Width of full-size embeddings."""
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        task: str | None = None,
-        kind: str = "query",
-        dim: int | None = None,
-        batch_size: int = 32,
-        titles: Sequence[str | None] | None = None,
-        show_progress: bool | None = None,
-    ) -> np.ndarray:
-        """L2-normalised float32 embeddings, one row per text."""
 
 
 class Evaluator(Protocol):

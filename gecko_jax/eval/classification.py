@@ -11,7 +11,7 @@ MTEB uses 8 samples per label by default (32 for AmazonCounterfactual), 10 exper
 and seed 42.
 
 ``samples_per_label=None`` trains once on the whole train split instead (the protocol of
-the reference scores in ``../shared/data/README.md``).
+the reference scores quoted in ``tests/fixtures/eval_data/README.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from gecko_jax.eval import base
+from gecko_jax.text_encoder import TextEncoder
 
 LabelledTexts = Sequence[tuple[str, Hashable]]
 
@@ -104,7 +105,7 @@ class ClassificationEvaluator:
         labels = [label for _, label in self.train]
         return mteb_undersample(labels, self.samples_per_label, self.n_experiments, self.seed)
 
-    def evaluate(self, encoder: base.TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
+    def evaluate(self, encoder: TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
         """Metrics averaged over experiments (points), per dimension."""
         dims = base.resolve_dims(dims, encoder.embedding_dim)
         experiments = self.experiments()

@@ -16,6 +16,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import v_measure_score
 
 from gecko_jax.eval import base
+from gecko_jax.text_encoder import TextEncoder
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class ClusteringEvaluator:
                 f"got {len(self.items)} texts, {clusters} labels"
             )
 
-    def evaluate(self, encoder: base.TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
+    def evaluate(self, encoder: TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
         """V-measure (points) per dimension."""
         dims = base.resolve_dims(dims, encoder.embedding_dim)
         labels = [label for _, label in self.items]

@@ -1,19 +1,22 @@
 """The named local evaluation sets and :func:`build_evaluator`.
 
 Each name maps files of the evaluation-data directory (``data_dir``, else
-``$GECKO_EVAL_DATA``, else ``../shared/data`` beside the repository; layout in its
-README) to an evaluator:
+``$GECKO_EVAL_DATA``; laid out as ``tests/fixtures/eval_data``, see its README) to an
+evaluator:
 
-============================== ============== ===================== ====================
-name                           kind           eval splits           MTEB task
-============================== ============== ===================== ====================
-``stsb``                       STS            train, dev, test      STSBenchmark
-``scifact``                    retrieval      train, test           SciFact
-``banking77``                  classification test                  Banking77Classification
-``amazon_counterfactual_en``   classification dev, test             AmazonCounterfactualClassification (en)
-``amazon_counterfactual_en_ext`` classification dev, test           AmazonCounterfactualClassification (en-ext)
-``banking77_clustering``       clustering     train, test           (none: Banking77 intents as clusters)
-============================== ============== ===================== ====================
+================================ ============== ================ ==================================
+name                             kind           eval splits      MTEB task
+================================ ============== ================ ==================================
+``stsb``                         STS            train, dev, test STSBenchmark
+``scifact``                      retrieval      train, test      SciFact
+``banking77``                    classification test             Banking77Classification
+``amazon_counterfactual_en``     classification dev, test        AmazonCounterfactualClassification
+``amazon_counterfactual_en_ext`` classification dev, test        AmazonCounterfactualClassification
+``banking77_clustering``         clustering     train, test      (none: Banking77 intents)
+================================ ============== ================ ==================================
+
+The two AmazonCounterfactual sets are MTEB's ``en`` and ``en-ext`` subsets; the
+clustering set takes Banking77's intents as clusters.
 
 Classification sets fit on their train split with MTEB's undersampling (8 samples per
 label for Banking77, 32 for AmazonCounterfactual, as MTEB). ``validation`` and ``valid``
@@ -28,13 +31,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gecko_jax.data.eval_data import EVAL_DATA_ENV, eval_data_dir
-from gecko_jax.data.local_sets import read_labelled_texts
-from gecko_jax.data.sts import read_sts_benchmark
 from gecko_jax.eval.base import DATA_FIELDS, Evaluator
 from gecko_jax.eval.classification import ClassificationEvaluator
 from gecko_jax.eval.clustering import ClusteringEvaluator
-from gecko_jax.eval.retrieval import RetrievalEvaluator, read_beir_split
+from gecko_jax.eval.retrieval import RetrievalEvaluator
 from gecko_jax.eval.sts import StsEvaluator
+from gecko_jax.readers import read_beir_split, read_labelled_texts, read_sts_benchmark
 
 _SPLIT_ALIASES = {"validation": "dev", "valid": "dev"}
 

@@ -31,7 +31,7 @@ from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.types import PromptType
 
-from gecko_jax.data import formats
+from gecko_jax import formats
 from gecko_jax.encoder import Encoder
 from gecko_jax.eval.mteb_tasks import TaskStrings, is_symmetric, resolve_tasks
 
@@ -168,7 +168,8 @@ class GeckoMtebModel(AbsEncoder):
     ) -> None:
         if dim is not None and not 1 <= dim <= encoder.embedding_dim:
             raise ValueError(
-                f"dim={dim} is outside 1..{encoder.embedding_dim}, the embedding size of model {name!r}"
+                f"dim={dim} is outside 1..{encoder.embedding_dim}, "
+                f"the embedding size of model {name!r}"
             )
         if task_prompts not in PROMPT_STYLES:
             raise ValueError(f"task_prompts must be one of {PROMPT_STYLES}, got {task_prompts!r}")
@@ -441,12 +442,13 @@ def evaluate_task(
         reason = (
             "HF_HUB_OFFLINE is set"
             if offline
-            else "the Hugging Face hub is unreachable (set HF_HUB_OFFLINE=1 to fail at once instead of retrying)"
+            else "the Hugging Face hub is unreachable "
+            "(set HF_HUB_OFFLINE=1 to fail at once instead of retrying)"
         )
         raise DatasetUnavailableError(
-            f"MTEB task {task.metadata.name}: dataset {task.metadata.dataset.get('path')!r} is not in the "
-            f"local Hugging Face cache and {reason}; download it where the hub is reachable "
-            f"(HF_HOME / HF_DATASETS_CACHE) or load the task's data yourself. Cause: {e}"
+            f"MTEB task {task.metadata.name}: dataset {task.metadata.dataset.get('path')!r} "
+            f"is not in the local Hugging Face cache and {reason}; download it where the hub is "
+            f"reachable (HF_HOME / HF_DATASETS_CACHE) or load the task's data yourself. Cause: {e}"
         ) from e
 
 

@@ -25,7 +25,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from gecko_jax import fileio
 from gecko_jax.eval import base, plots
+from gecko_jax.text_encoder import TextEncoder
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -125,20 +127,18 @@ def load_report(path: str) -> Report:
 
 def write_json_atomic(path: str, data: Any) -> None:
     """Writes through a temporary file, so an interrupted run never leaves half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with fileio.atomic_open(path) as f:
         json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 class _LazyEncoder:
     """Loads the encoder on first use, so a fully cached sweep loads no model."""
 
-    def __init__(self, encoder: base.TextEncoder | Callable[[], base.TextEncoder]) -> None:
+    def __init__(self, encoder: TextEncoder | Callable[[], TextEncoder]) -> None:
         self._source = encoder
-        self._encoder = encoder if isinstance(encoder, base.TextEncoder) else None
+        self._encoder = encoder if isinstance(encoder, TextEncoder) else None
 
-    def get(self) -> base.TextEncoder:
+    def get(self) -> TextEncoder:
         if self._encoder is None:
             self._encoder = self._source()
         return self._encoder
@@ -166,7 +166,7 @@ def _cached(
 
 
 def run_sweep(
-    encoder: base.TextEncoder | Callable[[], base.TextEncoder],
+    encoder: TextEncoder | Callable[[], TextEncoder],
     evaluators: Sequence[base.Evaluator],
     output_dir: str,
     *,

@@ -15,8 +15,9 @@ from typing import ClassVar
 import numpy as np
 import scipy.stats
 
-from gecko_jax.data.sts import StsPair
 from gecko_jax.eval import base
+from gecko_jax.readers import StsPair
+from gecko_jax.text_encoder import TextEncoder
 
 
 @dataclasses.dataclass
@@ -40,7 +41,7 @@ class StsEvaluator:
         if len(self.pairs) < 2:
             raise ValueError(f"{self.name}: need at least 2 sentence pairs, got {len(self.pairs)}")
 
-    def evaluate(self, encoder: base.TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
+    def evaluate(self, encoder: TextEncoder, dims: Sequence[int] | None = None) -> base.Scores:
         """Spearman and Pearson (points) per dimension."""
         dims = base.resolve_dims(dims, encoder.embedding_dim)
         count = len(self.pairs)

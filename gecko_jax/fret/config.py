@@ -14,10 +14,12 @@ import re
 
 import gin
 
+from gecko_jax import rows
+
 RANKINGS = ("rrf", "ql", "rc")
 BACKENDS = ("jax", "faiss")
 QUERY_INPUT_FORMATS = ("gecko", "plain")
-OUTPUT_FORMATS = ("jsonl", "tfrecord")
+OUTPUT_FORMATS = rows.FILE_FORMATS
 _RANK_NEGATIVE = re.compile(r"^rank:(\d+)$")
 
 
@@ -371,8 +373,8 @@ class FretConfig:
         batch = self.llm.startswith("vertex-batch:")
         if batch and not self.batch_staging_dir:
             raise ValueError(
-                f"--batch_staging_dir (FretConfig.batch_staging_dir) is required by --llm {self.llm}: "
-                "the batch jobs' inputs and outputs go there, e.g. gs://bucket/fret-batches"
+                "--batch_staging_dir (FretConfig.batch_staging_dir) is required by "
+                f"--llm {self.llm}: the batch jobs' inputs and outputs go there, e.g. gs://bucket/fret-batches"
             )
         if self.batch_staging_dir and not batch:
             raise ValueError(
@@ -381,6 +383,6 @@ class FretConfig:
             )
         if batch and self.llm_concurrency is not None:
             raise ValueError(
-                "--llm_concurrency (FretConfig.llm_concurrency) does not apply to --llm vertex-batch: "
-                "its calls wait in batch jobs"
+                "--llm_concurrency (FretConfig.llm_concurrency) does not apply to "
+                "--llm vertex-batch: its calls wait in batch jobs"
             )

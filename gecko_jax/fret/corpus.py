@@ -2,7 +2,7 @@
 
 The corpus is JSONL in the BEIR ``corpus.jsonl`` layout: one object per line with an
 id (``_id`` or ``id``), an optional ``title`` and a ``text``. Files are local or
-``gs://`` (``tf.io.gfile``); a path may be a glob or a comma-separated list.
+``gs://`` (:mod:`gecko_jax.fileio`); a path may be a glob or a comma-separated list.
 
 Passages longer than the LLM context budget (``CorpusConfig.max_words`` /
 ``max_chars``) are truncated at a word boundary and counted. Lines with an empty text
@@ -21,7 +21,7 @@ from typing import Any
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from gecko_jax.data import sources
+from gecko_jax import fileio
 from gecko_jax.fret.config import CorpusConfig
 
 _WORD = re.compile(r"\S+")
@@ -98,9 +98,8 @@ def _field(record: dict[str, Any], name: str, where: str, required: bool) -> str
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            for number, line in enumerate(f, start=1):
-                yield number, line
+        with fileio.open(path, "r") as f:
+            yield from enumerate(f, start=1)
     except (tf.errors.OpError, OSError, UnicodeDecodeError) as e:
         raise CorpusError(f"cannot read corpus file {path}: {e}") from None
 
@@ -131,10 +130,10 @@ def read_corpus(
     """
     options = options or CorpusConfig()
     try:
-        files = [f for p in sources.split_patterns(pattern) for f in sources.expand_pattern(p)]
+        files = fileio.list_files(pattern)
     except (FileNotFoundError, ValueError) as e:
         raise CorpusError(f"corpus {pattern!r}: {e}") from None
-    corpus = Corpus([], list(dict.fromkeys(files)))
+    corpus = Corpus([], files)
     seen: dict[str, str] = {}
     bar = tqdm(
         desc="read corpus", unit=" passages", disable=not progress, total=options.max_passages
@@ -154,8 +153,9 @@ def read_corpus(
                     corpus.skipped_empty += 1
                     continue
                 if passage.id in seen:
+                    first = seen[passage.id]
                     raise CorpusError(
-                        f"{where}: duplicate passage id {passage.id!r} (first at {seen[passage.id]})"
+                        f"{where}: duplicate passage id {passage.id!r} (first at {first})"
                     )
                 seen[passage.id] = where
                 text = truncate(passage.text, options.max_words, options.max_chars)

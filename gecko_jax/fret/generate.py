@@ -63,6 +63,8 @@ class Rejected(ValueError):
     """An LLM answer failed validation; ``reason`` is one of :data:`REJECT_REASONS`."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REJECT_REASONS:  # summary.json counts rejects by these names
+            raise ValueError(f"unknown reject reason {reason!r}; known: {REJECT_REASONS}")
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
 

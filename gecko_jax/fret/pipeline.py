@@ -64,6 +64,7 @@ from gecko_jax.fret.config import FretConfig, parse_negative
 from gecko_jax.fret.corpus import Corpus, Passage, read_corpus
 from gecko_jax.fret.summary import ShardStats, format_summary, summarize, usage_delta, usage_dict
 from gecko_jax.fret.templates import Prompts
+from gecko_jax.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 EMBEDDINGS = "passage_embeddings.npy"
@@ -120,7 +121,7 @@ def _fingerprint(passages: Sequence[Passage], embedder: str, config: Any) -> str
     return digest.hexdigest()
 
 
-def corpus_embeddings(encoder: Any, corpus: Corpus, config: FretConfig) -> np.ndarray:
+def corpus_embeddings(encoder: TextEncoder, corpus: Corpus, config: FretConfig) -> np.ndarray:
     """The passages' embeddings, read from the output directory when they match."""
     path = shards.join(config.output_dir, EMBEDDINGS)
     meta_path = path + ".json"
@@ -157,7 +158,7 @@ class _Context:
     corpus: Corpus
     prompts: Prompts
     client: Any
-    encoder: Any
+    encoder: TextEncoder
     index: retrieve.PassageIndex
 
 
@@ -248,7 +249,9 @@ ClientFactory = Callable[[FretConfig], Any]
 
 
 async def run_async(
-    config: FretConfig, client_factory: ClientFactory = open_client, encoder: Any = None
+    config: FretConfig,
+    client_factory: ClientFactory = open_client,
+    encoder: TextEncoder | None = None,
 ) -> dict[str, Any]:
     """:func:`run` inside a running event loop."""
     start = time.perf_counter()
@@ -348,7 +351,7 @@ def _write_summary(store: shards.ShardStore, run: dict[str, Any]) -> dict[str, A
 def run(
     config: FretConfig,
     client_factory: ClientFactory = open_client,
-    encoder: Any = None,
+    encoder: TextEncoder | None = None,
     echo: bool = True,
 ) -> dict[str, Any]:
     """Runs (or resumes) FRet; returns the summary, also written to ``summary.json``.

@@ -9,11 +9,11 @@ An output directory holds::
     summary.json                   the run's summary
     passage_embeddings.npy (+ .json)  the corpus embeddings, reused on restart
 
-Every file is written to a temporary name and renamed, and a shard's marker is written
-after its rows, so a shard is done exactly when its marker exists: a crash leaves
-finished shards intact and the unfinished one without rows. A shard with a marker is
-never redone. Rows read with ``fret-*.jsonl`` never see temporary files (they end in
-``.tmp``) or markers.
+Every file is written atomically (:func:`gecko_jax.fileio.atomic_path`: locally to a
+temporary name, then renamed), and a shard's marker is written after its rows, so a
+shard is done exactly when its marker exists: a crash leaves finished shards intact and
+the unfinished one without rows. A shard with a marker is never redone. Rows read with
+``fret-*.jsonl`` never see temporary files (they end in ``.tmp``) or markers.
 
 One run at a time may use an output directory, or the workers of one run
 (:class:`Workers`), on one machine or many: worker ``i`` of ``n`` runs only the shards
@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import tensorflow as tf
-
+from gecko_jax import fileio
+from gecko_jax.fileio import join
 from gecko_jax.fret.config import check_workers
 
 ROWS_PREFIX = "fret"
 DONE_DIR = "done"
 MANIFEST = "run.json"
 SUMMARY = "summary.json"
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = fileio.TMP_SUFFIX
 DEFAULT_SHARD_SIZE = 1_000
 
 
@@ -112,38 +111,24 @@ class Workers:
         return f".w{self.index}" if self.count > 1 else ""
 
 
-def join(directory: str, *parts: str) -> str:
-    """``os.path.join`` that also suits ``gs://`` paths."""
-    return (
-        "/".join([directory.rstrip("/"), *parts])
-        if directory.startswith("gs://")
-        else os.path.join(directory, *parts)
-    )
-
-
 def atomic_write(path: str, write: Callable[[str], Any], tmp_tag: str = "") -> None:
-    """Calls ``write(temporary_path)``, then renames the temporary file to ``path``.
+    """Calls ``write(where)`` to write ``path`` atomically (:func:`fileio.atomic_path`).
 
     ``tmp_tag`` goes into the temporary name (:attr:`Workers.tmp_tag`).
     """
-    tmp = path + tmp_tag + TMP_SUFFIX
-    write(tmp)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    with fileio.atomic_path(path, tmp_tag + TMP_SUFFIX) as where:
+        write(where)
 
 
 def write_json(path: str, value: Any, tmp_tag: str = "") -> None:
     """Writes JSON atomically (indented)."""
-
-    def write(tmp: str) -> None:
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-    atomic_write(path, write, tmp_tag)
+    with fileio.atomic_open(path, "w", tmp_tag + TMP_SUFFIX) as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def read_json(path: str) -> Any:
     """Reads a JSON file (local or ``gs://``)."""
-    with tf.io.gfile.GFile(path, "r") as f:
+    with fileio.open(path, "r") as f:
         return json.loads(f.read())
 
 
@@ -162,7 +147,7 @@ class ShardStore:
     ) -> None:
         self.output_dir, self.plan, self.extension = output_dir, plan, extension
         self.workers = workers or Workers()
-        tf.io.gfile.makedirs(join(output_dir, DONE_DIR))
+        fileio.makedirs(join(output_dir, DONE_DIR))
 
     def name(self, shard: int) -> str:
         """``fret-00003-of-00016``."""
@@ -178,9 +163,7 @@ class ShardStore:
 
     def is_done(self, shard: int) -> bool:
         """Whether the shard's marker and rows both exist."""
-        return tf.io.gfile.exists(self.marker_path(shard)) and tf.io.gfile.exists(
-            self.rows_path(shard)
-        )
+        return fileio.exists(self.marker_path(shard)) and fileio.exists(self.rows_path(shard))
 
     def pending(self) -> list[int]:
         """This worker's shards not done yet, in order."""
@@ -196,7 +179,7 @@ class ShardStore:
 
     def mark_done(self, shard: int, stats: Mapping[str, Any]) -> None:
         """Writes a shard's done marker (after its rows)."""
-        if not tf.io.gfile.exists(self.rows_path(shard)):
+        if not fileio.exists(self.rows_path(shard)):
             raise ShardStateError(
                 f"shard {shard} has no rows file {self.rows_path(shard)} to mark done"
             )
@@ -213,7 +196,7 @@ class ShardStore:
     def recorded_settings(self) -> dict[str, Any] | None:
         """The settings in ``run.json``, or None before the first rows."""
         path = join(self.output_dir, MANIFEST)
-        return read_json(path) if tf.io.gfile.exists(path) else None
+        return read_json(path) if fileio.exists(path) else None
 
     def record_manifest(self, settings: Mapping[str, Any]) -> None:
         """Writes ``run.json`` unless it exists (called before the first rows are written).
@@ -223,7 +206,7 @@ class ShardStore:
         its next shard (:meth:`check_manifest`).
         """
         path = join(self.output_dir, MANIFEST)
-        if not tf.io.gfile.exists(path):
+        if not fileio.exists(path):
             write_json(path, settings, self.workers.tmp_tag)
         if self.workers.count > 1:
             self.check_manifest(settings)
@@ -231,10 +214,10 @@ class ShardStore:
     def remove_temporary(self) -> int:
         """Deletes the temporary files a crash of this worker left behind; returns how many."""
         pattern = f"*{self.workers.tmp_tag}{TMP_SUFFIX}"
-        stale = tf.io.gfile.glob(join(self.output_dir, pattern))
-        stale += tf.io.gfile.glob(join(self.output_dir, DONE_DIR, pattern))
+        stale = fileio.glob(join(self.output_dir, pattern))
+        stale += fileio.glob(join(self.output_dir, DONE_DIR, pattern))
         for path in stale:
-            tf.io.gfile.remove(path)
+            fileio.remove(path)
         return len(stale)
 
     def check_manifest(self, settings: Mapping[str, Any]) -> None:
@@ -253,6 +236,7 @@ class ShardStore:
                 f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5]
             )
             raise ShardStateError(
-                f"{join(self.output_dir, MANIFEST)}: this output directory holds rows made with other settings ({details}); "
-                "use a new --output_dir, or restore the settings to resume"
+                f"{join(self.output_dir, MANIFEST)}: this output directory holds rows made "
+                f"with other settings ({details}); use a new --output_dir, or restore the "
+                "settings to resume"
             )

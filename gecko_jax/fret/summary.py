@@ -146,11 +146,14 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     llm = summary["llm"]
     lines = [
         f"FRet: {summary['rows']} rows from {summary['seeds']} seed passages "
-        f"({summary['shards']['done']}/{summary['shards']['total']} shards) in {summary['output_dir']}",
-        f"  positives changed: {summary['positive_changed']} ({summary['positive_changed_share']:.1%}); "
+        f"({summary['shards']['done']}/{summary['shards']['total']} shards) "
+        f"in {summary['output_dir']}",
+        f"  positives changed: {summary['positive_changed']} "
+        f"({summary['positive_changed_share']:.1%}); "
         f"seeds given up: {summary['seeds_given_up']}; rejects: {summary['rejects'] or 'none'}",
         f"  LLM {llm['model']}: {llm['requests']} requests, {llm['cache_hits']} cache hits, "
-        f"{llm['prompt_tokens']} prompt + {llm['output_tokens']} output tokens, ${llm['cost_usd']:.4f}",
+        f"{llm['prompt_tokens']} prompt + {llm['output_tokens']} output tokens, "
+        f"${llm['cost_usd']:.4f}",
         "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
     ]
     workers = summary["workers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from gecko_jax.models import bert, hf_checkpoint, t5
 from gecko_jax.models.hf_checkpoint import CheckpointError, ParamMapping
 
-BackboneConfig = Union[bert.BertConfig, t5.T5Config]
+BackboneConfig = bert.BertConfig | t5.T5Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,8 +134,9 @@ class BertEncoder(nn.Module):
         self,
         input_ids: jax.Array,
         attention_mask: jax.Array,
-        deterministic: bool = True,
         token_type_ids: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
         dropout_rows: jax.Array | None = None,
     ) -> jax.Array:
         """Encodes token ids.
@@ -143,8 +144,8 @@ class BertEncoder(nn.Module):
         Args:
           input_ids: ``[B, L]`` int token ids.
           attention_mask: ``[B, L]``, nonzero on real tokens.
-          deterministic: disables dropout when True (needs rng 'dropout' otherwise).
           token_type_ids: optional ``[B, L]`` segment ids (zeros by default).
+          deterministic: disables dropout when True (needs rng 'dropout' otherwise).
           dropout_rows: ``[B]`` row identities keying the dropout masks
             (:mod:`gecko_jax.models.dropout`); None uses batch positions.
 

@@ -1,16 +1,15 @@
-"""The dual-encoder head shared by every backbone: pooling, projection, L2, Matryoshka."""
+"""The dual-encoder head shared by every backbone: pooling, projection, L2 normalisation."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gecko_jax import partitioning as P
+from gecko_jax.embedding_math import l2_normalize
 from gecko_jax.models import layers
 from gecko_jax.models.architectures import BackboneConfig, build_backbone
 
@@ -39,35 +38,11 @@ class HeadConfig:
             raise ValueError(f"projection_dim must be positive, got {self.projection_dim}")
 
 
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """Divides rows by their L2 norm (zero rows stay zero)."""
-    # rsqrt of the clamped square norm: sqrt's infinite slope at 0 would turn the
-    # zero gradient of an all-padding row (a missing hard negative) into NaN.
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=-1, keepdims=True), eps * eps))
-
-
 def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
     """Masked mean of ``hidden [B, L, D]`` over positions where ``mask [B, L]`` is set."""
     weights = mask.astype(jnp.float32)[..., None]
     total = jnp.sum(hidden.astype(jnp.float32) * weights, axis=1)
     return total / jnp.maximum(jnp.sum(weights, axis=1), 1e-9)
-
-
-def matryoshka_truncate(embeddings: Any, dim: int) -> Any:
-    """Keeps the first ``dim`` dimensions and renormalises (Matryoshka embeddings).
-
-    Works on numpy and jax arrays alike.
-
-    Raises:
-      ValueError: ``dim`` is not in ``1..embeddings.shape[-1]``.
-    """
-    full = embeddings.shape[-1]
-    if not 1 <= dim <= full:
-        raise ValueError(f"dim={dim} is outside 1..{full}, the model's embedding size")
-    xp = np if isinstance(embeddings, np.ndarray) else jnp
-    prefix = embeddings[..., :dim]
-    # Clamp the square norm before the sqrt (see l2_normalize): zero rows keep a zero gradient.
-    return prefix / xp.sqrt(xp.maximum(xp.sum(prefix * prefix, axis=-1, keepdims=True), 1e-24))
 
 
 class DualEncoder(nn.Module):
@@ -87,10 +62,10 @@ class DualEncoder(nn.Module):
     @nn.compact
     def __call__(
         self,
-        input_ids: jax.Array,
-        attention_mask: jax.Array,
+        input_ids: jax.Array,  # [B, L] int
+        attention_mask: jax.Array,  # [B, L], nonzero at real tokens
         deterministic: bool = True,
-        dropout_rows: jax.Array | None = None,
+        dropout_rows: jax.Array | None = None,  # [B]
     ) -> jax.Array:
         """Embeds ``[B, L]`` token ids into float32 ``[B, embedding_dim]``.
 

@@ -340,6 +340,7 @@ class T5Encoder(nn.Module):
         self,
         input_ids: jax.Array,
         attention_mask: jax.Array,
+        *,
         deterministic: bool = True,
         dropout_rows: jax.Array | None = None,
     ) -> jax.Array:

@@ -1,4 +1,5 @@
-"""Academic sets: NQ and NLI conversions (hand-built and TFDS-mocked), local HotpotQA/FEVER/MedMCQA."""
+"""Academic sets: NQ and NLI conversions (hand-built and TFDS-mocked), local HotpotQA,
+FEVER and MedMCQA."""
 
 from __future__ import annotations
 
@@ -326,7 +327,8 @@ _PAGES = [
     {
         "id": "Nikolaj_Coster-Waldau",
         "text": "Nikolaj Coster-Waldau is a Danish actor .",
-        "lines": "0\tNikolaj Coster-Waldau is a Danish actor .\tDanish\n7\tHe appeared on Fox .\tFox",
+        "lines": "0\tNikolaj Coster-Waldau is a Danish actor .\tDanish\n"
+        "7\tHe appeared on Fox .\tFox",
     },
     {
         "id": "Fox_Broadcasting_Company",
@@ -435,7 +437,8 @@ _MED = [
         ("question_and_answer", "Which vitamin deficiency causes scurvy? Vitamin C"),
         (
             "question_and_options",
-            "Which vitamin deficiency causes scurvy?\nA. Vitamin A\nB. Vitamin C\nC. Vitamin D\nD. Vitamin K",
+            "Which vitamin deficiency causes scurvy?\n"
+            "A. Vitamin A\nB. Vitamin C\nC. Vitamin D\nD. Vitamin K",
         ),
     ],
 )

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from gecko_jax import readers
 from gecko_jax.data import classification, examples
 from gecko_jax.data.examples import UnifiedExample
 
@@ -113,19 +114,21 @@ def test_errors() -> None:
         classification.build_triples(ITEMS, id_format="{text}")
 
 
-def test_triples_from_file(tmp_path) -> None:
+def test_triples_from_a_labelled_file(tmp_path) -> None:
     path = tmp_path / "reviews.tsv"
     path.write_text("sentence\tlabel\nx one\ta\ny only\tb\nx two\ta\n")
-    rows = classification.triples_from_file(str(path), singleton_labels="skip")
+    items = readers.read_labelled_texts(str(path))
+    rows = classification.build_triples(items, singleton_labels="skip", source="reviews.tsv")
     assert [(r.query, r.positive, r.negatives, r.source) for r in rows] == [
         ("x one [id 0]", "x two [id 0]", ("y only [id 0]",), "reviews.tsv"),
         ("x two [id 1]", "x one [id 1]", ("y only [id 1]",), "reviews.tsv"),
     ]
 
 
-def test_banking77_train_triples(shared_data_dir: str) -> None:
-    path = os.path.join(shared_data_dir, "banking77", "train.csv")
-    rows = classification.triples_from_file(path, text_field="text", label_field="category", seed=0)
+def test_banking77_train_triples(eval_data_dir: str) -> None:
+    path = os.path.join(eval_data_dir, "banking77", "train.csv")
+    items = readers.read_labelled_texts(path, text_field="text", label_field="category")
+    rows = classification.build_triples(items, seed=0)
     assert len(rows) == 10003
     assert rows[0].query == "I am still waiting on my card? [id 0]"
     assert rows[9999].query.endswith(" [id 9999]")

@@ -10,8 +10,9 @@ from gecko_jax.data import examples as ex
 from gecko_jax.data import feature_converter as fc
 from gecko_jax.data import preprocessors as prep
 from gecko_jax.data import sources
-from gecko_jax.data.formats import InputFormat
 from gecko_jax.data.vocabularies import vocabulary_from_dir
+from gecko_jax.formats import InputFormat
+from gecko_jax.rows import write_examples
 
 LENGTHS = {"query": 12, "positive": 10, "negative": 8, "num_negatives": 2}
 
@@ -91,7 +92,8 @@ def test_token_ids_padding_negatives_and_masks(vocab) -> None:
         np.testing.assert_array_equal(got["negative_tokens"], want)
         np.testing.assert_array_equal(got["negative_mask"], [j < len(kept) for j in range(2)])
         assert got["dataset_id"] == 7 and got["query_tokens"].dtype == np.int32
-    # Truncation keeps [SEP] last, like Hugging Face: [CLS] title : faust | text : goethe wrote [SEP].
+    # Truncation keeps [SEP] last, like Hugging Face:
+    # [CLS] title : faust | text : goethe wrote [SEP].
     np.testing.assert_array_equal(
         out[0]["positive_tokens"], [101, 2516, 1024, 24021, 1064, 3793, 1024, 23173, 2626, 102]
     )
@@ -105,7 +107,11 @@ def test_token_ids_padding_negatives_and_masks(vocab) -> None:
 def test_output_signature_and_no_negatives(vocab) -> None:
     converter = fc.GeckoFeatureConverter(vocab)
     ds = converter(text_dataset(ROWS), LENGTHS)
-    assert ds.element_spec == converter.output_signature(LENGTHS)
+    dtypes = {"negative_mask": tf.bool}
+    assert ds.element_spec == {
+        name: tf.TensorSpec(shape, dtypes.get(name, tf.int32))
+        for name, shape in converter.get_model_feature_lengths(LENGTHS).items()
+    }
     assert ds.element_spec["negative_tokens"] == tf.TensorSpec([2, 8], tf.int32)
     lengths = dict(LENGTHS, num_negatives=0)
     ds = converter(text_dataset(ROWS), lengths)
@@ -147,7 +153,7 @@ def test_file_to_features_end_to_end(tmp_path, vocab) -> None:
         ex.UnifiedExample("sentence similarity", "a man plays", "a person plays", symmetric=True),
     ]
     path = str(tmp_path / "rows.tfrecord")
-    sources.write_examples(rows, path)
+    write_examples(rows, path)
     ds = sources.file_source(path).get_dataset(shuffle=False)
     lengths = {"query": 16, "positive": 16, "negative": 16, "num_negatives": 1}
     out = list(fc.GeckoFeatureConverter(vocab)(prep.format_texts(ds), lengths).as_numpy_iterator())

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from gecko_jax.data import examples as ex
 from gecko_jax.data import fret_tasks, registry, sources
+from gecko_jax.rows import write_examples
 
 TYPES = [
     "question answering",
@@ -55,7 +56,7 @@ def test_slices_hold_their_task_types(tmp_path, suffix: str) -> None:
     half = len(rows) // 2
     for shard, part in enumerate((rows[:half], rows[half:])):
         path = str(tmp_path / f"rows.{suffix}-{shard:05d}-of-00002")
-        written = sources.write_examples([e for e, _ in part], path, extras=[a for _, a in part])
+        written = write_examples([e for e, _ in part], path, extras=[a for _, a in part])
         assert written == len(part)
     names = fret_tasks.register_fret_tasks(
         str(tmp_path / f"rows.{suffix}-*"), name=f"fret_{suffix}"
@@ -94,11 +95,11 @@ def test_slices_hold_their_task_types(tmp_path, suffix: str) -> None:
 def test_extra_fields_are_written_and_ignored_by_readers(tmp_path) -> None:
     (example, audit), *_ = _rows()
     jsonl = tmp_path / "one.jsonl"
-    sources.write_examples([example], str(jsonl), extras=[audit])
+    write_examples([example], str(jsonl), extras=[audit])
     row = json.loads(jsonl.read_text())
     assert row["task_type"] == "question answering" and row["scores"][0]["ql"] == -1.5
     tfrecord = tmp_path / "one.tfrecord"
-    sources.write_examples([example], str(tfrecord), extras=[audit])
+    write_examples([example], str(tfrecord), extras=[audit])
     raw = next(iter(tf.data.TFRecordDataset(str(tfrecord)))).numpy()
     features = tf.train.Example.FromString(raw).features.feature
     assert features["task_type"].bytes_list.value == [b"question answering"]
@@ -115,6 +116,6 @@ def test_extra_fields_are_written_and_ignored_by_readers(tmp_path) -> None:
 def test_clashing_extra_field_and_bad_task_type(tmp_path) -> None:
     (example, _), *_ = _rows()
     with pytest.raises(ValueError, match="clash"):
-        sources.write_examples([example], str(tmp_path / "x.jsonl"), extras=[{"query": "other"}])
+        write_examples([example], str(tmp_path / "x.jsonl"), extras=[{"query": "other"}])
     with pytest.raises(ValueError, match="empty task-name suffix"):
         fret_tasks.register_fret_tasks(str(tmp_path / "x.jsonl"), task_types=["???"])

@@ -1,4 +1,4 @@
-"""Local readers: the real ../shared/data files, small BEIR fixtures, the in-memory source."""
+"""Local readers: the real evaluation sets, small BEIR fixtures, the in-memory source."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
+from gecko_jax import readers
 from gecko_jax.data import examples, local_sets
 from gecko_jax.data.examples import UnifiedExample
 
@@ -35,8 +36,8 @@ def _rows(ds: tf.data.Dataset) -> list[dict]:
 # ------------------------------------------------------------------ STS Benchmark
 
 
-def test_read_sts_train_first_pairs_and_count(shared_data_dir: str) -> None:
-    rows = local_sets.read_sts(os.path.join(shared_data_dir, "stsb", "sts-train.csv"))
+def test_read_sts_train_first_pairs_and_count(eval_data_dir: str) -> None:
+    rows = local_sets.read_sts(os.path.join(eval_data_dir, "stsb", "sts-train.csv"))
     # 1406 train pairs score >= 4, each in both directions.
     assert len(rows) == 2 * 1406
     assert rows[0] == UnifiedExample(
@@ -53,8 +54,8 @@ def test_read_sts_train_first_pairs_and_count(shared_data_dir: str) -> None:
     assert all(r.symmetric for r in rows)
 
 
-def test_read_sts_threshold_and_one_direction(shared_data_dir: str) -> None:
-    path = os.path.join(shared_data_dir, "stsb", "sts-dev.csv")
+def test_read_sts_threshold_and_one_direction(eval_data_dir: str) -> None:
+    path = os.path.join(eval_data_dir, "stsb", "sts-dev.csv")
     rows = local_sets.read_sts(path, min_score=4.0, both_directions=False, task="sts", source="dev")
     assert len(rows) == 264
     assert {r.task for r in rows} == {"sts"} and {r.source for r in rows} == {"dev"}
@@ -68,9 +69,9 @@ def test_read_sts_missing_file_names_it(tmp_path) -> None:
 # ------------------------------------------------------------------ labelled texts
 
 
-def test_read_banking77_train(shared_data_dir: str) -> None:
-    pairs = local_sets.read_labelled_texts(
-        os.path.join(shared_data_dir, "banking77", "train.csv"),
+def test_read_banking77_train(eval_data_dir: str) -> None:
+    pairs = readers.read_labelled_texts(
+        os.path.join(eval_data_dir, "banking77", "train.csv"),
         text_field="text",
         label_field="category",
     )
@@ -81,13 +82,13 @@ def test_read_banking77_train(shared_data_dir: str) -> None:
         "card_arrival",
     )
     assert len({label for _, label in pairs}) == 77
-    with open(os.path.join(shared_data_dir, "banking77", "categories.json")) as f:
+    with open(os.path.join(eval_data_dir, "banking77", "categories.json")) as f:
         assert {label for _, label in pairs} == set(json.load(f))
 
 
-def test_read_amazon_counterfactual_tsv(shared_data_dir: str) -> None:
-    path = os.path.join(shared_data_dir, "amazon_counterfactual", "EN_train.tsv")
-    pairs = local_sets.read_labelled_texts(
+def test_read_amazon_counterfactual_tsv(eval_data_dir: str) -> None:
+    path = os.path.join(eval_data_dir, "amazon_counterfactual", "EN_train.tsv")
+    pairs = readers.read_labelled_texts(
         path, text_field="sentence", label_field="is_counterfactual"
     )
     assert len(pairs) == 4018
@@ -96,35 +97,35 @@ def test_read_amazon_counterfactual_tsv(shared_data_dir: str) -> None:
     assert {label for _, label in pairs} == {"0", "1"}
     assert sum(label == "1" for _, label in pairs) == 765
     # Default columns: the first is the text, the second the label.
-    assert local_sets.read_labelled_texts(path) == pairs
+    assert readers.read_labelled_texts(path) == pairs
 
 
 def test_labelled_texts_missing_field_and_file(tmp_path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("text,category\nhello,a\n")
     with pytest.raises(ValueError, match=r"x\.csv:1: no label field 'label'"):
-        local_sets.read_labelled_texts(str(path), label_field="label")
+        readers.read_labelled_texts(str(path), label_field="label")
     with pytest.raises(FileNotFoundError, match="missing.tsv"):
-        local_sets.read_labelled_texts(str(tmp_path / "missing.tsv"))
+        readers.read_labelled_texts(str(tmp_path / "missing.tsv"))
 
 
 def test_labelled_texts_bad_rows_counted(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "x.tsv"
     path.write_text('sentence\tlabel\n"quoted, text"\t1\n\t0\nfine\t0\n')
     with caplog.at_level(logging.WARNING):
-        pairs = local_sets.read_labelled_texts(str(path), max_bad_fraction=0.5)
+        pairs = readers.read_labelled_texts(str(path), max_bad_fraction=0.5)
     assert pairs == [("quoted, text", "1"), ("fine", "0")]
     assert f"{path}:3" in caplog.text and "empty text" in caplog.text
-    with pytest.raises(examples.BadInputError):
-        local_sets.read_labelled_texts(str(path))
+    with pytest.raises(readers.BadInputError):
+        readers.read_labelled_texts(str(path))
 
 
 # ------------------------------------------------------------------ BEIR
 
 
-def test_read_beir_scifact_train(shared_data_dir: str) -> None:
+def test_read_beir_scifact_train(eval_data_dir: str) -> None:
     rows = local_sets.read_beir(
-        os.path.join(shared_data_dir, "scifact"), "train", task="fact checking"
+        os.path.join(eval_data_dir, "scifact"), "train", task="fact checking"
     )
     assert len(rows) == 919  # every train qrels row has score 1
     first = rows[0]  # qrels: query 0 -> document 31715818

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gecko_jax.checkpoints import CheckpointManager, abstract_like
+from gecko_jax.checkpoints import CheckpointManager
 from gecko_jax.data import iterator_state
 from gecko_jax.data.iterator_state import HOST_STATE_KEY
 from gecko_jax.data.mixing import MixtureRates, OneDatasetPerBatchMixture
+from tests.restore_targets import abstract_like
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 Shard = collections.namedtuple("Shard", "index num_shards")  # the fields of seqio.ShardInfo
@@ -61,6 +62,11 @@ def task_dataset(
     return ds.map(features)
 
 
+def _pending_rows(mixture: OneDatasetPerBatchMixture, task: str) -> int:
+    """Rows of ``task`` read but not yet served (deferred duplicates, chunk rest)."""
+    return len(next(iter(mixture._pending[task].values())))
+
+
 def rows(batch: dict[str, np.ndarray]) -> list[int]:
     return [int(r) for r in batch["positive_tokens"][:, 0]]
 
@@ -82,7 +88,7 @@ def assert_batches_equal(got: list[dict], want: list[dict]) -> None:
         (MixtureRates.explicit({"a": 1, "b": 2, "c": 5}), {"a": 1 / 8, "b": 2 / 8, "c": 5 / 8}),
         # sqrt of the sizes: 10, 20, 40
         (
-            MixtureRates.temperature_scaled({"a": 100, "b": 400, "c": 1600}, temperature=2.0),
+            MixtureRates({"a": 100, "b": 400, "c": 1600}, temperature=2.0),
             {"a": 1 / 7, "b": 2 / 7, "c": 4 / 7},
         ),
     ],
@@ -106,10 +112,10 @@ def test_one_dataset_per_batch_over_1000_batches_at_the_configured_rates(rates, 
 
 
 def test_rate_modes_and_zero_rate_tasks() -> None:
-    assert MixtureRates.proportional({"a": 10, "b": 30}).probabilities(["a", "b"]) == pytest.approx(
+    assert MixtureRates({"a": 10, "b": 30}).probabilities(["a", "b"]) == pytest.approx(
         {"a": 0.25, "b": 0.75}
     )
-    capped = MixtureRates.proportional({"a": 10, "b": 30}, maximum=20)
+    capped = MixtureRates({"a": 10, "b": 30}, maximum=20)
     assert capped.probabilities(["a", "b"]) == pytest.approx({"a": 1 / 3, "b": 2 / 3})
     datasets = {"on": task_dataset(0, 20), "off": task_dataset(1, 20)}
     mixture = OneDatasetPerBatchMixture(datasets, {"on": 1.0, "off": 0.0}, 4, seed=1)
@@ -176,7 +182,7 @@ def test_duplicate_positives_and_queries_are_deferred_not_lost() -> None:
     assert served[:2] == [[0, 3, 6, 9], [1, 4, 7, 10]]
     flat = [r for batch in served for r in batch]
     assert len(set(flat)) == len(flat)
-    assert len(flat) + mixture.pending_rows("t") == 60  # read once, served once or still pending
+    assert len(flat) + _pending_rows(mixture, "t") == 60  # read once, served once or still pending
     assert mixture.dropped_duplicates == 0
 
     queries_only = OneDatasetPerBatchMixture({"t": task_dataset(0, 20, query_group=2)}, {"t": 1}, 4)
@@ -243,7 +249,7 @@ def _child_train_and_die(model_dir: str, out_dir: str) -> None:
         np.savez(os.path.join(out_dir, f"{step}.npz"), **batch)
         manager.save(step, {"step": jnp.int32(step)}, mixture.get_state())
         if step == 10:
-            pending = sum(mixture.pending_rows(t) for t in mixture.tasks)
+            pending = sum(_pending_rows(mixture, t) for t in mixture.tasks)
             np.save(os.path.join(out_dir, "pending_at_10.npy"), pending)
     manager.wait()  # step 10 is on disk; steps 11 and 12 are lost work
     os.kill(os.getpid(), signal.SIGKILL)

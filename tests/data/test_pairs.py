@@ -62,7 +62,10 @@ def test_batches_hold_real_token_ids_and_negative_masks(tmp_path, vocab) -> None
 
 def test_resume_continues_exactly_without_replay(tmp_path, vocab) -> None:
     rows = read_pair_rows(_write(tmp_path / "p.jsonl", _rows(20)))
-    make = lambda: PairBatches(rows, vocab, batch_size=6, query_length=8, document_length=8, seed=3)
+
+    def make() -> PairBatches:
+        return PairBatches(rows, vocab, batch_size=6, query_length=8, document_length=8, seed=3)
+
     straight = [
         next(b) for b in [make()] for _ in range(8)
     ]  # crosses epoch boundaries (3 per epoch)

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from gecko_jax.data import examples as ex
 from gecko_jax.data import preprocessors as prep
-from gecko_jax.data.formats import InputFormat
 from gecko_jax.data.vocabularies import vocabulary_from_dir
+from gecko_jax.formats import InputFormat
 
 EXAMPLES = [
     ex.UnifiedExample(

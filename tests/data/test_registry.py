@@ -11,8 +11,9 @@ from gecko_jax.data import examples as ex
 from gecko_jax.data import preprocessors as prep
 from gecko_jax.data import registry, sources
 from gecko_jax.data.feature_converter import GeckoFeatureConverter
-from gecko_jax.data.formats import InputFormat
 from gecko_jax.data.vocabularies import vocabulary_from_dir
+from gecko_jax.formats import InputFormat
+from gecko_jax.rows import write_examples
 
 ROWS = [
     ex.UnifiedExample(
@@ -55,7 +56,7 @@ def _texts(ds: tf.data.Dataset) -> list[tuple[str, str, list[str], str, str]]:
 
 def test_file_task_formats_texts_and_keeps_metadata(tmp_path, task_name) -> None:
     path = str(tmp_path / "rows.jsonl")
-    sources.write_examples(ROWS, path)
+    write_examples(ROWS, path)
     task = registry.register_unified_task(
         task_name,
         sources.file_source(path, source_name="fret"),
@@ -139,13 +140,10 @@ def test_preprocessors_turn_raw_records_into_unified_examples(task_name, minilm_
     vocab = vocabulary_from_dir(minilm_dir)
     lengths = {"query": 16, "positive": 8, "negative": 8, "num_negatives": 1}
     features = list(
-        registry.converted_dataset(
-            task_name,
-            GeckoFeatureConverter(vocab),
-            task_feature_lengths=lengths,
+        GeckoFeatureConverter(vocab)(
+            registry.get_task_dataset(task_name, shuffle=False, num_epochs=1),
+            lengths,
             dataset_id=3,
-            shuffle=False,
-            num_epochs=1,
         ).as_numpy_iterator()
     )
     want = vocab.tokenize(["passage: a two (-)"], 8)[0]
@@ -169,7 +167,7 @@ def test_incomplete_preprocessing_is_an_error_naming_the_task(task_name) -> None
 
 def test_sharded_shuffled_repeated_task(tmp_path, task_name) -> None:
     for i in range(2):
-        sources.write_examples(
+        write_examples(
             [ex.UnifiedExample("t", f"q{i}-{j}", "p") for j in range(5)],
             str(tmp_path / f"d.jsonl-{i:05d}-of-00002"),
         )
@@ -194,7 +192,7 @@ def test_sharded_shuffled_repeated_task(tmp_path, task_name) -> None:
 
 def test_converted_pipeline_checkpoint_resumes_exactly(tmp_path, task_name, minilm_dir) -> None:
     for i in range(3):
-        sources.write_examples(
+        write_examples(
             [
                 ex.UnifiedExample("t", f"q{i} {j}", f"p{i} {j}", negatives=(f"n{j}",) * (j % 2))
                 for j in range(400)
@@ -206,9 +204,8 @@ def test_converted_pipeline_checkpoint_resumes_exactly(tmp_path, task_name, mini
     lengths = {"query": 8, "positive": 8, "negative": 8, "num_negatives": 1}
 
     def dataset() -> tf.data.Dataset:
-        return registry.converted_dataset(
-            task_name, converter, task_feature_lengths=lengths, seed=4, num_epochs=1
-        ).map(lambda f: f["query_tokens"])
+        ds = registry.get_task_dataset(task_name, seed=4, num_epochs=1)
+        return converter(ds, lengths).map(lambda f: f["query_tokens"])
 
     full = [x.tolist() for x in dataset().as_numpy_iterator()]
     assert len(full) == 1200

@@ -4,16 +4,16 @@ import os
 
 import pytest
 
-from gecko_jax.data.sts import read_sts_benchmark
+from gecko_jax.readers import read_sts_benchmark
 
 
-def test_reads_every_split(shared_data_dir: str) -> None:
+def test_reads_every_split(eval_data_dir: str) -> None:
     sizes = {"train": 5749, "dev": 1500, "test": 1379}
     for split, size in sizes.items():
-        pairs = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", f"sts-{split}.csv"))
+        pairs = read_sts_benchmark(os.path.join(eval_data_dir, "stsb", f"sts-{split}.csv"))
         assert len(pairs) == size
         assert all(0.0 <= p.score <= 5.0 for p in pairs)
-    first = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-test.csv"))[0]
+    first = read_sts_benchmark(os.path.join(eval_data_dir, "stsb", "sts-test.csv"))[0]
     assert (first.sentence1, first.sentence2, first.score) == (
         "A girl is styling her hair.",
         "A girl is brushing her hair.",
@@ -33,12 +33,12 @@ def test_errors_name_the_file_and_line(tmp_path) -> None:
         read_sts_benchmark(bad)
 
 
-def test_positive_pairs_go_both_ways(tmp_path, shared_data_dir: str) -> None:
+def test_positive_pairs_go_both_ways(tmp_path, eval_data_dir: str) -> None:
     import json
 
     from gecko_jax.data.sts import write_positive_pairs_jsonl
 
-    pairs = read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-train.csv"))
+    pairs = read_sts_benchmark(os.path.join(eval_data_dir, "stsb", "sts-train.csv"))
     out = tmp_path / "pairs.jsonl"
     written = write_positive_pairs_jsonl(pairs, out, min_score=4.0, task="sentence similarity")
     expected = 2 * sum(p.score >= 4.0 for p in pairs)

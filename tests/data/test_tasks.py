@@ -11,7 +11,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gecko_jax.data import academic, registry, tasks
+from gecko_jax.data import academic, eval_data, registry, tasks
 
 
 def _texts(
@@ -31,8 +31,8 @@ def _texts(
 
 
 @pytest.fixture(scope="module")
-def default_tasks(shared_data_dir: str) -> list[str]:
-    return tasks.register_default_tasks(shared_data_dir)
+def default_tasks(eval_data_dir: str) -> list[str]:
+    return tasks.register_default_tasks(eval_data_dir)
 
 
 def test_tfds_tasks_are_registered_at_import() -> None:
@@ -103,10 +103,11 @@ def test_default_task_names(default_tasks: list[str], monkeypatch: pytest.Monkey
         .metadata["origin"]
         .endswith("banking77/train.csv")
     )
-    monkeypatch.setenv(tasks.EVAL_DATA_ENV, "/somewhere")
+    monkeypatch.setenv(eval_data.EVAL_DATA_ENV, "/somewhere")
     assert tasks.eval_data_dir() == "/somewhere" and tasks.eval_data_dir("/given") == "/given"
-    monkeypatch.delenv(tasks.EVAL_DATA_ENV)
-    assert tasks.eval_data_dir() == tasks.DEFAULT_EVAL_DATA_DIR
+    monkeypatch.delenv(eval_data.EVAL_DATA_ENV)
+    with pytest.raises(FileNotFoundError, match="GECKO_EVAL_DATA"):
+        tasks.eval_data_dir()
 
 
 def test_stsb_train_task(default_tasks: list[str]) -> None:
@@ -146,8 +147,8 @@ def test_scifact_train_task(default_tasks: list[str]) -> None:
         == "task: fact checking | query: 0-dimensional biomaterials lack inductive properties."
     )
     assert positive.startswith(
-        "title: New opportunities: the use of nanotechnologies to manipulate and track stem cells. | "
-        "text: Nanotechnologies are emerging platforms"
+        "title: New opportunities: the use of nanotechnologies to manipulate and track stem "
+        "cells. | text: Nanotechnologies are emerging platforms"
     )
     assert negatives == []
 

@@ -29,7 +29,8 @@ _POOL = {
     "accents": "café naïve Ångström résumé Zürich São Paulo Dvořák Øresund Łódź façade "
     "jalapeño Crème BRÛLÉE coöperate İstanbul Ærø ñandú Škoda".split(),
     "compat": "ß STRASSE straße ẞ ﬁne ﬂow ﬀ Ｆｕｌｌｗｉｄｔｈ ｗｉｄｅ x² ½ ™ Ⅻ ǅ ㎏ ℃ ﹏".split(),
-    "cjk": "你好世界 東京タワー 中文字符 한국어 ひらがな カタカナ 豈 𠀀 \U0002b820 㐀 漢字テスト".split(),
+    "cjk": "你好世界 東京タワー 中文字符 한국어 ひらがな カタカナ 豈 𠀀 "
+    "\U0002b820 㐀 漢字テスト".split(),
     "scripts": "Привет мир Ёлка ЩУКА ΟΔΟΣ Καλημέρα ΣΑΣ ΣΊΣΥΦΟΣ مرحبا مَرْحَبًا بالعالم שָׁלוֹם "
     "नमस्ते สวัสดี ქართული Հայերեն".split(),
     "emoji": ["😀", "👍🏽", "👨\u200d👩\u200d👧", "🇺🇸", "❤️", "🥺", "🤖robot", "✨✨✨", "☃"],

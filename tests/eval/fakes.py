@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gecko_jax.data import formats
-from gecko_jax.models.dual_encoder import matryoshka_truncate
+from gecko_jax import formats
+from gecko_jax.embedding_math import matryoshka_truncate
 
 
 class TableEncoder:

@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import sys
 import types
 
 import pytest
 
 from gecko_jax import Encoder
-from gecko_jax.eval import build_evaluator, cli
+from gecko_jax.cli import eval as cli
+from gecko_jax.eval import build_evaluator
 from gecko_jax.eval.report import Report, load_report
 from tests.eval import toy_data
 
@@ -54,10 +56,8 @@ def test_local_writes_report_matching_the_api(local_run, capsys) -> None:  # typ
         assert report.tasks["stsb_test"].scores[dim] == pytest.approx(direct[dim], abs=1e-6)
     for line in printed.splitlines():
         if line.startswith("| stsb_test |"):
-            assert (
-                line
-                == f"| stsb_test | spearman | {direct[32]['spearman']:.2f} | {direct[384]['spearman']:.2f} |"
-            )
+            low, full = direct[32]["spearman"], direct[384]["spearman"]
+            assert line == f"| stsb_test | spearman | {low:.2f} | {full:.2f} |"
 
 
 def test_local_resumes_without_loading_the_model(local_run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def test_compare_prints_side_by_side_table(local_run, tmp_path, capsys) -> None:
     assert sorted(os.listdir(cmp_dir)) == ["compare.json", "compare.md", "compare.png"]
 
 
-def test_errors_exit_1_with_a_message(local_run, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_errors_exit_1_with_a_message(local_run, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     data_dir, _, _ = local_run
     assert (
         cli.main(
@@ -124,6 +124,9 @@ def test_errors_exit_1_with_a_message(local_run, tmp_path, capsys) -> None:  # t
     )
     assert cli.main(["compare", str(tmp_path / "missing.json")]) == 1
     assert "report not found: " in capsys.readouterr().err
+    monkeypatch.delenv("GECKO_EVAL_DATA")
+    assert cli.main(["local", "--model", "m", "--output_dir", str(tmp_path / "o")]) == 1
+    assert re.search(r"--data_dir.*GECKO_EVAL_DATA", capsys.readouterr().err)
     with pytest.raises(SystemExit):
         cli.main(["local", "--model", "m", "--output_dir", "o", "--dims", "32,x"])
 

@@ -9,10 +9,10 @@ from gecko_jax.eval import KNOWN_EVALUATORS, build_evaluator
 from gecko_jax.eval.evaluators import options_of, spec
 
 
-def test_named_sets_read_the_shared_files(shared_data_dir: str) -> None:
-    stsb = build_evaluator("stsb", shared_data_dir)
+def test_named_sets_read_their_files(eval_data_dir: str) -> None:
+    stsb = build_evaluator("stsb", eval_data_dir)
     assert (stsb.name, stsb.main_metric, len(stsb.pairs)) == ("stsb_test", "spearman", 1379)
-    scifact = build_evaluator("scifact", shared_data_dir, batch_size=8)
+    scifact = build_evaluator("scifact", eval_data_dir, batch_size=8)
     assert (scifact.name, scifact.main_metric, scifact.batch_size) == (
         "scifact_test",
         "ndcg_at_10",
@@ -23,11 +23,11 @@ def test_named_sets_read_the_shared_files(shared_data_dir: str) -> None:
         300,
         0,
     )
-    banking = build_evaluator("banking77", shared_data_dir)
+    banking = build_evaluator("banking77", eval_data_dir)
     assert (len(banking.train), len(banking.test), banking.samples_per_label) == (10003, 3080, 8)
     assert len({label for _, label in banking.train}) == 77
     amazon = build_evaluator(
-        "amazon_counterfactual_en", shared_data_dir, "validation", samples_per_label=None
+        "amazon_counterfactual_en", eval_data_dir, "validation", samples_per_label=None
     )
     assert (amazon.name, len(amazon.train), len(amazon.test), amazon.samples_per_label) == (
         "amazon_counterfactual_en_dev",
@@ -35,8 +35,8 @@ def test_named_sets_read_the_shared_files(shared_data_dir: str) -> None:
         335,
         None,
     )
-    assert build_evaluator("amazon_counterfactual_en", shared_data_dir).samples_per_label == 32
-    clustering = build_evaluator("banking77_clustering", shared_data_dir, task="classification")
+    assert build_evaluator("amazon_counterfactual_en", eval_data_dir).samples_per_label == 32
+    clustering = build_evaluator("banking77_clustering", eval_data_dir, task="classification")
     assert (clustering.name, clustering.main_metric, len(clustering.items), clustering.task) == (
         "banking77_clustering_test",
         "v_measure",
@@ -45,19 +45,19 @@ def test_named_sets_read_the_shared_files(shared_data_dir: str) -> None:
     )
 
 
-def test_unknown_names_splits_and_options_list_the_valid_ones(shared_data_dir: str) -> None:
+def test_unknown_names_splits_and_options_list_the_valid_ones(eval_data_dir: str) -> None:
     with pytest.raises(
         ValueError, match="unknown evaluator 'mteb_sts'; known: " + ", ".join(KNOWN_EVALUATORS)
     ):
-        build_evaluator("mteb_sts", shared_data_dir)
+        build_evaluator("mteb_sts", eval_data_dir)
     with pytest.raises(ValueError, match="evaluator 'banking77' has no split 'dev'; splits: test"):
-        build_evaluator("banking77", shared_data_dir, "dev")
+        build_evaluator("banking77", eval_data_dir, "dev")
     with pytest.raises(
         ValueError,
         match=r"evaluator 'stsb' has no option\(s\) \['samples_per_label'\]; "
         "options: batch_size, task",
     ):
-        build_evaluator("stsb", shared_data_dir, samples_per_label=8)
+        build_evaluator("stsb", eval_data_dir, samples_per_label=8)
     assert "samples_per_label" in options_of("banking77")
     assert spec("scifact").gecko_task == "fact checking"
 

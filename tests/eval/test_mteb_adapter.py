@@ -13,7 +13,6 @@ from datasets import Dataset, DatasetDict
 from safetensors import safe_open
 from scipy.stats import spearmanr
 
-from gecko_jax.data.sts import read_sts_benchmark
 from gecko_jax.encoder import Encoder
 from gecko_jax.eval import mteb_adapter
 from gecko_jax.eval.mteb_adapter import (
@@ -24,8 +23,9 @@ from gecko_jax.eval.mteb_adapter import (
     weights_fingerprint,
 )
 from gecko_jax.eval.mteb_tasks import TaskStrings, UnknownNameError, is_symmetric, resolve_tasks
+from gecko_jax.readers import read_sts_benchmark
 
-# README: all-MiniLM-L6-v2 through sentence-transformers on ../shared/data/stsb/sts-test.csv.
+# README: all-MiniLM-L6-v2 through sentence-transformers on stsb/sts-test.csv.
 STSB_TEST_SPEARMAN = 82.03
 MINILM = "all-MiniLM-L6-v2"
 
@@ -81,12 +81,12 @@ def recording(encoder: RecordingEncoder) -> RecordingEncoder:
 
 
 @pytest.fixture(scope="module")
-def sts_pairs(shared_data_dir: str) -> list:
-    return read_sts_benchmark(os.path.join(shared_data_dir, "stsb", "sts-test.csv"))
+def sts_pairs(eval_data_dir: str) -> list:
+    return read_sts_benchmark(os.path.join(eval_data_dir, "stsb", "sts-test.csv"))
 
 
 def sts_task(pairs: list) -> mteb.AbsTask:
-    """mteb's STSBenchmark task holding ``pairs`` as its test split (raw 0-5 scores, as on the hub)."""
+    """mteb's STSBenchmark task holding ``pairs`` as its test split (raw 0-5 scores, as on hub)."""
     task = mteb.get_task("STSBenchmark")
     task.dataset = DatasetDict(
         {
@@ -109,9 +109,9 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def scifact_slice(shared_data_dir: str) -> dict:
+def scifact_slice(eval_data_dir: str) -> dict:
     """6 SciFact test claims, their relevant abstracts and 10 others; one title blanked."""
-    root = os.path.join(shared_data_dir, "scifact")
+    root = os.path.join(eval_data_dir, "scifact")
     relevant: dict[str, dict[str, int]] = {}
     with open(os.path.join(root, "qrels", "test.tsv"), encoding="utf-8") as f:
         next(f)

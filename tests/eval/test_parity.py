@@ -33,7 +33,7 @@ from gecko_jax import Encoder
 from gecko_jax.eval import build_evaluator
 
 TOLERANCE = 0.2  # points
-README_STSB_TEST = 82.03  # ../shared/data/README.md, measured with sentence-transformers
+README_STSB_TEST = 82.03  # tests/fixtures/eval_data/README.md: sentence-transformers
 README_SCIFACT_NDCG10 = 64.51
 
 
@@ -50,9 +50,9 @@ def _check(what: str, ours: float, theirs: float) -> None:
 
 
 def test_stsb_test_spearman(
-    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
 ) -> None:
-    evaluator = build_evaluator("stsb", shared_data_dir)
+    evaluator = build_evaluator("stsb", eval_data_dir)
     ours = evaluator.evaluate(encoder)[384]
     reference = EmbeddingSimilarityEvaluator(
         [p.sentence1 for p in evaluator.pairs],
@@ -69,9 +69,9 @@ def test_stsb_test_spearman(
 
 
 def test_scifact_retrieval(
-    encoder: Encoder, st_model: SentenceTransformer, shared_data_dir: str
+    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
 ) -> None:
-    evaluator = build_evaluator("scifact", shared_data_dir)
+    evaluator = build_evaluator("scifact", eval_data_dir)
     ours = evaluator.evaluate(encoder)[384]
     data = evaluator.data
     corpus = {
@@ -100,7 +100,7 @@ def test_scifact_retrieval(
 
 
 def _mteb_classification(task, st_model: SentenceTransformer, train, test) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Runs mteb's own classification protocol on our local rows, with its SentenceTransformer wrapper."""
+    """Runs mteb's own classification protocol on our local rows, with its ST wrapper."""
     labels = {label: i for i, label in enumerate(sorted({label for _, label in train}))}
 
     def dataset(rows):  # type: ignore[no-untyped-def]
@@ -135,16 +135,16 @@ def test_classification_matches_mteb_protocol(
     n_experiments: int,  # type: ignore[no-untyped-def]
     encoder: Encoder,
     st_model: SentenceTransformer,
-    shared_data_dir: str,
+    eval_data_dir: str,
 ) -> None:
     task = mteb_task()
-    default = build_evaluator(name, shared_data_dir)
+    default = build_evaluator(name, eval_data_dir)
     assert (default.samples_per_label, default.n_experiments, default.seed) == (
         task.samples_per_label,
         task.n_experiments,
         task.seed,
     )
-    evaluator = build_evaluator(name, shared_data_dir, n_experiments=n_experiments)
+    evaluator = build_evaluator(name, eval_data_dir, n_experiments=n_experiments)
     task.n_experiments = n_experiments
     ours = evaluator.evaluate(encoder)[384]
     reference = _mteb_classification(task, st_model, evaluator.train, evaluator.test)

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from gecko_jax.data.sts import StsPair
 from gecko_jax.eval.classification import ClassificationEvaluator
 from gecko_jax.eval.compare import compare_reports, write_comparison
 from gecko_jax.eval.report import Report, load_report, run_sweep
 from gecko_jax.eval.sts import StsEvaluator
+from gecko_jax.readers import StsPair
 from tests.eval import test_classification as cls_data
 from tests.eval.fakes import TableEncoder
 

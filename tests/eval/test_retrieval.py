@@ -1,14 +1,14 @@
-"""Retrieval evaluator: exact search, metrics on a toy BEIR set, Gecko formats, bad input."""
+"""Retrieval evaluator: metrics on a toy BEIR set, Gecko formats, search depth, bad input."""
 
 import logging
 import math
 import os
 import re
 
-import numpy as np
 import pytest
 
-from gecko_jax.eval.retrieval import RetrievalEvaluator, exact_search, read_beir_split
+from gecko_jax.eval.retrieval import RetrievalEvaluator
+from gecko_jax.readers import read_beir_split
 from tests.eval import toy_data
 from tests.eval.fakes import TableEncoder
 
@@ -80,17 +80,14 @@ def test_gecko_task_uses_encoder_templates(beir_dir: str) -> None:
     assert encoder.calls[1]["texts"][0] == "title: T1 | text: x1"
 
 
-def test_exact_search_blocks_equal_full_sort() -> None:
-    rng = np.random.default_rng(0)
-    queries = rng.standard_normal((10, 8)).astype(np.float32)
-    docs = rng.standard_normal((53, 8)).astype(np.float32)
-    scores, indices = exact_search(queries, docs, 7, query_block=3, doc_block=11)
-    full = queries @ docs.T
-    expected = np.argsort(-full, axis=1, kind="stable")[:, :7]
-    np.testing.assert_array_equal(indices, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
-    _, few = exact_search(queries, docs[:4], 100)
-    assert few.shape == (10, 4)  # k larger than the corpus: every document, ranked
+def test_corpus_larger_than_the_depth_and_smaller_than_k(beir_dir: str) -> None:
+    # Depth 100 > 4 documents: every document is ranked, as with a depth that fits.
+    data = read_beir_split(beir_dir)
+    encoder = TableEncoder(toy_data.VECTORS)
+    deep = RetrievalEvaluator(data, cutoffs={"ndcg": [10], "recall": [100]})
+    shallow = RetrievalEvaluator(data, cutoffs={"ndcg": [2]})
+    assert deep.evaluate(encoder)[3]["recall_at_100"] == pytest.approx(100.0)
+    assert shallow.evaluate(encoder)[3]["ndcg_at_2"] < 100.0
 
 
 def test_missing_paths_are_named(tmp_path, beir_dir: str) -> None:  # type: ignore[no-untyped-def]

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from gecko_jax.data.sts import StsPair
 from gecko_jax.eval.sts import StsEvaluator
+from gecko_jax.readers import StsPair
 from tests.eval.fakes import TableEncoder
 
 COSINES = [0.9, 0.5, 0.1, -0.2]

@@ -1,4 +1,4 @@
-"""Tiny evaluation-data directories in the layout of ../shared/data (see its README)."""
+"""Tiny evaluation-data directories in the layout of tests/fixtures/eval_data (see its README)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import csv
 import json
 import os
 
-# BEIR toy set: (id, title, text) and (id, text); qrels name one unknown query and one unknown document.
+# BEIR toy set: (id, title, text) and (id, text); qrels name one unknown query and one
+# unknown document.
 CORPUS = [("d1", "T1", "x1"), ("d2", "T2", "x2"), ("d3", "T3", "x3"), ("d4", "T4", "x4")]
 QUERIES = [("q1", "first"), ("q2", "second"), ("q3", "third")]
 QRELS = [("q1", "d2", 1), ("q2", "d4", 1), ("q2", "d3", 1), ("qX", "d1", 1), ("q1", "d9", 1)]
-# Document and query vectors: q1 ranks d1, d2, d3, d4; q2 ranks d4, then d1, d2, d3 (ties, by index).
+# Document and query vectors: q1 ranks d1, d2, d3, d4; q2 ranks d4, then d1, d2, d3 (ties,
+# by index).
 VECTORS = {
     "T1 x1": [1.0, 0.0, 0.0],
     "T2 x2": [0.8, 0.6, 0.0],

@@ -27,8 +27,8 @@ def encoder(minilm_dir):
 
 
 @pytest.fixture(scope="session")
-def corpus_path(shared_data_dir):
-    return os.path.join(shared_data_dir, "scifact", "corpus.jsonl")
+def corpus_path(eval_data_dir):
+    return os.path.join(eval_data_dir, "scifact", "corpus.jsonl")
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ def _write_jsonl(path, records):
     return str(path)
 
 
-def test_reads_scifact_corpus(shared_data_dir):
-    path = os.path.join(shared_data_dir, "scifact", "corpus.jsonl")
+def test_reads_scifact_corpus(eval_data_dir):
+    path = os.path.join(eval_data_dir, "scifact", "corpus.jsonl")
     with open(path, encoding="utf-8") as f:
         expected = [json.loads(next(f)) for _ in range(60)]
     corpus = read_corpus(path, CorpusConfig(max_passages=60, max_words=None))

@@ -21,6 +21,7 @@ from gecko_jax.fret.llm.cache import SQLiteCache
 from gecko_jax.fret.llm.loopback import generation_answer
 from gecko_jax.fret.llm.pricing import Prices
 from gecko_jax.fret.llm.vertex import VertexClient
+from tests.fret.cache_counts import call_counts
 
 from .pipeline_helpers import PASSAGES, SHARDS, TOP_N, fret_config, read_rows, reuse_embeddings
 from .vertex_server import VertexFakeServer, client_options
@@ -50,7 +51,10 @@ def _batch_client(fake, staging_dir, **options):
 
 
 def _prompt(i):
-    return f"Passage: Sample passage number {i} about tidal energy and turbines.\nTask type: search result"
+    return (
+        f"Passage: Sample passage number {i} about tidal energy and turbines.\n"
+        "Task type: search result"
+    )
 
 
 def _creates(fake):
@@ -191,7 +195,7 @@ def test_cached_requests_skip_the_job_and_share_the_online_cache(fake, tmp_path)
     (create,) = _creates(fake)
     assert len(_input_lines(fake, create)) == 1 and [r.cached for r in mixed] == [True, False]
     cache = SQLiteCache(cache_file)
-    assert set(cache.call_counts().values()) == {1} and len(cache) == 3  # each call paid once
+    assert set(call_counts(cache).values()) == {1} and len(cache) == 3  # each call paid once
     cache.close()
 
 

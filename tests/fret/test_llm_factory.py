@@ -48,7 +48,7 @@ def test_vertex_spec():
         base_url="http://127.0.0.1:9",
     )
     assert isinstance(client, VertexClient)
-    assert (client.model_id, client.project, client.location) == (
+    assert (client.model_id, client.session.project, client.session.location) == (
         "gemini-2.5-flash",
         "p",
         "us-east5",

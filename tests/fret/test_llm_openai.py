@@ -15,12 +15,13 @@ from gecko_jax.fret.llm.base import (
     Usage,
 )
 from gecko_jax.fret.llm.cache import SQLiteCache
-from gecko_jax.fret.llm.httpserver import Scripted
-from gecko_jax.fret.llm.loopback import LoopbackServer
 from gecko_jax.fret.llm.openai_compatible import OpenAICompatibleClient
 from gecko_jax.fret.llm.parsing import parse_json_object
 from gecko_jax.fret.llm.pricing import Prices
 from gecko_jax.fret.llm.transport import RetryPolicy
+from tests.fret.cache_counts import call_counts
+
+from .scripted_server import Scripted, ScriptedLoopbackServer
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 EIFFEL = (
@@ -31,7 +32,7 @@ EIFFEL = (
 
 @pytest.fixture
 def server():
-    with LoopbackServer() as s:
+    with ScriptedLoopbackServer() as s:
         yield s
 
 
@@ -223,7 +224,7 @@ def test_malformed_json_content_is_returned_as_text(server):
 
 
 def test_concurrency_bound_holds_at_the_server():
-    with LoopbackServer(latency_s=0.05) as server:
+    with ScriptedLoopbackServer(latency_s=0.05) as server:
         client = _client(server, max_concurrency=3)
         prompts = [f"Passage: text number {i}" for i in range(12)]
         _run(client, lambda c: asyncio.gather(*(c.generate(p) for p in prompts)))
@@ -281,7 +282,7 @@ def test_cache_second_identical_call_makes_no_request(server, tmp_path):
         output_tokens=output_tokens,
         cost_usd=pytest.approx((prompt_tokens + output_tokens) / 1e6, rel=1e-12),
     )
-    assert set(SQLiteCache(tmp_path / "cache.sqlite").call_counts().values()) == {1}
+    assert set(call_counts(tmp_path / "cache.sqlite").values()) == {1}
 
 
 def test_server_dying_mid_run_keeps_done_calls_and_the_rerun_calls_only_the_rest(tmp_path):
@@ -291,7 +292,7 @@ def test_server_dying_mid_run_keeps_done_calls_and_the_rerun_calls_only_the_rest
     async def run_all(c):
         return await asyncio.gather(*(c.generate(p) for p in prompts), return_exceptions=True)
 
-    with LoopbackServer() as first_server:
+    with ScriptedLoopbackServer() as first_server:
         first_server.script(Scripted(), Scripted(), Scripted(), Scripted(stop=True))
         first = _run(_client(first_server, cache=cache_path, max_concurrency=2), run_all)
     done = [r for r in first if not isinstance(r, Exception)]
@@ -300,11 +301,11 @@ def test_server_dying_mid_run_keeps_done_calls_and_the_rerun_calls_only_the_rest
     assert all(isinstance(e, LLMUnavailableError) for e in failed)
     assert len(SQLiteCache(cache_path)) == 3
 
-    with LoopbackServer() as second_server:
+    with ScriptedLoopbackServer() as second_server:
         client = _client(second_server, cache=cache_path)
         second = _run(client, run_all)
         assert len(second_server.requests) == 3
     assert all(not isinstance(r, Exception) for r in second)
     assert [r.cached for r in second] == [not isinstance(r, Exception) for r in first]
     assert client.usage.cache_hits == 3 and client.usage.requests == 3
-    assert set(SQLiteCache(cache_path).call_counts().values()) == {1}
+    assert set(call_counts(cache_path).values()) == {1}

@@ -9,6 +9,7 @@ from gecko_jax.fret.llm.base import LabelsNotFoundError, MalformedOutputError, U
 from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
 from gecko_jax.fret.llm.parsing import label_distribution, parse_json_object
 from gecko_jax.fret.llm.pricing import BATCH_DISCOUNT, Prices, prices_for
+from tests.fret.cache_counts import call_counts
 
 
 def test_usage_add_returns_a_new_sum():
@@ -112,8 +113,7 @@ def test_sqlite_cache_persists_counts_calls_and_uses_wal(tmp_path):
     reopened = SQLiteCache(path)
     assert reopened.get("k1") == {"value": "y"}
     assert reopened.get("k2") == 1.5 and reopened.get("k3") is None
-    assert reopened.calls("k1") == 2 and reopened.calls("k2") == 1 and reopened.calls("k3") == 0
-    assert reopened.call_counts() == {"k1": 2, "k2": 1} and len(reopened) == 2
+    assert call_counts(reopened) == {"k1": 2, "k2": 1} and len(reopened) == 2
 
 
 def test_sqlite_cache_is_safe_from_threads(tmp_path):
@@ -128,4 +128,4 @@ def test_sqlite_cache_is_safe_from_threads(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(cache) == 200 and set(cache.call_counts().values()) == {1}
+    assert len(cache) == 200 and set(call_counts(cache).values()) == {1}

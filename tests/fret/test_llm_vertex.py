@@ -14,22 +14,36 @@ from gecko_jax.fret.llm.base import (
     BlockedOutputError,
     CredentialsError,
     Generation,
+    GenerationSettings,
     LLMError,
     LLMInputError,
     NotSupportedError,
     Usage,
 )
 from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
-from gecko_jax.fret.llm.httpserver import Scripted
 from gecko_jax.fret.llm.loopback import generation_answer
 from gecko_jax.fret.llm.pricing import Prices
-from gecko_jax.fret.llm.vertex import PERMISSIVE_SAFETY_SETTINGS, VertexClient
+from gecko_jax.fret.llm.vertex import VertexClient
 from gecko_jax.fret.llm.vertex_batch import BatchRequest, LogprobsRequest, VertexBatchJob
 
+from .scripted_server import Scripted
 from .vertex_server import FAST_RETRY, VertexFakeServer, client_options, thinking_budget
 
 MODEL = "gemini-2.0-flash"
-PROMPT = "Passage: Sourdough starters need regular feeding with flour and water.\nTask type: search result"
+PROMPT = (
+    "Passage: Sourdough starters need regular feeding with flour and water.\n"
+    "Task type: search result"
+)
+# Blocks only what the filters rate as highly likely harmful.
+PERMISSIVE_SAFETY_SETTINGS = tuple(
+    {"category": category, "threshold": "BLOCK_ONLY_HIGH"}
+    for category in (
+        "HARM_CATEGORY_HATE_SPEECH",
+        "HARM_CATEGORY_DANGEROUS_CONTENT",
+        "HARM_CATEGORY_HARASSMENT",
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    )
+)
 TOP = [("3", math.log(0.5)), (" 2", math.log(0.25)), ("Ok", math.log(0.15)), ("0", math.log(0.05))]
 
 
@@ -184,7 +198,11 @@ def test_batch_job_round_trip_feeds_the_cache(server, tmp_path):
         "b": "Passage: Tides follow the moon.\nTask type: fact checking",
         "c": "Passage: FAILME this one fails",
     }
-    requests = {"a": BatchRequest(PROMPT, json_mode=True), "b": prompts["b"], "c": prompts["c"]}
+    requests = {
+        "a": BatchRequest(PROMPT, GenerationSettings(json_mode=True)),
+        "b": prompts["b"],
+        "c": prompts["c"],
+    }
     job = _batch(server, tmp_path)
     results = _run(job, lambda j: j.run(requests))
 

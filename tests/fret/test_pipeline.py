@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 
+import gin
 import pytest
 
-import gin
+from gecko_jax.cli import fret as cli
 from gecko_jax.data import examples as ex
 from gecko_jax.data import sources
-from gecko_jax.fret import cli, pipeline
+from gecko_jax.fret import pipeline
 from gecko_jax.fret.config import FretConfig, PromptConfig, RetrievalConfig
 from gecko_jax.fret.corpus import CorpusError
 from gecko_jax.fret.llm.base import NotSupportedError
@@ -24,6 +25,7 @@ from gecko_jax.fret.llm.loopback import LoopbackServer
 from gecko_jax.fret.rank import RankingUnsupportedError
 from gecko_jax.fret.shards import ShardPlan, ShardStateError
 from gecko_jax.fret.templates import TemplateError
+from tests.fret.cache_counts import call_counts
 
 from .pipeline_helpers import (
     MAX_WORDS,
@@ -188,7 +190,7 @@ def test_resume_after_a_crash_loses_and_repeats_nothing(
     assert rows == reference_rows  # no row lost, none duplicated, same content
     assert summary["rows"] == len(rows)
     cache = SQLiteCache(os.path.join(tmp_path, pipeline.CACHE_FILE))
-    counts = cache.call_counts()
+    counts = call_counts(cache)
     cache.close()
     assert calls_before > PASSAGES // SHARDS * (1 + TOP_N * 2) and len(counts) > calls_before
     assert set(counts.values()) == {1}  # no LLM call was paid twice
@@ -221,7 +223,7 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
             [
                 sys.executable,
                 "-m",
-                "gecko_jax.fret.cli",
+                "gecko_jax.cli.fret",
                 "--corpus",
                 corpus_path,
                 "--output_dir",
@@ -263,7 +265,7 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
     assert summary["shards"]["done_this_run"] == SHARDS - 1
     assert read_rows(tmp_path) == reference_rows
     cache = SQLiteCache(cache_file)
-    assert set(cache.call_counts().values()) == {1}
+    assert set(call_counts(cache).values()) == {1}
     cache.close()
 
 
@@ -480,7 +482,7 @@ def test_output_trains_through_the_seqio_fret_task(reference, tiny_model_dir, tm
     command = [
         sys.executable,
         "-m",
-        "gecko_jax.train",
+        "gecko_jax.cli.train",
         "--gin_file=local/minilm_fret.gin",
         f"--gin.MODEL_DIR='{model_dir}'",
         f"--gin.FRET_FILES='{output_dir}/fret-*.jsonl'",

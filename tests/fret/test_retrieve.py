@@ -36,7 +36,7 @@ def test_exact_on_random_floats():
     rng = np.random.default_rng(1)
     queries = rng.normal(size=(23, 32)).astype(np.float32)
     passages = rng.normal(size=(250, 32)).astype(np.float32)
-    scores, ids = retrieve.top_k_neighbours(queries, passages, 20, block_size=64)
+    scores, ids = retrieve.PassageIndex(passages, block_size=64).search(queries, 20)
     ref_scores, ref_ids = _reference(queries, passages, 20)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
@@ -46,7 +46,7 @@ def test_faiss_backend_matches():
     rng = np.random.default_rng(2)
     queries = rng.normal(size=(9, 16)).astype(np.float32)
     passages = rng.normal(size=(77, 16)).astype(np.float32)
-    scores, ids = retrieve.top_k_neighbours(queries, passages, 10, backend="faiss")
+    scores, ids = retrieve.PassageIndex(passages, backend="faiss").search(queries, 10)
     ref_scores, ref_ids = _reference(queries, passages, 10)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
@@ -55,11 +55,11 @@ def test_faiss_backend_matches():
 def test_bad_arguments():
     passages = np.ones((5, 4), np.float32)
     with pytest.raises(ValueError, match=r"k=6 must be in 1\.\.5"):
-        retrieve.top_k_neighbours(np.ones((2, 4)), passages, 6)
+        retrieve.PassageIndex(passages).search(np.ones((2, 4)), 6)
     with pytest.raises(ValueError, match="query dim 3 != passage dim 4"):
-        retrieve.top_k_neighbours(np.ones((2, 3)), passages, 2)
+        retrieve.PassageIndex(passages).search(np.ones((2, 3)), 2)
     with pytest.raises(ValueError, match="backend must be one of"):
-        retrieve.top_k_neighbours(np.ones((2, 4)), passages, 2, backend="annoy")
+        retrieve.PassageIndex(passages, backend="annoy")
     scores, ids = retrieve.PassageIndex(passages).search(np.zeros((0, 4)), 3)
     assert scores.shape == ids.shape == (0, 3)
 
@@ -128,15 +128,8 @@ def test_plain_format():
     assert encoder.calls[1]["texts"] == ["task A: q1"]
 
 
-def test_approx_max_k_path_is_exact_off_tpu():
-    # On TPU approximate=True selects approx_max_k per block; on CPU XLA computes it exactly.
-    rng = np.random.default_rng(3)
-    queries = rng.integers(-2, 3, size=(11, 6)).astype(np.float32)
-    passages = rng.integers(-2, 3, size=(50, 6)).astype(np.float32)
-    index = retrieve.PassageIndex(passages, 16, approximate=True)
-    assert index.approximate is False  # not a TPU: exact top_k
-    index.approximate = True  # force the approx_max_k program
-    scores, ids = index.search(queries, 6)
-    ref_scores, ref_ids = _reference(queries, passages, 6)
-    np.testing.assert_array_equal(ids, ref_ids)
-    np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+def test_approximate_is_off_tpu():
+    # approx_max_k itself is tested in tests/test_search.py.
+    passages = np.ones((5, 4), np.float32)
+    assert retrieve.PassageIndex(passages, approximate=True).approximate is False
+    assert retrieve.PassageIndex(passages, backend="faiss").approximate is False

@@ -20,9 +20,11 @@ from typing import Any
 
 from google.oauth2.credentials import Credentials
 
-from gecko_jax.fret.llm.httpserver import Request, Response, ScriptedHTTPServer, error_response
+from gecko_jax.fret.llm.httpserver import Request, Response, error_response
 from gecko_jax.fret.llm.loopback import generation_answer, label_logprobs
 from gecko_jax.fret.llm.transport import RetryPolicy
+
+from .scripted_server import ScriptedServer
 
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 _GENERATE = re.compile(_PREFIX + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
@@ -42,7 +44,7 @@ def thinking_budget(generation_config: dict[str, Any]) -> int | None:
     return config.get("thinkingBudget", config.get("thinking_budget"))
 
 
-def client_options(server: ScriptedHTTPServer, **options: Any) -> dict[str, Any]:
+def client_options(server: ScriptedServer, **options: Any) -> dict[str, Any]:
     """Arguments of a Vertex client or job talking to ``server`` (project ``proj`` in
     ``europe-west4``, a fixed token, fast retries), ``options`` over them."""
     return {
@@ -55,7 +57,7 @@ def client_options(server: ScriptedHTTPServer, **options: Any) -> dict[str, Any]
     }
 
 
-class VertexFakeServer(ScriptedHTTPServer):
+class VertexFakeServer(ScriptedServer):
     """Answers like Vertex AI.
 
     Args:
@@ -94,7 +96,7 @@ class VertexFakeServer(ScriptedHTTPServer):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.polls: dict[str, int] = {}
 
-    def handle(self, request: Request, content: str | None) -> Response:
+    def handle(self, request: Request) -> Response:
         path = request.path
         if request.method == "POST" and (match := _GENERATE.match(path)):
             if match["model"] not in self.models:
@@ -104,7 +106,7 @@ class VertexFakeServer(ScriptedHTTPServer):
                 thought = self.thinking(body)
                 if thought is not None:
                     return Response(200, thought)
-            return Response(200, self.generate(body, content))
+            return Response(200, self.generate(body, self.scripted_content))
         if request.method == "POST" and (match := _JOBS.match(path)):
             job = self._create_job(match, request.json())
             if self.lost_create_replies > 0:
@@ -178,7 +180,8 @@ class VertexFakeServer(ScriptedHTTPServer):
 
     def _create_job(self, match: re.Match[str], body: dict[str, Any]) -> dict[str, Any]:
         job_id = str(1000 + len(self.jobs))
-        name = f"projects/{match['project']}/locations/{match['location']}/batchPredictionJobs/{job_id}"
+        location = f"projects/{match['project']}/locations/{match['location']}"
+        name = f"{location}/batchPredictionJobs/{job_id}"
         self.jobs[job_id] = {
             "name": name,
             "displayName": body.get("displayName", ""),

@@ -1,4 +1,4 @@
-"""Dual-encoder head: masked mean pooling, projection, L2 and Matryoshka truncation."""
+"""Dual-encoder head: masked mean pooling, projection and L2 normalisation."""
 
 import jax
 import jax.numpy as jnp
@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from gecko_jax.models.bert import BertConfig
-from gecko_jax.models.dual_encoder import (
-    DualEncoder,
-    HeadConfig,
-    l2_normalize,
-    matryoshka_truncate,
-    mean_pool,
-)
+from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig, mean_pool
 
 TINY = BertConfig(
     vocab_size=50,
@@ -30,15 +24,6 @@ def test_mean_pool_ignores_padding() -> None:
     np.testing.assert_allclose(mean_pool(hidden, mask), [[2.0, 3.0]])
     # An all-padding row pools to zeros instead of NaN.
     np.testing.assert_allclose(mean_pool(hidden, jnp.zeros((1, 3))), [[0.0, 0.0]])
-
-
-def test_matryoshka_truncate_renormalises_prefix() -> None:
-    x = np.array([[3.0, 4.0, 12.0]], np.float32) / 13.0
-    np.testing.assert_allclose(matryoshka_truncate(x, 2), [[0.6, 0.8]], rtol=1e-6)
-    np.testing.assert_allclose(matryoshka_truncate(jnp.asarray(x), 3), x, rtol=1e-6)
-    for bad in (0, 4):
-        with pytest.raises(ValueError, match=r"outside 1\.\.3"):
-            matryoshka_truncate(x, bad)
 
 
 def test_dual_encoder_projection_and_normalisation() -> None:
@@ -78,7 +63,3 @@ def test_head_config_validates() -> None:
         HeadConfig(pooling="max")
     with pytest.raises(ValueError, match="projection_dim must be positive"):
         HeadConfig(projection_dim=0)
-
-
-def test_l2_normalize_keeps_zero_rows() -> None:
-    np.testing.assert_allclose(l2_normalize(jnp.zeros((1, 3))), [[0.0, 0.0, 0.0]])

@@ -12,7 +12,8 @@
 * ``transport``, ``ratelimit``: concurrency bound, timeouts, retries with backoff, rate limits.
 * ``cache``, ``pricing``: the SQLite call cache; token prices.
 * ``parsing``: JSON objects and label distributions from model output.
-* ``loopback``, ``httpserver``: a deterministic OpenAI-compatible server with fault injection.
+* ``loopback``, ``httpserver``: a deterministic OpenAI-compatible server on 127.0.0.1
+  (``--llm loopback`` dry runs).
 
 Names are imported lazily, so ``import gecko_jax.fret.llm`` does not load the Gen AI SDK.
 """
@@ -26,6 +27,7 @@ _EXPORTS = {
     "BlockedOutputError": "base",
     "CredentialsError": "base",
     "Generation": "base",
+    "GenerationSettings": "base",
     "LabelsNotFoundError": "base",
     "LLMClient": "base",
     "LLMError": "base",
@@ -50,7 +52,6 @@ _EXPORTS = {
     "VertexBatchClient": "batching",
     "make_client": "factory",
     "LoopbackServer": "loopback",
-    "Scripted": "httpserver",
 }
 __all__ = sorted(_EXPORTS)
 

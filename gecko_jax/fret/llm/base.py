@@ -50,6 +50,37 @@ class Usage:
 
 
 @dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """The settings of one ``generate`` call (see :meth:`LLMClient.generate`).
+
+    Attributes:
+      system: a system instruction, or None.
+      json_mode: ask the backend for a JSON object.
+      temperature: sampling temperature (0: greedy).
+      max_output_tokens: the most tokens to generate.
+      seed: a sampling seed, for backends that take one.
+    """
+
+    system: str | None = None
+    json_mode: bool = False
+    temperature: float = 0.0
+    max_output_tokens: int = 512
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # The settings are part of cache keys: 1 and 1.0 must make the same key.
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "max_output_tokens", int(self.max_output_tokens))
+
+    def cache_params(self) -> dict[str, Any]:
+        """The settings as a call's parameters in the cache key (online and batch alike)."""
+        return dataclasses.asdict(self)
+
+
+_DEFAULT_SETTINGS = GenerationSettings()
+
+
+@dataclasses.dataclass(frozen=True)
 class Generation:
     """A generated text and the tokens it cost (``cached``: served from the cache)."""
 
@@ -105,18 +136,23 @@ class LLMClient(abc.ABC):
     def usage(self) -> Usage:
         """Requests, cache hits, tokens, cost and retries accumulated by this client."""
 
-    @abc.abstractmethod
     async def generate(
         self,
         prompt: str,
         *,
-        system: str | None = None,
-        json_mode: bool = False,
-        temperature: float = 0.0,
-        max_output_tokens: int = 512,
-        seed: int | None = None,
+        system: str | None = _DEFAULT_SETTINGS.system,
+        json_mode: bool = _DEFAULT_SETTINGS.json_mode,
+        temperature: float = _DEFAULT_SETTINGS.temperature,
+        max_output_tokens: int = _DEFAULT_SETTINGS.max_output_tokens,
+        seed: int | None = _DEFAULT_SETTINGS.seed,
     ) -> Generation:
-        """Generates a reply to ``prompt`` (``json_mode``: the backend is asked for JSON)."""
+        """Generates a reply to ``prompt`` (the arguments: :class:`GenerationSettings`)."""
+        settings = GenerationSettings(system, json_mode, temperature, max_output_tokens, seed)
+        return await self._generate(prompt, settings)
+
+    @abc.abstractmethod
+    async def _generate(self, prompt: str, settings: GenerationSettings) -> Generation:
+        """:meth:`generate`, its settings gathered."""
 
     @abc.abstractmethod
     async def log_likelihood(self, prompt: str, continuation: str) -> float:

@@ -30,7 +30,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from gecko_jax.fret.llm.base import Generation, LLMClient, LLMError, LLMUnavailableError, Usage
+from gecko_jax.fret.llm.base import (
+    Generation,
+    GenerationSettings,
+    LLMClient,
+    LLMError,
+    LLMUnavailableError,
+    Usage,
+)
 from gecko_jax.fret.llm.parsing import MissingLabels, label_distribution
 from gecko_jax.fret.llm.vertex import log_likelihood_unsupported
 from gecko_jax.fret.llm.vertex_batch import (
@@ -102,21 +109,8 @@ class VertexBatchClient(LLMClient):
         """The jobs' rows, tokens and cost at batch prices, and cache hits."""
         return self.job.usage.add(self._shared)
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        json_mode: bool = False,
-        temperature: float = 0.0,
-        max_output_tokens: int = 512,
-        seed: int | None = None,
-    ) -> Generation:
-        answer = await self._ask(
-            BatchRequest(
-                prompt, system, json_mode, float(temperature), int(max_output_tokens), seed
-            )
-        )
+    async def _generate(self, prompt: str, settings: GenerationSettings) -> Generation:
+        answer = await self._ask(BatchRequest(prompt, settings))
         assert isinstance(answer, Generation)
         return answer
 

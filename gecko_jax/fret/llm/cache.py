@@ -79,17 +79,6 @@ class SQLiteCache:
                 (key, model, method, encoded, time.time()),
             )
 
-    def calls(self, key: str) -> int:
-        """How many times the backend was called for ``key`` (0: never)."""
-        with self._lock:
-            row = self._db.execute("SELECT calls FROM calls WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def call_counts(self) -> dict[str, int]:
-        """``{key: calls}`` for every entry."""
-        with self._lock:
-            return dict(self._db.execute("SELECT key, calls FROM calls").fetchall())
-
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])

@@ -14,7 +14,13 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from gecko_jax.fret.llm.base import Generation, LLMClient, LLMUnavailableError, Usage
+from gecko_jax.fret.llm.base import (
+    Generation,
+    GenerationSettings,
+    LLMClient,
+    LLMUnavailableError,
+    Usage,
+)
 from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
 from gecko_jax.fret.llm.parsing import MissingLabels, label_distribution
 from gecko_jax.fret.llm.pricing import Prices, prices_for
@@ -29,24 +35,6 @@ class CallResult:
     value: Any
     prompt_tokens: int = 0
     output_tokens: int = 0
-
-
-def generate_params(
-    *,
-    system: str | None,
-    json_mode: bool,
-    temperature: float,
-    max_output_tokens: int,
-    seed: int | None,
-) -> dict[str, Any]:
-    """The parameters that identify a ``generate`` call in the cache (batch jobs too)."""
-    return {
-        "system": system,
-        "json_mode": json_mode,
-        "temperature": float(temperature),
-        "max_output_tokens": int(max_output_tokens),
-        "seed": seed,
-    }
 
 
 def estimate_tokens(*texts: str | None, output_tokens: int = 0) -> int:
@@ -172,29 +160,13 @@ class CachingClient(LLMClient):
         finally:
             del self._in_flight[key]
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        json_mode: bool = False,
-        temperature: float = 0.0,
-        max_output_tokens: int = 512,
-        seed: int | None = None,
-    ) -> Generation:
-        params = generate_params(
-            system=system,
-            json_mode=json_mode,
-            temperature=temperature,
-            max_output_tokens=max_output_tokens,
-            seed=seed,
-        )
+    async def _generate(self, prompt: str, settings: GenerationSettings) -> Generation:
         record, cached = await self._call(
             "generate",
             prompt,
-            params,
-            lambda: self._generate_once(prompt, **params),
-            estimate_tokens(system, prompt, output_tokens=max_output_tokens),
+            settings.cache_params(),
+            lambda: self._generate_once(prompt, settings),
+            estimate_tokens(settings.system, prompt, output_tokens=settings.max_output_tokens),
         )
         return Generation(record["value"], record["prompt_tokens"], record["output_tokens"], cached)
 
@@ -228,16 +200,7 @@ class CachingClient(LLMClient):
 
     # Backend hooks: one request each, no retries (the runner retries them).
 
-    async def _generate_once(
-        self,
-        prompt: str,
-        *,
-        system: str | None,
-        json_mode: bool,
-        temperature: float,
-        max_output_tokens: int,
-        seed: int | None,
-    ) -> CallResult:
+    async def _generate_once(self, prompt: str, settings: GenerationSettings) -> CallResult:
         """``value``: the generated text."""
         raise NotImplementedError
 

@@ -12,7 +12,8 @@ SPEC_FORMS = (
     "openai:<base_url>#<model>  e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct",
     "vertex:<model>             e.g. vertex:gemini-2.0-flash (project and location from "
     "keyword arguments or GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION)",
-    "vertex-batch:<model>       e.g. vertex-batch:gemini-2.0-flash with staging_dir=gs://bucket/path: "
+    "vertex-batch:<model>       e.g. vertex-batch:gemini-2.0-flash with "
+    "staging_dir=gs://bucket/path: "
     "each pipeline stage as one Vertex batch prediction job, at batch prices",
     "loopback[:<latency_s>]     a deterministic server on 127.0.0.1 started for the client",
     '{"kind": "openai"|"vertex"|"vertex-batch"|"loopback", ...constructor arguments}',

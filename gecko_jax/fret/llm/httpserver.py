@@ -1,11 +1,10 @@
-"""A small HTTP/1.1 server on 127.0.0.1 with scripted faults, for fake LLM backends.
+"""A small HTTP/1.1 server on 127.0.0.1, the base of the loopback LLM server.
 
-It runs an asyncio loop in a background thread, so a test (or a benchmark) keeps its
-own thread and loop; keep-alive connections and a fixed ``latency_s`` per request cost
-no thread each, so hundreds of requests can be in flight. Subclasses answer requests in
-:meth:`ScriptedHTTPServer.handle`; tests queue :class:`Scripted` entries that replace
-or disturb the next answers (error statuses, ``Retry-After``, delays beyond a client's
-timeout, malformed model output, dropped connections, the server dying mid-run).
+It runs an asyncio loop in a background thread, so its user keeps its own thread and
+loop; keep-alive connections and a fixed ``latency_s`` per request cost no thread each,
+so hundreds of requests can be in flight. Subclasses answer requests in
+:meth:`LocalHTTPServer.handle`, and may override :meth:`LocalHTTPServer.respond` to
+change how an answer is given (delayed, or not at all).
 
 The request reader is hand-written (request line, headers, ``Content-Length`` body):
 ``http.server`` needs a thread per connection, and the few lines here keep the
@@ -15,7 +14,6 @@ benchmark's server side cheap. Chunked request bodies are not supported.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import http
 import json
@@ -23,30 +21,6 @@ import threading
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Scripted:
-    """What the server does with the next request, instead of answering normally.
-
-    Attributes:
-      status: the HTTP status to answer with.
-      body: the answer's body (JSON-serialisable, or str). None: the route's normal
-        answer for status 200, an ``{"error": {...}}`` body otherwise.
-      headers: extra response headers, e.g. ``{"Retry-After": "1"}``.
-      delay_s: extra seconds before answering (beyond a client's timeout: a hang).
-      drop: close the connection without answering.
-      stop: stop the whole server (every connection dropped, no new ones accepted).
-      content: the route answers normally but with this text as the model's output.
-    """
-
-    status: int = 200
-    body: Any = None
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    delay_s: float = 0.0
-    drop: bool = False
-    stop: bool = False
-    content: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,23 +73,19 @@ def error_response(status: int, message: str) -> Response:
     return Response(status, {"error": {"code": status, "message": message, "status": name}})
 
 
-class ScriptedHTTPServer:
+class LocalHTTPServer:
     """Serves HTTP on ``host:port`` (0: an ephemeral port) from a background thread.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
-    Attributes:
-      requests: every request received, in order.
-      in_flight: requests being answered now; max_in_flight: the most at once.
+    Args:
+      latency_s: seconds every request waits before its answer.
+      host, port: where to listen.
     """
 
     def __init__(self, *, latency_s: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         self.latency_s = latency_s
         self.host, self.port = host, port
-        self.requests: list[Request] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._script: collections.deque[Scripted] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -127,15 +97,23 @@ class ScriptedHTTPServer:
         """``http://host:port``."""
         return f"http://{self.host}:{self.port}"
 
-    def handle(self, request: Request, content: str | None) -> Response:
-        """The normal answer to ``request`` (``content``: a scripted model output)."""
+    def handle(self, request: Request) -> Response:
+        """The answer to ``request`` (subclasses route it)."""
         return error_response(404, f"no route for {request.method} {request.path}")
 
-    def script(self, *entries: Scripted) -> None:
-        """Queues entries; each applies to one of the next requests, in arrival order."""
-        self._script.extend(entries)
+    async def respond(self, request: Request) -> Response | None:
+        """Waits ``latency_s``, then answers; None closes the connection without an answer."""
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
+        return self._handle_or_500(request)
 
-    def start(self) -> ScriptedHTTPServer:
+    def _handle_or_500(self, request: Request) -> Response:
+        try:
+            return self.handle(request)
+        except Exception as e:  # a bug in a route must reach the client, not kill the loop
+            return error_response(500, f"{type(e).__name__}: {e}")
+
+    def start(self) -> LocalHTTPServer:
         """Starts serving; returns self."""
         if self._thread is not None:
             raise RuntimeError(f"server on {self.url} already started")
@@ -162,7 +140,7 @@ class ScriptedHTTPServer:
         self._thread.join()
         self._thread = None
 
-    def __enter__(self) -> ScriptedHTTPServer:
+    def __enter__(self) -> LocalHTTPServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -245,44 +223,13 @@ class ScriptedHTTPServer:
 
     async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> bool:
         """Answers one request; False when the connection must end."""
-        self.requests.append(request)
-        scripted = self._script.popleft() if self._script else None
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            delay = self.latency_s + (scripted.delay_s if scripted else 0.0)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if scripted is not None and scripted.stop:
-                self._halt()
-                return False
-            if scripted is not None and scripted.drop:
-                writer.transport.abort()
-                return False
-            response = self._response(request, scripted)
-        finally:
-            self.in_flight -= 1
+        response = await self.respond(request)
+        if response is None:
+            writer.transport.abort()
+            return False
         try:
             writer.write(response.encode())
             await writer.drain()
         except ConnectionError:  # the client gave up (its timeout) while we slept
             return False
         return True
-
-    def _response(self, request: Request, scripted: Scripted | None) -> Response:
-        if scripted is not None and (scripted.body is not None or scripted.status != 200):
-            base = (
-                Response(scripted.status, scripted.body)
-                if scripted.body is not None
-                else error_response(scripted.status, f"scripted HTTP {scripted.status}")
-            )
-            return dataclasses.replace(base, headers=dict(scripted.headers))
-        try:
-            response = self.handle(request, scripted.content if scripted else None)
-        except Exception as e:  # a bug in a fake route must reach the client, not kill the loop
-            response = error_response(500, f"{type(e).__name__}: {e}")
-        if scripted is not None and scripted.headers:
-            response = dataclasses.replace(
-                response, headers={**response.headers, **scripted.headers}
-            )
-        return response

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from gecko_jax.fret.llm.httpserver import Request, Response, ScriptedHTTPServer, error_response
+from gecko_jax.fret.llm.httpserver import LocalHTTPServer, Request, Response, error_response
 
 QL_LOGPROB_IN_PASSAGE = math.log(0.5)
 QL_LOGPROB_OTHER = math.log(0.05)
@@ -139,7 +139,7 @@ def label_logprobs(text: str, labels: Sequence[str]) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda pair: -pair[1])
 
 
-class LoopbackServer(ScriptedHTTPServer):
+class LoopbackServer(LocalHTTPServer):
     """The deterministic OpenAI-compatible server (see the module docstring).
 
     Args:
@@ -170,7 +170,11 @@ class LoopbackServer(ScriptedHTTPServer):
         """The API root clients take: ``http://127.0.0.1:PORT/v1``."""
         return f"{self.url}/v1"
 
-    def handle(self, request: Request, content: str | None) -> Response:
+    def chat_answer(self, prompt: str) -> str:
+        """The model's reply to a chat prompt (the loopback model: :func:`generation_answer`)."""
+        return generation_answer(prompt)
+
+    def handle(self, request: Request) -> Response:
         if request.method == "GET" and request.path == "/v1/models":
             return Response(
                 200,
@@ -195,7 +199,7 @@ class LoopbackServer(ScriptedHTTPServer):
                     }
                 },
             )
-        return routes[request.path](body, content)
+        return routes[request.path](body)
 
     @staticmethod
     def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -205,11 +209,11 @@ class LoopbackServer(ScriptedHTTPServer):
             "total_tokens": prompt_tokens + completion_tokens,
         }
 
-    def _chat(self, body: dict[str, Any], content: str | None) -> Response:
+    def _chat(self, body: dict[str, Any]) -> Response:
         messages = body.get("messages") or []
         users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
         prompt = users[-1] if users else ""
-        answer = content if content is not None else generation_answer(prompt)
+        answer = self.chat_answer(prompt)
         prompt_tokens = sum(len(_TOKEN.findall(m.get("content") or "")) for m in messages)
         return Response(
             200,
@@ -228,7 +232,7 @@ class LoopbackServer(ScriptedHTTPServer):
             },
         )
 
-    def _completions(self, body: dict[str, Any], content: str | None) -> Response:
+    def _completions(self, body: dict[str, Any]) -> Response:
         prompts = body.get("prompt", "")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         k = body.get("logprobs")
@@ -241,7 +245,7 @@ class LoopbackServer(ScriptedHTTPServer):
                 None if v is None else {t: v} for t, v in zip(tokens, values)
             ]
             if generate:
-                token, value = (content, 0.0) if content is not None else ranked[0]
+                token, value = ranked[0]
                 offsets.append(len(text) if body.get("echo") else 0)
                 tokens.append(token)
                 values.append(value)

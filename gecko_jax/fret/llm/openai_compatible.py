@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gecko_jax.fret.llm.base import LLMInputError, NotSupportedError
+from gecko_jax.fret.llm.base import GenerationSettings, LLMInputError, NotSupportedError
 from gecko_jax.fret.llm.client import CachingClient, CallResult
 from gecko_jax.fret.llm.transport import (
     ShardedHTTPClient,
@@ -114,28 +114,17 @@ class OpenAICompatibleClient(CachingClient):
     def _tokens(body: dict[str, Any], key: str) -> int:
         return int((body.get("usage") or {}).get(key) or 0)
 
-    async def _generate_once(
-        self,
-        prompt: str,
-        *,
-        system: str | None,
-        json_mode: bool,
-        temperature: float,
-        max_output_tokens: int,
-        seed: int | None,
-    ) -> CallResult:
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+    async def _generate_once(self, prompt: str, settings: GenerationSettings) -> CallResult:
+        system = [{"role": "system", "content": settings.system}] if settings.system else []
         request: dict[str, Any] = {
             "model": self.model_id,
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": max_output_tokens,
+            "messages": [*system, {"role": "user", "content": prompt}],
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_output_tokens,
         }
-        if seed is not None:
-            request["seed"] = seed
-        if json_mode:
+        if settings.seed is not None:
+            request["seed"] = settings.seed
+        if settings.json_mode:
             request["response_format"] = {"type": "json_object"}
         body = await self._post("/chat/completions", request)
         text = (body["choices"][0].get("message") or {}).get("content") or ""

@@ -17,6 +17,7 @@ from ``usageMetadata`` (thinking tokens are billed as output).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from gecko_jax.fret.llm.base import (
     BlockedOutputError,
     CredentialsError,
+    GenerationSettings,
     LLMError,
     NotSupportedError,
 )
@@ -37,18 +39,6 @@ _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 _FIX_CREDENTIALS = (
     "run `gcloud auth application-default login`, or set "
     "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
-)
-
-# Blocks only content the filters rate as highly likely harmful: synthetic queries about
-# medicine, crime or history in a web corpus should not be refused.
-PERMISSIVE_SAFETY_SETTINGS: tuple[Mapping[str, str], ...] = tuple(
-    {"category": category, "threshold": "BLOCK_ONLY_HIGH"}
-    for category in (
-        "HARM_CATEGORY_HATE_SPEECH",
-        "HARM_CATEGORY_DANGEROUS_CONTENT",
-        "HARM_CATEGORY_HARASSMENT",
-        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    )
 )
 
 
@@ -135,23 +125,22 @@ async def call_vertex(model_id: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 def request_config(
+    settings: GenerationSettings,
     *,
-    system: str | None = None,
-    json_mode: bool = False,
-    temperature: float = 0.0,
-    max_output_tokens: int = 512,
-    seed: int | None = None,
     logprobs: int | None = None,
     safety_settings: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A request's settings in REST (camelCase) form, flat as ``GenerateContentConfig``."""
-    config: dict[str, Any] = {"temperature": temperature, "maxOutputTokens": max_output_tokens}
-    if system:
-        config["systemInstruction"] = {"parts": [{"text": system}]}
-    if json_mode:
+    config: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "maxOutputTokens": settings.max_output_tokens,
+    }
+    if settings.system:
+        config["systemInstruction"] = {"parts": [{"text": settings.system}]}
+    if settings.json_mode:
         config["responseMimeType"] = "application/json"
-    if seed is not None:
-        config["seed"] = seed
+    if settings.seed is not None:
+        config["seed"] = settings.seed
     if logprobs is not None:
         config["responseLogprobs"] = True
         config["logprobs"] = logprobs
@@ -189,7 +178,9 @@ def top_logprobs_config(
 ) -> dict[str, Any]:
     """The :func:`request_config` of a ``label_probabilities`` call: one output token, its
     top ``k`` candidates with their log-probabilities (online and batch alike)."""
-    return request_config(max_output_tokens=1, logprobs=k, safety_settings=safety_settings)
+    return request_config(
+        GenerationSettings(max_output_tokens=1), logprobs=k, safety_settings=safety_settings
+    )
 
 
 def log_likelihood_unsupported(model_id: str) -> NotSupportedError:
@@ -261,31 +252,32 @@ def response_top_candidates(model_id: str, response: Mapping[str, Any]) -> list[
     ]
 
 
-class VertexClient(CachingClient):
-    """A Gemini model on Vertex AI.
+class VertexSession:
+    """A Gen AI SDK client for Vertex AI and the settings every request to it carries;
+    :class:`VertexClient` and batch jobs each hold one.
 
     Args:
-      model: e.g. ``gemini-2.0-flash``.
       project: Google Cloud project; default ``$GOOGLE_CLOUD_PROJECT``.
       location: region; default ``$GOOGLE_CLOUD_LOCATION`` or us-central1.
       credentials: ``google.auth`` credentials; default application-default ones.
       base_url: the API endpoint (default: the SDK's regional endpoint).
       api_version: the REST version in request paths.
       safety_settings: ``[{"category": ..., "threshold": ...}]`` sent with every request
-        (None: the service's defaults; see :data:`PERMISSIVE_SAFETY_SETTINGS`).
+        (None: the service's defaults). ``"threshold": "BLOCK_ONLY_HIGH"`` for each harm
+        category keeps synthetic queries about medicine, crime or history in a web corpus
+        from being refused.
       thinking_budget: thinking tokens per request (0: off, -1: dynamic; None: the model's
         default). Gemini 2.5 Flash needs 0 for relevance classification (one output token).
         Part of the cache key when set.
-      **options: see :class:`~gecko_jax.fret.llm.client.CachingClient` (cache,
-        max_concurrency, timeout_s, retry, rate limits, prices, top_logprobs, ...).
+      timeout_s: limit on one API call, in seconds.
 
     Raises:
+      ValueError: a bad ``thinking_budget``.
       CredentialsError: no project, or no credentials.
     """
 
     def __init__(
         self,
-        model: str = "gemini-2.0-flash",
         *,
         project: str | None = None,
         location: str | None = None,
@@ -294,57 +286,78 @@ class VertexClient(CachingClient):
         api_version: str = "v1",
         safety_settings: Sequence[Mapping[str, str]] | None = None,
         thinking_budget: int | None = None,
-        **options: Any,
+        timeout_s: float = 120.0,
     ) -> None:
         check_thinking_budget(thinking_budget)
-        super().__init__(model, **options)
         self.project, self.location = resolve_project(project, location)
         self.safety_settings = list(safety_settings) if safety_settings else None
         self.thinking_budget = thinking_budget
-        self.key_extras = thinking_key(thinking_budget)
-        self._client = make_genai_client(
+        self.client = make_genai_client(
             project=self.project,
             location=self.location,
             credentials=credentials if credentials is not None else default_credentials(),
             base_url=base_url,
             api_version=api_version,
-            timeout_s=self.runner.timeout_s,
+            timeout_s=timeout_s,
         )
+
+    def key_extras(self) -> dict[str, Any]:
+        """What the session's settings add to a call's cache key (see :func:`thinking_key`)."""
+        return thinking_key(self.thinking_budget)
+
+    def with_thinking(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A :func:`request_config` with the session's thinking budget added."""
+        return {**config, **thinking_config(self.thinking_budget)}
+
+    async def aclose(self) -> None:
+        """Closes the SDK's connections."""
+        await self.client.aio.aclose()
+        self.client.close()
+
+
+# The arguments a client or a batch job passes through to its VertexSession.
+SESSION_ARGS = tuple(
+    name for name in inspect.signature(VertexSession).parameters if name != "timeout_s"
+)
+
+
+class VertexClient(CachingClient):
+    """A Gemini model on Vertex AI.
+
+    Args:
+      model: e.g. ``gemini-2.0-flash``.
+      **options: :class:`VertexSession`'s (project, location, credentials, base_url,
+        api_version, safety_settings, thinking_budget) and
+        :class:`~gecko_jax.fret.llm.client.CachingClient`'s (cache, max_concurrency,
+        timeout_s, retry, rate limits, prices, top_logprobs, ...).
+
+    Raises:
+      ValueError: a bad ``thinking_budget``.
+      CredentialsError: no project, or no credentials.
+    """
+
+    def __init__(self, model: str = "gemini-2.0-flash", **options: Any) -> None:
+        session_options = {name: options.pop(name) for name in SESSION_ARGS if name in options}
+        check_thinking_budget(session_options.get("thinking_budget"))  # before opening a cache
+        super().__init__(model, **options)
+        self.session = VertexSession(**session_options, timeout_s=self.runner.timeout_s)
+        self.key_extras = self.session.key_extras()
 
     async def _request(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
         from google.genai import types
 
-        sdk_config = types.GenerateContentConfig.model_validate(
-            {**config, **thinking_config(self.thinking_budget)}
-        )
+        sdk_config = types.GenerateContentConfig.model_validate(self.session.with_thinking(config))
         response = await call_vertex(
             self.model_id,
-            lambda: self._client.aio.models.generate_content(
+            lambda: self.session.client.aio.models.generate_content(
                 model=self.model_id, contents=prompt, config=sdk_config
             ),
         )
         return response.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    async def _generate_once(
-        self,
-        prompt: str,
-        *,
-        system: str | None,
-        json_mode: bool,
-        temperature: float,
-        max_output_tokens: int,
-        seed: int | None,
-    ) -> CallResult:
+    async def _generate_once(self, prompt: str, settings: GenerationSettings) -> CallResult:
         response = await self._request(
-            prompt,
-            request_config(
-                system=system,
-                json_mode=json_mode,
-                temperature=temperature,
-                max_output_tokens=max_output_tokens,
-                seed=seed,
-                safety_settings=self.safety_settings,
-            ),
+            prompt, request_config(settings, safety_settings=self.session.safety_settings)
         )
         return CallResult(response_text(self.model_id, response), *response_tokens(response))
 
@@ -352,11 +365,10 @@ class VertexClient(CachingClient):
         raise log_likelihood_unsupported(self.model_id)
 
     async def _top_logprobs_once(self, prompt: str, k: int) -> CallResult:
-        response = await self._request(prompt, top_logprobs_config(k, self.safety_settings))
+        response = await self._request(prompt, top_logprobs_config(k, self.session.safety_settings))
         return CallResult(
             response_top_candidates(self.model_id, response), *response_tokens(response)
         )
 
     async def _close(self) -> None:
-        await self._client.aio.aclose()
-        self._client.close()
+        await self.session.aclose()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import glob as globlib
 import hashlib
 import json
 import os
@@ -38,24 +37,25 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from gecko_jax.fret.llm.base import Generation, LLMError, LLMUnavailableError, Usage
+from gecko_jax import fileio
+from gecko_jax.fret.llm.base import (
+    Generation,
+    GenerationSettings,
+    LLMError,
+    LLMUnavailableError,
+    Usage,
+)
 from gecko_jax.fret.llm.cache import SQLiteCache, cache_key
-from gecko_jax.fret.llm.client import generate_params
 from gecko_jax.fret.llm.pricing import BATCH_DISCOUNT, Prices, prices_for
 from gecko_jax.fret.llm.transport import CallRunner, RetryPolicy
 from gecko_jax.fret.llm.vertex import (
+    VertexSession,
     call_vertex,
-    check_thinking_budget,
-    default_credentials,
-    make_genai_client,
     request_config,
-    resolve_project,
     response_text,
     response_tokens,
     response_top_candidates,
     rest_request,
-    thinking_config,
-    thinking_key,
     top_logprobs_config,
 )
 
@@ -66,30 +66,20 @@ _FAILED = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIR
 
 @dataclasses.dataclass(frozen=True)
 class BatchRequest:
-    """One ``generate`` call, with the parameters of :meth:`LLMClient.generate`."""
+    """One ``generate`` call: its prompt and settings."""
 
     prompt: str
-    system: str | None = None
-    json_mode: bool = False
-    temperature: float = 0.0
-    max_output_tokens: int = 512
-    seed: int | None = None
+    settings: GenerationSettings = GenerationSettings()
 
     method: ClassVar[str] = "generate"
 
     def params(self) -> dict[str, Any]:
         """The parameters in the call's cache key (as ``VertexClient.generate``'s)."""
-        return generate_params(
-            system=self.system,
-            json_mode=self.json_mode,
-            temperature=self.temperature,
-            max_output_tokens=self.max_output_tokens,
-            seed=self.seed,
-        )
+        return self.settings.cache_params()
 
     def config(self, safety_settings: Sequence[Mapping[str, str]] | None) -> dict[str, Any]:
         """The REST generation settings."""
-        return request_config(**self.params(), safety_settings=safety_settings)
+        return request_config(self.settings, safety_settings=safety_settings)
 
     @staticmethod
     def parse(model_id: str, response: Mapping[str, Any]) -> str:
@@ -155,41 +145,9 @@ AnyRequest = BatchRequest | LogprobsRequest
 Answer = Generation | TopLogprobs
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
-def _open(path: str, mode: str) -> Any:
-    """Local paths with the standard library; URLs (gs://) with tf.io.gfile, imported only
-    then because TensorFlow takes seconds to import."""
-    if _is_url(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.GFile(path, mode)
-    if "w" in mode:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    return open(path, mode, encoding="utf-8")
-
-
-def _glob(pattern: str) -> list[str]:
-    if _is_url(pattern):
-        import tensorflow as tf
-
-        return sorted(tf.io.gfile.glob(pattern))
-    return sorted(globlib.glob(pattern))
-
-
-def _exists(path: str) -> bool:
-    if _is_url(path):
-        import tensorflow as tf
-
-        return bool(tf.io.gfile.exists(path))
-    return os.path.exists(path)
-
-
 def _jsonl(paths: Sequence[str]) -> Iterator[dict[str, Any]]:
     for path in paths:
-        with _open(path, "r") as f:
+        with fileio.open(path) as f:
             for number, line in enumerate(f, start=1):
                 if line.strip():
                     try:
@@ -205,17 +163,17 @@ class VertexBatchJob:
     Args:
       model: e.g. ``gemini-2.0-flash``.
       staging_dir: where inputs and outputs go: ``gs://bucket/path`` (local for tests).
-      project, location, credentials, base_url, api_version, safety_settings: as for
-        :class:`~gecko_jax.fret.llm.vertex.VertexClient`.
       cache: an :class:`SQLiteCache` or a path to one, shared with ``VertexClient``.
       prices: online prices (a :class:`Prices` or a table); the job is charged
         ``batch_discount`` of them.
       poll_initial_s, poll_max_s: the first polling interval and its cap (it grows 1.5x).
       max_wait_s: give up waiting after this long (the job keeps running).
       timeout_s, retry: per API call (list, create, get), as for clients.
-      thinking_budget: as for ``VertexClient`` (part of the cache key when set).
       display_name: the job's name in the console and in the staging path.
       progress: show a progress bar per job.
+      **session_options: :class:`~gecko_jax.fret.llm.vertex.VertexSession`'s (project,
+        location, credentials, base_url, api_version, safety_settings, thinking_budget),
+        as for ``VertexClient``.
     """
 
     def __init__(
@@ -223,12 +181,6 @@ class VertexBatchJob:
         model: str = "gemini-2.0-flash",
         *,
         staging_dir: str,
-        project: str | None = None,
-        location: str | None = None,
-        credentials: Any = None,
-        base_url: str | None = None,
-        api_version: str = "v1",
-        safety_settings: Sequence[Mapping[str, str]] | None = None,
         cache: SQLiteCache | str | os.PathLike[str] | None = None,
         prices: Prices | Mapping[str, Prices] | None = None,
         batch_discount: float = BATCH_DISCOUNT,
@@ -237,15 +189,13 @@ class VertexBatchJob:
         max_wait_s: float = 48 * 3600.0,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
-        thinking_budget: int | None = None,
         display_name: str = "gecko-fret",
         progress: bool = True,
+        **session_options: Any,
     ) -> None:
-        check_thinking_budget(thinking_budget)
+        self.session = VertexSession(**session_options, timeout_s=timeout_s)
         self.model_id = model
-        self.thinking_budget = thinking_budget
         self.staging_dir = staging_dir.rstrip("/")
-        self.safety_settings = list(safety_settings) if safety_settings else None
         self._owns_cache = cache is not None and not isinstance(cache, SQLiteCache)
         self.cache = SQLiteCache(cache) if self._owns_cache else cache  # type: ignore[arg-type]
         self.prices = prices_for(model, prices).scaled(batch_discount)
@@ -256,15 +206,6 @@ class VertexBatchJob:
         )
         self.display_name = display_name
         self.progress = progress
-        self.project, self.location = resolve_project(project, location)
-        self._client = make_genai_client(
-            project=self.project,
-            location=self.location,
-            credentials=credentials if credentials is not None else default_credentials(),
-            base_url=base_url,
-            api_version=api_version,
-            timeout_s=timeout_s,
-        )
         self._runner = CallRunner(model, max_concurrency=1, timeout_s=timeout_s, retry=retry)
         self._usage = Usage()
 
@@ -279,7 +220,7 @@ class VertexBatchJob:
             self.model_id,
             request.method,
             request.prompt,
-            {**request.params(), **thinking_key(self.thinking_budget)},
+            {**request.params(), **self.session.key_extras()},
         )
 
     def cached(self, request: AnyRequest) -> Answer | None:
@@ -293,7 +234,7 @@ class VertexBatchJob:
     def _line(self, row: int, request: AnyRequest) -> dict[str, Any]:
         body = rest_request(
             request.prompt,
-            {**request.config(self.safety_settings), **thinking_config(self.thinking_budget)},
+            self.session.with_thinking(request.config(self.session.safety_settings)),
         )
         body["labels"] = {ROW_LABEL: str(row)}
         return {"request": body}
@@ -310,7 +251,7 @@ class VertexBatchJob:
         """A job named ``display_name`` reading ``source_uri`` that has not failed, or None."""
         from google.genai import types
 
-        pager = await self._client.aio.batches.list(
+        pager = await self.session.client.aio.batches.list(
             config=types.ListBatchJobsConfig(filter=f'display_name="{display_name}"')
         )
         async for job in pager:  # the name is checked here too: the filter is the server's
@@ -331,7 +272,7 @@ class VertexBatchJob:
         job = await self.find(display_name, source_uri)
         if job is not None:
             return job
-        return await self._client.aio.batches.create(
+        return await self.session.client.aio.batches.create(
             model=self.model_id,
             src=types.BatchJobSource(format="jsonl", gcs_uri=[source_uri]),
             config=types.CreateBatchJobConfig(
@@ -352,14 +293,15 @@ class VertexBatchJob:
         name = f"{self.display_name}-{digest}"
         run_dir = f"{self.staging_dir}/{name}"
         marker = f"{run_dir}/job.json"
-        if _exists(marker):
-            with _open(marker, "r") as f:
+        if fileio.exists(marker):
+            with fileio.open(marker) as f:
                 return str(json.load(f)["name"])
-        with _open(f"{run_dir}/requests.jsonl", "w") as f:
+        fileio.makedirs(run_dir)
+        with fileio.open(f"{run_dir}/requests.jsonl", "w") as f:
             f.write("\n".join(lines) + "\n")
         # Listing inside the attempt: a retried create whose first reply was lost finds that job.
         job = await self._api(lambda: self._find_or_create(name, run_dir))
-        with _open(marker, "w") as f:
+        with fileio.atomic_open(marker) as f:  # a half-written marker would block a resume
             json.dump({"name": job.name, "display_name": name, "rows": len(lines)}, f)
         return str(job.name)
 
@@ -378,7 +320,7 @@ class VertexBatchJob:
             disable=not self.progress,
         ) as bar:
             while True:
-                job = await self._api(lambda: self._client.aio.batches.get(name=name))
+                job = await self._api(lambda: self.session.client.aio.batches.get(name=name))
                 state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
                 stats = job.completion_stats
                 done = (stats.successful_count or 0) + (stats.failed_count or 0) if stats else 0
@@ -408,7 +350,7 @@ class VertexBatchJob:
             LLMUnavailableError(f"batch job {job.name}: no prediction for row {row}")
             for row in range(len(requests))
         ]
-        for line in _jsonl(_glob(f"{output_dir.rstrip('/')}/predictions*.jsonl")):
+        for line in _jsonl(fileio.glob(f"{output_dir.rstrip('/')}/predictions*.jsonl")):
             row = int(((line.get("request") or {}).get("labels") or {}).get(ROW_LABEL, -1))
             if not 0 <= row < len(requests):
                 continue
@@ -468,8 +410,7 @@ class VertexBatchJob:
 
     async def aclose(self) -> None:
         """Closes the SDK's connections."""
-        await self._client.aio.aclose()
-        self._client.close()
+        await self.session.aclose()
         if self._owns_cache and self.cache is not None:
             self.cache.close()
 

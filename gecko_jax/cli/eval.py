@@ -1,7 +1,7 @@
 """``gecko-eval``: local Matryoshka sweeps, side-by-side comparisons, MTEB runs.
 
     gecko-eval local --model all-MiniLM-L6-v2 --tasks stsb,scifact --dims 32,64,128,256,384 \\
-        --data_dir ../shared/data --output_dir runs/minilm_eval
+        --data_dir $GECKO_EVAL_DATA --output_dir runs/minilm_eval
     gecko-eval compare runs/minilm_eval/report.json /tmp/my_model --tasks stsb --output_dir runs/cmp
     gecko-eval mteb --model /tmp/my_model --tasks STSBenchmark --output_dir runs/mteb
 
@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gecko_jax import host_memory
+from gecko_jax.cli import flags, startup
+from gecko_jax.data.eval_data import EVAL_DATA_ENV
 
 if TYPE_CHECKING:
     from gecko_jax.encoder import Encoder
@@ -53,7 +54,9 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_length", type=int, default=None, help="token limit (default: the model's)"
     )
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute type"
+    )
 
 
 def _add_local_flags(parser: argparse.ArgumentParser, tasks_default: Sequence[str] | None) -> None:
@@ -61,12 +64,13 @@ def _add_local_flags(parser: argparse.ArgumentParser, tasks_default: Sequence[st
         "--tasks",
         type=_names,
         default=tasks_default,
-        help=f"comma-separated local sets (default: {','.join(DEFAULT_TASKS)})",
+        help="comma-separated local sets"
+        + ("" if tasks_default else f" (default: {flags.format_default(DEFAULT_TASKS)})"),
     )
     parser.add_argument(
         "--data_dir",
         default=None,
-        help="evaluation-data directory (default: $GECKO_EVAL_DATA, else ../shared/data)",
+        help=f"evaluation-data directory (default: ${EVAL_DATA_ENV})",
     )
     parser.add_argument("--split", default="test", help="evaluation split of every task")
     parser.add_argument(
@@ -88,18 +92,23 @@ def _add_local_flags(parser: argparse.ArgumentParser, tasks_default: Sequence[st
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's subcommands and flags."""
-    parser = argparse.ArgumentParser(prog="gecko-eval", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = flags.command_parser("gecko-eval", __doc__.split("\n\n")[0].replace("``", ""))
+    commands = parser.add_subparsers(dest="command", required=True, help="what to run")
 
-    local = commands.add_parser("local", help="Matryoshka sweep of one model on local sets")
+    def add_command(name: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=description, description=description, formatter_class=flags.HelpFormatter
+        )
+
+    local = add_command("local", "Matryoshka sweep of one model on local sets")
     local.add_argument("--model", required=True, help="model name or directory")
     local.add_argument(
         "--dims", type=_dims, default=None, help="dimensions (default: the model's full size)"
     )
-    local.add_argument("--output_dir", required=True)
+    local.add_argument("--output_dir", required=True, help="where report.{json,md,png} go")
     _add_local_flags(local, list(DEFAULT_TASKS))
 
-    compare = commands.add_parser("compare", help="side-by-side table of reports and/or models")
+    compare = add_command("compare", "side-by-side table of reports and/or models")
     compare.add_argument(
         "entries",
         nargs="+",
@@ -118,9 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_local_flags(compare, None)
 
-    mteb = commands.add_parser(
-        "mteb", help="run MTEB tasks or a benchmark through the mteb package"
-    )
+    mteb = add_command("mteb", "run MTEB tasks or a benchmark through the mteb package")
     mteb.add_argument("--model", required=True, help="model name or directory")
     mteb.add_argument("--tasks", type=_names, default=None, help="comma-separated MTEB task names")
     mteb.add_argument(
@@ -129,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     mteb.add_argument(
         "--dims", type=_dims, default=None, help="Matryoshka dimensions (default: full size)"
     )
-    mteb.add_argument("--output_dir", required=True)
+    mteb.add_argument("--output_dir", required=True, help="where mteb writes its results")
     mteb.add_argument(
         "--batch_size", type=int, default=None, help="encoding batch size (default: the adapter's)"
     )
@@ -247,11 +254,11 @@ COMMANDS = {"local": _local, "compare": _compare, "mteb": _mteb}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gecko-eval``; returns the exit status.
 
-    With ``argv`` None (the console script) the process first re-executes itself with
-    huge-page malloc (:mod:`gecko_jax.host_memory`).
+    With ``argv`` None (the console script) the process is prepared first
+    (:func:`gecko_jax.cli.startup.prepare_process`).
     """
     if argv is None:
-        host_memory.reexec_with_hugepage_malloc()
+        startup.prepare_process()
     args = build_parser().parse_args(argv)
     from gecko_jax.models.hf_checkpoint import CheckpointError
 

@@ -1,4 +1,8 @@
-"""Gecko's input formats: how a task, a query or a titled document become one string."""
+"""Gecko's input formats: how a task, a query or a titled document become one string.
+
+The encoder, evaluation and FRet format texts with these templates; the input pipeline
+formats its training examples with the same ones.
+"""
 
 from __future__ import annotations
 

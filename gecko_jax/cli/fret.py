@@ -1,6 +1,6 @@
 """``gecko-fret``: distil (task, query, positive, hard negative) rows from a corpus.
 
-    gecko-fret --corpus ../shared/data/scifact/corpus.jsonl --output_dir /tmp/fret \\
+    gecko-fret --corpus $GECKO_EVAL_DATA/scifact/corpus.jsonl --output_dir /tmp/fret \\
         --llm vertex:gemini-2.0-flash --ranking rc --num_shards 8 --max_passages 2000
 
 At corpus scale, ``--llm vertex-batch:gemini-2.0-flash --batch_staging_dir gs://b/p``
@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gin
-from gecko_jax import gin_utils, host_memory
+
+from gecko_jax import gin_utils
+from gecko_jax.cli import flags, startup
 from gecko_jax.fret import config as cfg
 
 
@@ -83,11 +86,28 @@ def parse_task_types(text: str) -> tuple[cfg.TaskType, ...]:
     return tuple(types)
 
 
+def _default(config_class: type, field: str) -> Any:
+    """A config dataclass field's default: what a flag left out falls back to (gin aside)."""
+    return next(f for f in dataclasses.fields(config_class) if f.name == field).default
+
+
+def _client_concurrency() -> int:
+    from gecko_jax.fret.llm.client import CachingClient
+
+    return inspect.signature(CachingClient).parameters["max_concurrency"].default
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command's flags."""
-    p = argparse.ArgumentParser(
-        prog="gecko-fret",
-        description="FRet (Gecko paper, section 3): an LLM writes a task and a query for each "
+    """The command's flags.
+
+    Flags that mirror a config field default to None, so that gin's bindings apply
+    unless the flag is given; their help shows the config's own default.
+    """
+    from gecko_jax.fret.shards import DEFAULT_SHARD_SIZE
+
+    p = flags.command_parser(
+        "gecko-fret",
+        "FRet (Gecko paper, section 3): an LLM writes a task and a query for each "
         "seed passage, neighbours are mined with an embedder and re-ranked by the LLM, and "
         "(task, query, positive, hard negative) rows are written in shards.",
     )
@@ -102,43 +122,67 @@ def build_parser() -> argparse.ArgumentParser:
         "vertex-batch:gemini-2.0-flash, openai:http://host:8000/v1#model, loopback",
     )
     p.add_argument(
-        "--embedder", default=None, help="Encoder name or path (default all-MiniLM-L6-v2)"
+        "--embedder",
+        default=None,
+        help=f"Encoder name or path (default: {_default(cfg.FretConfig, 'embedder')})",
     )
     shard = p.add_mutually_exclusive_group()
     shard.add_argument("--num_shards", type=_positive_int(), default=None, help="number of shards")
     shard.add_argument(
-        "--shard_size", type=_positive_int(), default=None, help="seed passages per shard (1000)"
+        "--shard_size",
+        type=_positive_int(),
+        default=None,
+        help=f"seed passages per shard (default: {DEFAULT_SHARD_SIZE})",
     )
     p.add_argument(
-        "--top_n", type=_positive_int(2), default=None, help="neighbours scored per query (20)"
+        "--top_n",
+        type=_positive_int(2),
+        default=None,
+        help=f"neighbours scored per query (default: {_default(cfg.RetrievalConfig, 'top_n')})",
     )
-    p.add_argument("--ranking", choices=cfg.RANKINGS, default=None, help="rrf (default), ql or rc")
     p.add_argument(
-        "--negative", type=_negative, default=None, help="p_N (default), random or rank:K"
+        "--ranking",
+        choices=cfg.RANKINGS,
+        default=None,
+        help="how the LLM's scores rank the neighbours: fused, query likelihood or relevance "
+        f"(default: {_default(cfg.RankingConfig, 'ranking')})",
+    )
+    p.add_argument(
+        "--negative",
+        type=_negative,
+        default=None,
+        help=f"p_N, random or rank:K (default: {_default(cfg.RankingConfig, 'negative')})",
     )
     p.add_argument(
         "--task_types",
         type=parse_task_types,
         default=None,
-        help="comma-separated task types, each optionally =weight (default: the four built-in)",
+        help="comma-separated task types, each optionally =weight (default: "
+        f"{flags.format_default([t.name for t in cfg.DEFAULT_TASK_TYPES])})",
     )
     p.add_argument(
-        "--seed", type=int, default=None, help="seed of sampling and random negatives (0)"
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of sampling and random negatives (default: {_default(cfg.FretConfig, 'seed')})",
     )
     p.add_argument(
         "--max_passages", type=_positive_int(), default=None, help="read at most this many passages"
     )
     p.add_argument(
-        "--max_words", type=_positive_int(), default=None, help="truncate passages to this (400)"
+        "--max_words",
+        type=_positive_int(),
+        default=None,
+        help=f"truncate passages to this (default: {_default(cfg.CorpusConfig, 'max_words')})",
     )
     p.add_argument(
-        "--cache", default=None, help="LLM cache path (default OUTPUT_DIR/llm_cache.sqlite)"
+        "--cache", default=None, help="LLM cache path (default: a cache file in OUTPUT_DIR)"
     )
     p.add_argument(
         "--llm_concurrency",
         type=_positive_int(),
         default=None,
-        help="LLM requests in flight at once (default: the client's, 16)",
+        help=f"LLM requests in flight at once (default: the client's, {_client_concurrency()})",
     )
     p.add_argument(
         "--batch_staging_dir",
@@ -149,32 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--worker_index",
         type=_positive_int(0),
         default=None,
-        help="this worker's index, 0..N-1: runs the shards s with s %% N == index (0)",
+        help="this worker's index, 0..N-1: runs the shards s with s %% N == index "
+        f"(default: {_default(cfg.FretConfig, 'worker_index')})",
     )
     p.add_argument(
         "--worker_count",
         type=_positive_int(),
         default=None,
-        help="workers sharing --output_dir (1); each needs its own local --cache",
+        help="workers sharing --output_dir, each with its own local --cache "
+        f"(default: {_default(cfg.FretConfig, 'worker_count')})",
     )
     p.add_argument(
         "--output_format",
         choices=cfg.OUTPUT_FORMATS,
         default=None,
-        help="jsonl (default) or tfrecord",
+        help=f"file format of the rows (default: {_default(cfg.FretConfig, 'output_format')})",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
-    p.add_argument(
-        "--gin_bindings",
-        action="append",
-        default=[],
-        help="gin binding (repeatable); "
-        "--gin.NAME=VALUE is short for --gin_bindings='NAME = VALUE'",
-    )
-    p.add_argument(
-        "--gin_search_paths", action="append", default=[], help="directories searched for gin files"
-    )
+    gin_utils.add_gin_flags(p)
     return p
 
 
@@ -213,11 +249,12 @@ def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status.
 
-    With ``argv`` None (the console script) the process first re-executes itself with
-    huge-page malloc (:mod:`gecko_jax.host_memory`): embedding the corpus runs faster.
+    With ``argv`` None (the console script) the process is prepared first
+    (:func:`gecko_jax.cli.startup.prepare_process`): huge-page malloc makes embedding the
+    corpus faster.
     """
     if argv is None:
-        host_memory.reexec_with_hugepage_malloc()
+        startup.prepare_process()
     parser = build_parser()
     args = parser.parse_args(gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv))
     from gecko_jax.fret import pipeline  # heavy imports once the flags are known good

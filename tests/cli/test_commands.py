@@ -1,0 +1,161 @@
+"""Every ``gecko-*`` command: one convention, a working ``--help``, a quiet start."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from gecko_jax.cli import demo, embed, flags, fret, startup, train
+from gecko_jax.cli import eval as eval_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMANDS = ("gecko-embed", "gecko-demo", "gecko-train", "gecko-fret", "gecko-eval")
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "gecko-embed": embed.build_parser,
+    "gecko-demo": demo.build_parser,
+    "gecko-train": train.build_parser,
+    "gecko-fret": fret.build_parser,
+    "gecko-eval": eval_cli.build_parser,
+}
+# absl/glog lines (E1129 12:00:00.000 ...), Python logging's "ERROR:..." and the like.
+ERROR_LINE = re.compile(r"^E\d{4} |\bERROR\b")
+
+
+def _script(name: str) -> str:
+    """The installed console script (beside this interpreter)."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _user_environ() -> dict[str, str]:
+    """The test process's environment without the settings that hide log lines."""
+    hidden = startup.QUIET_ENVIRON.keys() | {"TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH"}
+    environ = {k: v for k, v in os.environ.items() if k not in hidden}
+    return {**environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if ERROR_LINE.search(line)]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_subparsers(sub))
+    return found
+
+
+def test_every_console_script_is_a_cli_module() -> None:
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        declared = set(re.findall(r'"(gecko-[a-z]+)=([a-z_.]+:[a-z_]+)"', f.read()))
+    assert declared == {
+        (name, f"gecko_jax.cli.{name.removeprefix('gecko-')}:main") for name in COMMANDS
+    }
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_parsers_share_the_convention(name: str) -> None:
+    for parser in _subparsers(PARSERS[name]()):
+        assert parser.prog.startswith(name)
+        assert parser.formatter_class is flags.HelpFormatter
+        assert parser.description
+        for action in parser._actions:
+            assert action.help, f"{parser.prog} {action.dest}: no help"
+            for option in action.option_strings:
+                assert re.fullmatch(r"-h|--[a-z0-9]+(_[a-z0-9]+)*", option), option
+        text = parser.format_help()
+        for action in parser._actions:  # each shown default is the flag's own value
+            if action.option_strings and flags._shows_default(action.default):
+                if not action.required:
+                    assert f"(default: {flags.format_default(action.default)})" in " ".join(
+                        text.split()
+                    ), action.dest
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_of_the_installed_command(name: str) -> None:
+    done = subprocess.run(
+        [_script(name), "--help"], capture_output=True, text=True, env=_user_environ()
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {name} [-h]")
+    assert "-h, --help" in done.stdout and "show this help message and exit" in done.stdout
+    assert not _error_lines(done.stderr), done.stderr
+
+
+def test_help_formatter_shows_real_defaults_only() -> None:
+    parser = flags.command_parser("gecko-x", "A command.")
+    parser.add_argument("--size", type=int, default=0, help="a size")
+    parser.add_argument("--names", default=("a", "b"), help="names")
+    parser.add_argument("--unset", default=None, help="unset")
+    parser.add_argument("--switch", action="store_true", help="a switch")
+    parser.add_argument("--needed", required=True, default="x", help="needed")
+    parser.add_argument("--rate", default="5%", help="a rate")
+    text = " ".join(parser.format_help().split())
+    assert "a size (default: 0)" in text and "names (default: a,b)" in text
+    assert "a rate (default: 5%)" in text
+    assert "unset (default" not in text and "a switch (default" not in text
+    assert "needed (default" not in text
+
+
+def test_quiet_environ_keeps_what_the_user_set() -> None:
+    environ = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    startup.quiet_environ(environ)
+    assert environ == {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_ENABLED_DEVICE_TYPES": "CPU"}
+
+
+def test_train_names_a_bad_gin_file_and_binding(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as failed:
+        train.main(["--gin_file=runs/nonexistent.gin"])
+    assert failed.value.code == 2
+    assert "gin file 'runs/nonexistent.gin' not found" in capsys.readouterr().err
+
+
+def test_short_train_from_outside_the_checkout_prints_no_error(
+    tmp_path, tiny_model_dir: str
+) -> None:
+    """``gecko-train`` with packaged gin files, run where a user runs it: quiet on success."""
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"query": f"what is item {i}", "positive": f"item {i} is number {i}"} for i in range(16)
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run(
+        [
+            _script("gecko-train"),
+            "--gin_file=runs/finetune.gin",
+            "--gin_file=inputs/pairs_file.gin",
+            f"--gin.MODEL_DIR='{tmp_path / 'model'}'",
+            "--gin.TRAIN_STEPS=2",
+            f"--gin.TRAIN_FILE='{pairs}'",
+            "--gin.BATCH_SIZE=8",
+            f"--gin.train.init_from='{tiny_model_dir}'",
+            "--gin.train.query_length=12",
+            "--gin.train.document_length=12",
+            "--gin.train.log_every=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**_user_environ(), "JAX_PLATFORMS": "cpu"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 2/2" in done.stderr
+    assert not _error_lines(done.stdout + done.stderr), done.stderr[-3000:]
+
+
+def test_demo_prints_no_error(tmp_path) -> None:
+    done = subprocess.run(
+        [_script("gecko-demo")], capture_output=True, text=True, cwd=tmp_path, env=_user_environ()
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "all-MiniLM-L6-v2: 384-d embeddings" in done.stdout
+    assert not _error_lines(done.stdout + done.stderr), done.stderr[-3000:]
