@@ -1,8 +1,8 @@
 """Prompt templates: packaged files, placeholder checks, rendering, overrides."""
 
+import gin
 import pytest
 
-import gin
 from gecko_jax.fret import templates
 from gecko_jax.fret.config import PromptConfig, RelevanceLabel
 from gecko_jax.fret.templates import Prompts, TemplateError
