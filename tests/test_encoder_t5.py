@@ -1,7 +1,5 @@
 """Encoder API end to end on a T5 checkpoint with a SentencePiece vocabulary."""
 
-import random
-
 import numpy as np
 import pytest
 import sentencepiece as spm
@@ -10,6 +8,7 @@ import transformers
 
 from gecko_jax import Encoder
 from gecko_jax.data.vocabularies import SentencePieceVocabulary
+from tests.sentencepiece_models import train_t5_style_model
 
 WORDS = (
     "the embedding model retrieves passages for every query about science and "
@@ -20,20 +19,7 @@ WORDS = (
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     directory = tmp_path_factory.mktemp("tiny_t5")
-    rng = random.Random(0)
-    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(300)]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_prefix=str(directory / "spiece"),
-        vocab_size=60,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        minloglevel=2,
-    )
+    train_t5_style_model(directory, WORDS, sentences=300, max_words=12, vocab_size=60)
     torch.manual_seed(0)
     config = transformers.T5Config(
         vocab_size=64,

