@@ -10,15 +10,8 @@ from jax.sharding import PartitionSpec as PS
 from gecko_jax import partitioning as P
 from gecko_jax.models.bert import BertConfig
 from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig
+from tests.test_trainer import BERT
 
-BERT = BertConfig(
-    vocab_size=64,
-    hidden_size=16,
-    num_hidden_layers=1,
-    num_attention_heads=4,
-    intermediate_size=32,
-    max_position_embeddings=16,
-)
 TINY = DualEncoder(BERT, HeadConfig(projection_dim=8))
 
 

@@ -14,8 +14,6 @@ from gecko_jax.fret.generate import Generated
 from gecko_jax.fret.rank import Ranked
 from gecko_jax.rows import FRET_SOURCE, FretRow, UnifiedExample, write_fret_rows
 
-Row = FretRow  # one output row, as the pipeline names it
-
 
 def build_row(
     seed: Passage,

@@ -55,15 +55,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
+from gecko_jax import fileio
 from gecko_jax.fret import generate, output, rank, retrieve, shards
 from gecko_jax.fret.aio import gather_progress
 from gecko_jax.fret.config import FretConfig, parse_negative
 from gecko_jax.fret.corpus import Corpus, Passage, read_corpus
 from gecko_jax.fret.summary import ShardStats, format_summary, summarize, usage_delta, usage_dict
 from gecko_jax.fret.templates import Prompts
+from gecko_jax.rows import FretRow
 from gecko_jax.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def cache_path(config: FretConfig) -> str:
             f"--cache: the LLM cache is SQLite and must be local; --output_dir "
             f"{config.output_dir} is remote, so give --cache /local/path.sqlite"
         )
-    return shards.join(config.output_dir, CACHE_FILE)
+    return fileio.join(config.output_dir, CACHE_FILE)
 
 
 def _settings(
@@ -123,23 +124,19 @@ def _fingerprint(passages: Sequence[Passage], embedder: str, config: Any) -> str
 
 def corpus_embeddings(encoder: TextEncoder, corpus: Corpus, config: FretConfig) -> np.ndarray:
     """The passages' embeddings, read from the output directory when they match."""
-    path = shards.join(config.output_dir, EMBEDDINGS)
+    path = fileio.join(config.output_dir, EMBEDDINGS)
     meta_path = path + ".json"
     fingerprint = _fingerprint(corpus.passages, config.embedder, config.retrieval)
-    if tf.io.gfile.exists(meta_path) and tf.io.gfile.exists(path):
+    if fileio.exists(meta_path) and fileio.exists(path):
         if shards.read_json(meta_path).get("fingerprint") == fingerprint:
-            with tf.io.gfile.GFile(path, "rb") as f:
+            with fileio.open(path, "rb") as f:
                 return np.load(f)
     embeddings = retrieve.embed_passages(
         encoder, corpus.passages, config.retrieval, config.progress
     )
-
-    def write(tmp: str) -> None:
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            np.save(f, embeddings)
-
     tmp_tag = _workers(config).tmp_tag  # workers starting at once each write the same file
-    shards.atomic_write(path, write, tmp_tag)
+    with fileio.atomic_open(path, "wb", tmp_tag + shards.TMP_SUFFIX) as f:
+        np.save(f, embeddings)
     shards.write_json(
         meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)}, tmp_tag
     )
@@ -162,7 +159,7 @@ class _Context:
     index: retrieve.PassageIndex
 
 
-async def run_shard(ctx: _Context, seeds: Sequence[Passage]) -> tuple[list[output.Row], ShardStats]:
+async def run_shard(ctx: _Context, seeds: Sequence[Passage]) -> tuple[list[FretRow], ShardStats]:
     """Generates, mines and ranks one shard's seed passages; returns its rows and stats."""
     config, stats = ctx.config, ShardStats(seeds=len(seeds), worker=ctx.config.worker_index)
     before = usage_dict(ctx.client.usage)
