@@ -27,6 +27,12 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.4,<2",
     "scipy>=1.11,<2",
     "matplotlib>=3.8,<4",
+    # gecko-export: TF Serving's warm-up records (PredictionLog); tensorflow is already here.
+    "tensorflow-serving-api>=2.16,<2.22",
+    # gecko-serve: the HTTP embedding service.
+    "fastapi>=0.110,<1",
+    "uvicorn>=0.29,<1",
+    "orjson>=3.9,<4",
 ]
 
 EXTRAS_REQUIRE = {

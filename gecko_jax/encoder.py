@@ -7,6 +7,7 @@ type their encoders with.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
 from gecko_jax.text_encoder import TextEncoder
 
-__all__ = ["Encoder", "TextEncoder"]
+__all__ = ["Encoder", "TextEncoder", "Tokenized"]
 
 # Gecko's templates (the format is immutable, so one instance serves every default).
 DEFAULT_INPUT_FORMAT = formats.InputFormat()
@@ -33,6 +34,25 @@ DEFAULT_INPUT_FORMAT = formats.InputFormat()
 PROGRESS_THRESHOLD = 2_000
 # Batches dispatched ahead of the one being read back.
 MAX_IN_FLIGHT = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenized:
+    """Texts as model inputs.
+
+    Attributes:
+      token_ids: one int32 array per text, special tokens included, at most
+        ``max_length`` long.
+      truncated: ``[B]`` bool, True where the text had more tokens than ``max_length``.
+    """
+
+    token_ids: list[np.ndarray]
+    truncated: np.ndarray
+
+    @property
+    def token_counts(self) -> np.ndarray:
+        """``[B]`` int32: tokens the model sees per text."""
+        return np.array([len(t) for t in self.token_ids], dtype=np.int32)
 
 
 class Encoder:
@@ -131,20 +151,64 @@ class Encoder:
           ``[len(texts), dim or embedding_dim]`` float32 array, rows in input order.
         """
         texts = _check_texts(texts)
-        if dim is not None and not 1 <= dim <= self.embedding_dim:
-            raise ValueError(
-                f"dim={dim} is outside 1..{self.embedding_dim}, the model's embedding size"
-            )
+        self._check_dim(dim)
+        tokenized = self.tokenize(texts, task=task, kind=kind, titles=titles)
+        return self.embed_token_ids(
+            tokenized.token_ids, dim=dim, batch_size=batch_size, show_progress=show_progress
+        )
+
+    def tokenize(
+        self,
+        texts: Sequence[str] | str,
+        task: str | None = None,
+        kind: str = formats.QUERY,
+        titles: Sequence[str | None] | None = None,
+    ) -> Tokenized:
+        """Formats and tokenizes texts as :meth:`encode` does, without running the model.
+
+        Args:
+          texts, task, kind, titles: as for :meth:`encode`.
+
+        Returns:
+          The model-input ids of each text (at most ``max_length``) and which were cut.
+        """
+        texts = _check_texts(texts)
         formatted = formats.apply_format(texts, kind, task, titles, self.input_format)
-        out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
-        if not texts:
+        if not formatted:
+            return Tokenized([], np.zeros(0, dtype=bool))
+        token_ids, truncated = self.vocabulary.tokenize_with_truncation(formatted, self.max_length)
+        return Tokenized(token_ids, truncated)
+
+    def embed_token_ids(
+        self,
+        token_ids: Sequence[np.ndarray],
+        dim: int | None = None,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embeds already tokenized texts (see :meth:`tokenize`).
+
+        Sequences are sorted by length and padded to a few bucketed shapes, so repeated
+        calls reuse compiled programs.
+
+        Args:
+          token_ids: one int32 array of at most ``max_length`` ids per text.
+          dim: Matryoshka output size (a prefix of the full embedding, renormalised).
+          batch_size: sequences per device batch.
+          show_progress: progress bar; by default shown for long inputs.
+
+        Returns:
+          ``[len(token_ids), dim or embedding_dim]`` float32 array, rows in input order.
+        """
+        self._check_dim(dim)
+        out = np.zeros((len(token_ids), self.embedding_dim), dtype=np.float32)
+        if not len(token_ids):
             return out[:, :dim] if dim else out
-        token_ids = self.vocabulary.tokenize(formatted, self.max_length)
         batches = list(
             padded_batches(token_ids, batch_size, self.max_length, self.vocabulary.pad_id)
         )
         if show_progress is None:
-            show_progress = len(texts) >= PROGRESS_THRESHOLD
+            show_progress = len(token_ids) >= PROGRESS_THRESHOLD
         # Dispatch is asynchronous: the host pads the next batches while the device runs.
         # At most MAX_IN_FLIGHT are queued: each holds its activations until it runs, so
         # queueing a whole corpus at once grows memory with the corpus.
@@ -167,6 +231,12 @@ class Encoder:
                 _collect(out, *pending.popleft())
                 progress.update()
         return matryoshka_truncate(out, dim) if dim else out
+
+    def _check_dim(self, dim: int | None) -> None:
+        if dim is not None and not 1 <= dim <= self.embedding_dim:
+            raise ValueError(
+                f"dim={dim} is outside 1..{self.embedding_dim}, the model's embedding size"
+            )
 
 
 def _collect(out: np.ndarray, indices: np.ndarray, embeddings: jax.Array) -> None:

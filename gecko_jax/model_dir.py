@@ -98,19 +98,45 @@ def load_trained(
       FileNotFoundError: no spec file or no checkpoint.
       ValueError: an unknown ``checkpoint``.
     """
-    if checkpoint not in ("latest", "best"):
-        raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
     spec = read_spec(model_dir)
+    directory, step = checkpoint_location(model_dir, step=step, checkpoint=checkpoint)
     base = load_pretrained(spec.init_from, dtype=dtype, head=spec.head, max_length=spec.max_length)
     # Shapes come from the model itself, so a projection the base checkpoint lacks is read too.
     shapes = _param_shapes(base)
+    params = checkpoints.restore_params(directory, shapes, step=step)
+    return dataclasses.replace(base, params=jax.device_get(params))
+
+
+def checkpoint_location(
+    model_dir: str | os.PathLike, step: int | None = None, checkpoint: str = "latest"
+) -> tuple[str, int]:
+    """The checkpoint directory and step that :func:`load_trained` reads.
+
+    Raises:
+      FileNotFoundError: the model directory holds no such checkpoint (the message
+        names the directory).
+      ValueError: an unknown ``checkpoint``.
+    """
+    if checkpoint not in ("latest", "best"):
+        raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
     directory = os.path.join(
         os.fspath(model_dir), CHECKPOINT_SUBDIR if checkpoint == "latest" else BEST_SUBDIR
     )
-    if checkpoint == "best" and step is None:
-        step = checkpoints.best_step(directory)
-    params = checkpoints.restore_params(directory, shapes, step=step)
-    return dataclasses.replace(base, params=jax.device_get(params))
+    if step is None:
+        if checkpoint == "best":
+            step = checkpoints.best_step(directory)
+        else:
+            # Finished orbax steps are numeric directories (unfinished ones carry a suffix).
+            steps = [int(n) for n in _listdir(directory) if n.isdigit()]
+            step = max(steps) if steps else None
+    if step is None or not os.path.isdir(os.path.join(directory, str(step))):
+        what = "no checkpoint" if step is None else f"no checkpoint of step {step}"
+        raise FileNotFoundError(f"{what} in {directory}")
+    return directory, step
+
+
+def _listdir(directory: str) -> list[str]:
+    return os.listdir(directory) if os.path.isdir(directory) else []
 
 
 def _param_shapes(base: PretrainedModel) -> Any:

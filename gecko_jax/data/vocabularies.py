@@ -2,7 +2,8 @@
 
 Both vocabularies share :class:`EncoderVocabulary`'s model-input methods:
 ``tokenize_tf`` (graph-friendly, ragged int32 ids with the model's special tokens,
-truncated) and ``tokenize`` (a fast host-side path over one cached ``tf.function``).
+truncated) and ``tokenize`` (a fast host-side path over one cached ``tf.function``);
+the ``*_with_truncation`` variants also say which texts were cut.
 
 :class:`WordPieceVocabulary` reproduces the Hugging Face ``BertTokenizerFast``
 pipeline (added special tokens, ``BertNormalizer``, ``BertPreTokenizer``,
@@ -49,11 +50,23 @@ class EncoderVocabulary(seqio.Vocabulary):
     _chunk_size = 8192  # Texts per tf.function call in `tokenize`.
 
     @abc.abstractmethod
+    def tokenize_tf_with_truncation(
+        self, texts: tf.Tensor, max_length: int | tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.Tensor]:
+        """Model-input ids for a [B] string tensor and whether each text was cut.
+
+        Returns:
+          ``(ids, truncated)``: a [B, None] int32 RaggedTensor of at most ``max_length``
+          ids per row, and a [B] bool tensor, True where the text had more tokens.
+          Usable inside tf.data and tf.function (and so in a SavedModel).
+        """
+
     def tokenize_tf(self, texts: tf.Tensor, max_length: int | tf.Tensor) -> tf.RaggedTensor:
         """Model-input ids for a [B] string tensor: a [B, None] int32 RaggedTensor.
 
         Usable inside tf.data and tf.function.
         """
+        return self.tokenize_tf_with_truncation(texts, max_length)[0]
 
     def _check_max_length(self, max_length: int | tf.Tensor) -> None:
         if isinstance(max_length, (int, np.integer)) and max_length < self._min_length:
@@ -64,13 +77,19 @@ class EncoderVocabulary(seqio.Vocabulary):
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
         """Model-input ids (int32, one array per text), computed in big TF batches."""
+        return self.tokenize_with_truncation(texts, max_length)[0]
+
+    def tokenize_with_truncation(
+        self, texts: Sequence[str], max_length: int
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Model-input ids (one int32 array per text) and a [B] bool array of cut texts."""
         if isinstance(texts, (str, bytes)):
             raise TypeError("tokenize() takes a sequence of strings, not a single string.")
         self._check_max_length(max_length)
         fn = self.__dict__.get("_tokenize_fn")
         if fn is None:
             fn = tf.function(
-                lambda t, n: _ragged_parts(self.tokenize_tf(t, n)),
+                lambda t, n: _ragged_parts(*self.tokenize_tf_with_truncation(t, n)),
                 input_signature=[
                     tf.TensorSpec([None], tf.string),
                     tf.TensorSpec([], tf.int32),
@@ -78,11 +97,13 @@ class EncoderVocabulary(seqio.Vocabulary):
             )
             self._tokenize_fn = fn
         out: list[np.ndarray] = []
+        truncated: list[np.ndarray] = []
         for start in range(0, len(texts), self._chunk_size):
             chunk = tf.constant(list(texts[start : start + self._chunk_size]), tf.string)
-            values, splits = fn(chunk, tf.constant(max_length, tf.int32))
+            values, splits, cut = fn(chunk, tf.constant(max_length, tf.int32))
             out.extend(np.split(values.numpy(), splits.numpy()[1:-1]))
-        return out
+            truncated.append(cut.numpy())
+        return out, np.concatenate(truncated) if truncated else np.zeros(0, bool)
 
     def __getstate__(self) -> dict[str, Any]:
         # The cached tf.function cannot be pickled (gin deep-copies vocabularies).
@@ -91,8 +112,10 @@ class EncoderVocabulary(seqio.Vocabulary):
         return state
 
 
-def _ragged_parts(ids: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return ids.flat_values, ids.row_splits
+def _ragged_parts(
+    ids: tf.RaggedTensor, truncated: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    return ids.flat_values, ids.row_splits, truncated
 
 
 def _add_special(
@@ -253,11 +276,15 @@ class WordPieceVocabulary(EncoderVocabulary):
         ids = segments.with_flat_values(words.with_flat_values(ids))
         return ids.merge_dims(1, -1)
 
-    def tokenize_tf(self, texts: tf.Tensor, max_length: int | tf.Tensor) -> tf.RaggedTensor:
+    def tokenize_tf_with_truncation(
+        self, texts: tf.Tensor, max_length: int | tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.Tensor]:
         """``[CLS] pieces[:max_length - 2] [SEP]`` per text, as HF with truncation."""
         self._check_max_length(max_length)
-        ids = self._pieces(tf.convert_to_tensor(texts, tf.string))[:, : max_length - 2]
-        return _add_special(ids, [self._cls], [self._sep])
+        pieces = self._pieces(tf.convert_to_tensor(texts, tf.string))
+        truncated = pieces.row_lengths() > tf.cast(max_length - 2, tf.int64)
+        ids = _add_special(pieces[:, : max_length - 2], [self._cls], [self._sep])
+        return ids, truncated
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
         s = tf.convert_to_tensor(s, tf.string)
@@ -283,14 +310,18 @@ class WordPieceVocabulary(EncoderVocabulary):
 class SentencePieceVocabulary(EncoderVocabulary, seqio.SentencePieceVocabulary):
     """seqio's SentencePiece vocabulary; model inputs are ``pieces[:max_length-1] + [EOS]``."""
 
-    def tokenize_tf(self, texts: tf.Tensor, max_length: int | tf.Tensor) -> tf.RaggedTensor:
+    def tokenize_tf_with_truncation(
+        self, texts: tf.Tensor, max_length: int | tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.Tensor]:
         """``pieces[:max_length - 1] + [eos]`` per text (T5 encoder input, no BOS)."""
         self._check_max_length(max_length)
         if self.eos_id is None or self.eos_id < 0:
             raise ValueError(f"SentencePiece model {self.sentencepiece_model_file} has no EOS.")
-        ids = self.tf_tokenizer.tokenize(tf.convert_to_tensor(texts, tf.string))
-        ids = tf.cast(ids, tf.int32)[:, : max_length - 1]
-        return _add_special(ids, [], [self.eos_id])
+        pieces = tf.cast(
+            self.tf_tokenizer.tokenize(tf.convert_to_tensor(texts, tf.string)), tf.int32
+        )
+        truncated = pieces.row_lengths() > tf.cast(max_length - 1, tf.int64)
+        return _add_special(pieces[:, : max_length - 1], [], [self.eos_id]), truncated
 
 
 _SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.model")

@@ -1,0 +1,1 @@
+"""The HTTP embedding service (``gecko-serve``): Vertex AI and OpenAI request formats."""
