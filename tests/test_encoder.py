@@ -108,6 +108,27 @@ def test_few_compiled_shapes(encoder: Encoder, eval_data_dir: str) -> None:
     assert encoder._embed._cache_size() == compiled  # a second pass compiles nothing
 
 
+def test_tokenize_then_embed_equals_encode(encoder: Encoder) -> None:
+    texts = ["a short query", "word " * 600, "another text about science"]
+    tokenized = encoder.tokenize(
+        texts, task="search result", kind="document", titles=["T", None, "S"]
+    )
+    assert tokenized.truncated.tolist() == [False, True, False]
+    assert tokenized.token_counts[1] == encoder.max_length == 256
+    assert tokenized.token_ids[0][0] == 101 and tokenized.token_ids[1][-1] == 102
+    # title: t | text: a short query -> [CLS] title : t | text : a short query [SEP]
+    assert tokenized.token_counts[0] == 11
+    direct = encoder.encode(texts, task="search result", kind="document", titles=["T", None, "S"])
+    np.testing.assert_allclose(encoder.embed_token_ids(tokenized.token_ids), direct, atol=1e-6)
+    half = encoder.embed_token_ids(tokenized.token_ids, dim=64)
+    np.testing.assert_allclose(
+        half, direct[:, :64] / np.linalg.norm(direct[:, :64], axis=1, keepdims=True), atol=1e-6
+    )
+    assert encoder.embed_token_ids([]).shape == (0, 384)
+    with pytest.raises(ValueError, match="dim=385"):
+        encoder.embed_token_ids(tokenized.token_ids, dim=385)
+
+
 def test_bad_inputs_get_clear_errors(encoder: Encoder) -> None:
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         encoder.encode(["fine", 3])

@@ -244,6 +244,23 @@ def test_tokenize_tf_in_tf_data(wordpiece):
     assert all(row[0] == 101 and row[-1] == 102 and len(row) <= 32 for row in got)
 
 
+def test_truncation_flags(wordpiece):
+    texts = ["one two three", "one two three four", "", "x " * 40]
+    full = wordpiece.tokenize(texts, 512)
+    ids, truncated = wordpiece.tokenize_with_truncation(texts, 5)
+    # [CLS] + 3 pieces + [SEP] fits 5 exactly; a fourth piece is cut.
+    assert [len(f) for f in full] == [5, 6, 2, 42]
+    assert truncated.tolist() == [False, True, False, True]
+    assert [r.tolist() for r in ids] == [
+        f.tolist() if len(f) <= 5 else f[:4].tolist() + [f[-1]] for f in full
+    ]
+    graph_ids, graph_cut = wordpiece.tokenize_tf_with_truncation(tf.constant(texts), 5)
+    assert graph_ids.to_list() == [r.tolist() for r in ids]
+    assert graph_cut.numpy().tolist() == truncated.tolist()
+    empty_ids, empty_cut = wordpiece.tokenize_with_truncation([], 5)
+    assert empty_ids == [] and empty_cut.shape == (0,)
+
+
 def test_pickle_and_deepcopy(wordpiece):
     wordpiece.tokenize(["warm the cache"], 8)
     for clone in (pickle.loads(pickle.dumps(wordpiece)), copy.deepcopy(wordpiece)):
@@ -306,6 +323,9 @@ def test_sentencepiece_matches_processor(spm_dir):
     ds = tf.data.Dataset.from_tensor_slices(texts[:20]).batch(6)
     ds = ds.map(lambda t: vocab.tokenize_tf(t, 8))
     assert [r.tolist() for b in ds for r in b.numpy()] == [p[:7] + [1] for p in pieces[:20]]
+    ids, truncated = vocab.tokenize_with_truncation(texts, 5)
+    assert _as_lists(ids) == [p[:4] + [1] for p in pieces]
+    assert truncated.tolist() == [len(p) > 4 for p in pieces]
     assert vocab.pad_id == 0 and vocab.eos_id == 1
     assert vocab.decode(processor.encode("the quick fox")) == "the quick fox"
     with pytest.raises(ValueError, match="max_length"):

@@ -1,0 +1,121 @@
+"""``gecko-export``: a trained model as a TF SavedModel or a sentence-transformers folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gecko_jax.cli import flags, startup
+
+FORMATS = ("saved_model", "sentence_transformers")
+PLATFORMS = ("cpu", "cuda", "tpu")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model",
+        metavar="MODEL_DIR",
+        help="a gecko-train model directory, a Hugging Face directory or a model name "
+        f"(e.g. {flags.DEFAULT_MODEL})",
+    )
+    parser.add_argument("out", metavar="OUT", help="where the export goes")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("latest", "best"),
+        default="latest",
+        help="of a model directory: the newest checkpoint or the best evaluated one",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags: one subcommand per format."""
+    parser = flags.command_parser(
+        "gecko-export",
+        "Export a model for serving: a TF SavedModel (TF Serving, Vertex AI, gecko-serve) "
+        "or a sentence-transformers folder (SentenceTransformer, text-embeddings-inference).",
+    )
+    formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    saved = formats.add_parser(
+        "saved_model",
+        help="TF SavedModel with the tokenizer inside, as OUT/<version>/",
+        description="A TF SavedModel (jax2tf) taking raw strings, written as OUT/<version>/.",
+        formatter_class=flags.HelpFormatter,
+    )
+    _add_common(saved)
+    saved.add_argument("--version", type=int, default=1, help="TF Serving model version")
+    saved.add_argument(
+        "--platforms",
+        default=",".join(PLATFORMS),
+        help=f"comma-separated platforms the module is compiled for ({', '.join(PLATFORMS)})",
+    )
+    st = formats.add_parser(
+        "sentence_transformers",
+        help="a folder SentenceTransformer(OUT) loads without gecko_jax",
+        description="A sentence-transformers folder (BERT family and T5 encoders).",
+        formatter_class=flags.HelpFormatter,
+    )
+    _add_common(st)
+    st.add_argument(
+        "--task",
+        default=None,
+        help="Gecko task whose input formats become the 'query'/'document' prompts "
+        "(default: no prompts, texts as they are)",
+    )
+    return parser
+
+
+def _platforms(value: str) -> tuple[str, ...]:
+    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
+    unknown = sorted(set(chosen) - set(PLATFORMS))
+    if not chosen or unknown:
+        raise SystemExit(
+            f"gecko-export: --platforms: {', '.join(unknown) or 'empty'} not among "
+            f"{', '.join(PLATFORMS)}"
+        )
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
+    if argv is None:
+        startup.prepare_process()
+    args = build_parser().parse_args(argv)
+    if args.format == "saved_model":
+        platforms = _platforms(args.platforms)
+        if args.version < 1:
+            raise SystemExit(
+                f"gecko-export: --version must be a positive integer, got {args.version}"
+            )
+
+    # Heavy imports after the flags are checked.
+    from gecko_jax.export.source import ExportError, load_source
+
+    try:
+        source = load_source(args.model, step=args.step, checkpoint=args.checkpoint)
+        if args.format == "saved_model":
+            from gecko_jax.export.saved_model import export_saved_model
+
+            written = export_saved_model(
+                source,
+                args.out,
+                version=args.version,
+                overwrite=args.overwrite,
+                platforms=platforms,
+            )
+        else:
+            from gecko_jax.export.sentence_transformers import export_sentence_transformers
+
+            written = export_sentence_transformers(
+                source, args.out, overwrite=args.overwrite, task=args.task
+            )
+    except ExportError as e:
+        raise SystemExit(f"gecko-export: {e}") from None
+    print(f"gecko-export: wrote {args.format} export to {written}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
