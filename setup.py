@@ -33,6 +33,7 @@ INSTALL_REQUIRES = [
     "fastapi>=0.110,<1",
     "uvicorn>=0.29,<1",
     "orjson>=3.9,<4",
+    "prometheus-client>=0.20,<1",
 ]
 
 EXTRAS_REQUIRE = {
@@ -91,6 +92,8 @@ setup(
             "gecko-train=gecko_jax.cli.train:main",
             "gecko-fret=gecko_jax.cli.fret:main",
             "gecko-eval=gecko_jax.cli.eval:main",
+            "gecko-export=gecko_jax.cli.export:main",
+            "gecko-serve=gecko_jax.cli.serve:main",
         ],
     },
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Export a model for serving: a TF SavedModel (TF Serving, Vertex AI, gecko-serve) "
         "or a sentence-transformers folder (SentenceTransformer, text-embeddings-inference).",
     )
-    formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    formats = parser.add_subparsers(
+        dest="format", required=True, metavar="FORMAT", help="the export format"
+    )
     saved = formats.add_parser(
         "saved_model",
         help="TF SavedModel with the tokenizer inside, as OUT/<version>/",
@@ -46,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(saved)
     saved.add_argument("--version", type=int, default=1, help="TF Serving model version")
+    saved.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="Matryoshka size serving_default returns (default: the full embedding)",
+    )
+    saved.add_argument(
+        "--serialization_version",
+        type=int,
+        default=9,
+        help="jax.export calling-convention version of the module: 9 runs on TensorFlow "
+        ">= 2.16, 10 needs TensorFlow / TF Serving >= 2.21",
+    )
     saved.add_argument(
         "--platforms",
         default=",".join(PLATFORMS),
@@ -83,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         startup.prepare_process()
     args = build_parser().parse_args(argv)
+    # The exporters report each stage (conversion, writing, warm-up) through logging.
+    logging.basicConfig(level=logging.INFO, format="gecko-export: %(message)s")
     if args.format == "saved_model":
         platforms = _platforms(args.platforms)
         if args.version < 1:
@@ -104,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 version=args.version,
                 overwrite=args.overwrite,
                 platforms=platforms,
+                serialization_version=args.serialization_version,
+                default_dim=args.dim,
             )
         else:
             from gecko_jax.export.sentence_transformers import export_sentence_transformers

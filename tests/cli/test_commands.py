@@ -12,17 +12,27 @@ from collections.abc import Callable
 
 import pytest
 
-from gecko_jax.cli import demo, embed, flags, fret, startup, train
+from gecko_jax.cli import demo, embed, export, flags, fret, serve, startup, train
 from gecko_jax.cli import eval as eval_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMMANDS = ("gecko-embed", "gecko-demo", "gecko-train", "gecko-fret", "gecko-eval")
+COMMANDS = (
+    "gecko-embed",
+    "gecko-demo",
+    "gecko-train",
+    "gecko-fret",
+    "gecko-eval",
+    "gecko-export",
+    "gecko-serve",
+)
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "gecko-embed": embed.build_parser,
     "gecko-demo": demo.build_parser,
     "gecko-train": train.build_parser,
     "gecko-fret": fret.build_parser,
     "gecko-eval": eval_cli.build_parser,
+    "gecko-export": export.build_parser,
+    "gecko-serve": serve.build_parser,
 }
 # absl/glog lines (E1129 12:00:00.000 ...), Python logging's "ERROR:..." and the like.
 ERROR_LINE = re.compile(r"^E\d{4} |\bERROR\b")

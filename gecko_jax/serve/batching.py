@@ -1,0 +1,174 @@
+"""Dynamic batching by token budget.
+
+Requests arrive already tokenized, so each text's length is known. Their texts join one
+FIFO queue (by text, not by request: a large request spreads over several batches and a
+small request behind it waits for those texts only, not for the whole request to have
+been admitted alone). One coroutine takes texts from the head of the queue until the
+next would push the batch past the token budget (rows times the padded length of the
+longest) or the batch size, and hands the batch to the single model thread; while the
+model runs, new texts gather for the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gecko_jax.serve.metrics import ServiceMetrics
+from gecko_jax.shapes import length_bucket
+
+logger = logging.getLogger(__name__)
+
+EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+@dataclasses.dataclass
+class _Job:
+    """One request's texts in flight."""
+
+    token_ids: Sequence[np.ndarray]
+    embeddings: np.ndarray
+    remaining: int
+    future: asyncio.Future
+
+
+@dataclasses.dataclass
+class _Item:
+    job: _Job
+    row: int
+    enqueued: float
+
+
+class Batcher:
+    """Packs texts of concurrent requests into model batches.
+
+    Create it and call :meth:`start` inside the running event loop.
+
+    Args:
+      embed: runs the model on a list of token-id arrays (``Backend.embed``).
+      embedding_dim: width of ``embed``'s output.
+      executor: the single model thread (every model call goes through it).
+      max_batch_tokens: token budget of a batch: rows times the padded length.
+      max_batch_size: most texts in a batch.
+      max_length: the model's token limit (lengths pad to buckets up to it).
+      metrics: where batch sizes and times are recorded.
+    """
+
+    def __init__(
+        self,
+        embed: EmbedFn,
+        embedding_dim: int,
+        executor: concurrent.futures.Executor,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_length: int,
+        metrics: ServiceMetrics,
+    ) -> None:
+        if max_batch_tokens < max_length:
+            raise ValueError(
+                f"max_batch_tokens={max_batch_tokens} is below the model's max_length "
+                f"{max_length}: a full-length text would never fit in a batch"
+            )
+        self._embed = embed
+        self._dim = embedding_dim
+        self._executor = executor
+        self._max_tokens = max_batch_tokens
+        self._max_size = max_batch_size
+        self._max_length = max_length
+        self._metrics = metrics
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Starts the batching coroutine in the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gecko-batcher")
+
+    async def stop(self) -> None:
+        """Runs what is queued, then ends the batching coroutine."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Queues a request's texts and returns their ``[n, embedding_dim]`` embeddings."""
+        if self._stopping:
+            raise RuntimeError("the service is shutting down")
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            token_ids=token_ids,
+            embeddings=np.empty((len(token_ids), self._dim), dtype=np.float32),
+            remaining=len(token_ids),
+            future=loop.create_future(),
+        )
+        if not token_ids:
+            return job.embeddings
+        now = time.perf_counter()
+        self._queue.extend(_Item(job, row, now) for row in range(len(token_ids)))
+        self._metrics.queue_depth.set(len(self._queue))
+        self._wake.set()
+        return await job.future
+
+    def _cost(self, rows: int, longest: int) -> int:
+        return rows * length_bucket(longest, self._max_length)
+
+    def _next_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        longest = 0
+        while self._queue and len(batch) < self._max_size:
+            item = self._queue[0]
+            if item.job.future.done():  # the client went away or an earlier batch failed
+                self._queue.popleft()
+                continue
+            length = max(longest, len(item.job.token_ids[item.row]))
+            if batch and self._cost(len(batch) + 1, length) > self._max_tokens:
+                break
+            batch.append(self._queue.popleft())
+            longest = length
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._next_batch()
+            self._metrics.queue_depth.set(len(self._queue))
+            if not batch:
+                continue
+            start = time.perf_counter()
+            for item in batch:
+                self._metrics.queue_seconds.observe(start - item.enqueued)
+            token_ids = [item.job.token_ids[item.row] for item in batch]
+            try:
+                embeddings = await loop.run_in_executor(self._executor, self._embed, token_ids)
+            except Exception as e:  # every waiting request gets the error
+                logger.exception("model batch of %d texts failed", len(batch))
+                for item in batch:
+                    if not item.job.future.done():
+                        item.job.future.set_exception(e)
+                continue
+            self._metrics.observe_batch(
+                len(batch), sum(len(ids) for ids in token_ids), time.perf_counter() - start
+            )
+            for item, embedding in zip(batch, embeddings):
+                job = item.job
+                if job.future.done():
+                    continue
+                job.embeddings[item.row] = embedding
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.future.set_result(job.embeddings)
