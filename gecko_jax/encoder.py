@@ -7,7 +7,6 @@ type their encoders with.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from gecko_jax.model_dir import is_model_dir, load_trained
 from gecko_jax.models.dual_encoder import DualEncoder
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
-from gecko_jax.text_encoder import TextEncoder
+from gecko_jax.text_encoder import TextEncoder, Tokenized
 
 __all__ = ["Encoder", "TextEncoder", "Tokenized"]
 
@@ -34,25 +33,6 @@ DEFAULT_INPUT_FORMAT = formats.InputFormat()
 PROGRESS_THRESHOLD = 2_000
 # Batches dispatched ahead of the one being read back.
 MAX_IN_FLIGHT = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class Tokenized:
-    """Texts as model inputs.
-
-    Attributes:
-      token_ids: one int32 array per text, special tokens included, at most
-        ``max_length`` long.
-      truncated: ``[B]`` bool, True where the text had more tokens than ``max_length``.
-    """
-
-    token_ids: list[np.ndarray]
-    truncated: np.ndarray
-
-    @property
-    def token_counts(self) -> np.ndarray:
-        """``[B]`` int32: tokens the model sees per text."""
-        return np.array([len(t) for t in self.token_ids], dtype=np.int32)
 
 
 class Encoder:

@@ -33,3 +33,32 @@ def train_t5_style_model(
         bos_id=-1,
         minloglevel=2,
     )
+
+
+T5_WORDS = (
+    "the embedding model retrieves passages for every query about science and "
+    "history while a small encoder learns fast vectors"
+).split()
+
+
+def write_tiny_t5(directory: pathlib.Path) -> str:
+    """A random 2-layer T5 encoder checkpoint (d_model 32) with a SentencePiece vocabulary
+    trained on :data:`T5_WORDS`: a Hugging Face directory ``Encoder.load`` reads."""
+    import torch
+    import transformers
+
+    train_t5_style_model(directory, T5_WORDS, sentences=300, max_words=12, vocab_size=60)
+    torch.manual_seed(0)
+    config = transformers.T5Config(
+        vocab_size=64,
+        d_model=32,
+        d_kv=8,
+        num_heads=4,
+        d_ff=64,
+        num_layers=2,
+        feed_forward_proj="gated-gelu",
+    )
+    transformers.T5EncoderModel(config).eval().save_pretrained(
+        str(directory), safe_serialization=True
+    )
+    return str(directory)

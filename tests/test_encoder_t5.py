@@ -8,32 +8,12 @@ import transformers
 
 from gecko_jax import Encoder
 from gecko_jax.data.vocabularies import SentencePieceVocabulary
-from tests.sentencepiece_models import train_t5_style_model
-
-WORDS = (
-    "the embedding model retrieves passages for every query about science and "
-    "history while a small encoder learns fast vectors"
-).split()
+from tests.sentencepiece_models import write_tiny_t5
 
 
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("tiny_t5")
-    train_t5_style_model(directory, WORDS, sentences=300, max_words=12, vocab_size=60)
-    torch.manual_seed(0)
-    config = transformers.T5Config(
-        vocab_size=64,
-        d_model=32,
-        d_kv=8,
-        num_heads=4,
-        d_ff=64,
-        num_layers=2,
-        feed_forward_proj="gated-gelu",
-    )
-    transformers.T5EncoderModel(config).eval().save_pretrained(
-        str(directory), safe_serialization=True
-    )
-    return str(directory)
+    return write_tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
 
 
 def _torch_embeddings(model_dir: str, texts: list[str]) -> np.ndarray:

@@ -8,7 +8,6 @@ imports TensorFlow only, never JAX, so a serving image needs no JAX to run an ex
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gecko_jax.shapes import padded_batches
+from gecko_jax.text_encoder import Tokenized
 
 SAVED_MODEL_FILE = "saved_model.pb"
 MODEL_INFO_FILE = os.path.join("assets.extra", "gecko_model_info.json")
@@ -26,24 +26,6 @@ DOCUMENT = "document"
 
 class ModelSourceError(ValueError):
     """A ``--model`` that names nothing servable."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Tokens:
-    """Model inputs of a request's texts.
-
-    Attributes:
-      token_ids: one int32 array per text, special tokens included, at most ``max_length``.
-      truncated: ``[B]`` bool, True where a text had more tokens than ``max_length``.
-    """
-
-    token_ids: list[np.ndarray]
-    truncated: np.ndarray
-
-    @property
-    def token_counts(self) -> np.ndarray:
-        """``[B]`` int32: tokens the model sees per text."""
-        return np.array([len(ids) for ids in self.token_ids], dtype=np.int32)
 
 
 class Backend(Protocol):
@@ -58,7 +40,7 @@ class Backend(Protocol):
         tasks: Sequence[str | None],
         kinds: Sequence[str],
         titles: Sequence[str | None],
-    ) -> Tokens:
+    ) -> Tokenized:
         """Formats each row as Gecko does (task None: text unchanged) and tokenizes it."""
 
     def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
@@ -99,7 +81,7 @@ class JaxBackend:
         tasks: Sequence[str | None],
         kinds: Sequence[str],
         titles: Sequence[str | None],
-    ) -> Tokens:
+    ) -> Tokenized:
         token_ids: list[np.ndarray] = [np.zeros(0, np.int32)] * len(texts)
         truncated = np.zeros(len(texts), dtype=bool)
         groups: dict[tuple[str | None, str], list[int]] = {}
@@ -113,7 +95,7 @@ class JaxBackend:
             for row, ids, cut in zip(rows, tokenized.token_ids, tokenized.truncated):
                 token_ids[row] = ids
                 truncated[row] = cut
-        return Tokens(token_ids, truncated)
+        return Tokenized(token_ids, truncated)
 
     def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
         return self.encoder.embed_token_ids(
@@ -164,9 +146,9 @@ class SavedModelBackend:
         tasks: Sequence[str | None],
         kinds: Sequence[str],
         titles: Sequence[str | None],
-    ) -> Tokens:
+    ) -> Tokenized:
         if not texts:
-            return Tokens([], np.zeros(0, dtype=bool))
+            return Tokenized([], np.zeros(0, dtype=bool))
         tf = self._tf
         out = self._tokenize(
             text=tf.constant(list(texts), tf.string),
@@ -177,7 +159,7 @@ class SavedModelBackend:
         ids = out["token_ids"].numpy()
         counts = out["token_count"].numpy()
         token_ids = [ids[row, :count].astype(np.int32) for row, count in enumerate(counts)]
-        return Tokens(token_ids, out["truncated"].numpy().astype(bool))
+        return Tokenized(token_ids, out["truncated"].numpy().astype(bool))
 
     def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
         tf = self._tf

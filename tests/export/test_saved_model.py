@@ -17,8 +17,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-import torch
-import transformers
 
 from gecko_jax import Encoder, formats, shapes
 from gecko_jax.embedding_math import matryoshka_truncate
@@ -27,7 +25,7 @@ from gecko_jax.export.source import ExportError, ExportSource, load_source
 from gecko_jax.model_dir import ModelSpec, write_spec
 from gecko_jax.models.dual_encoder import HeadConfig
 from tests.model_dirs import write_model_dir
-from tests.sentencepiece_models import train_t5_style_model
+from tests.sentencepiece_models import write_tiny_t5
 from tests.text_samples import HARD_CASES, long_text, varied_sentences
 
 LOADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "load_saved_model.py")
@@ -58,10 +56,6 @@ INFO_KEYS = {
     "platforms",
     "signatures",
 }
-T5_WORDS = (
-    "the embedding model retrieves passages for every query about science and "
-    "history while a small encoder learns fast vectors"
-).split()
 
 
 @dataclasses.dataclass
@@ -212,18 +206,7 @@ def t5_run(tmp_path_factory: pytest.TempPathFactory, sentences: list[str]) -> Ru
     """A T5-encoder model directory with a projection and Matryoshka sizes, deleted after
     the export (with the T5 checkpoint it was built from) so the load cannot read it."""
     base = tmp_path_factory.mktemp("t5_base")
-    train_t5_style_model(base, T5_WORDS, sentences=300, max_words=12, vocab_size=60)
-    torch.manual_seed(0)
-    config = transformers.T5Config(
-        vocab_size=64,
-        d_model=32,
-        d_kv=8,
-        num_heads=4,
-        d_ff=64,
-        num_layers=2,
-        feed_forward_proj="gated-gelu",
-    )
-    transformers.T5EncoderModel(config).eval().save_pretrained(str(base), safe_serialization=True)
+    write_tiny_t5(base)
     model_dir = tmp_path_factory.mktemp("t5_model")
     write_model_dir(
         model_dir,

@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pytest
 import safetensors.numpy
-import torch
 import transformers
 from sentence_transformers import SentenceTransformer
 
@@ -22,14 +21,10 @@ from gecko_jax.formats import InputFormat
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.models.hf_checkpoint import TensorRule, read_tensors
 from tests.model_dirs import write_model_dir
-from tests.sentencepiece_models import train_t5_style_model
+from tests.sentencepiece_models import write_tiny_t5
 from tests.text_samples import long_text, varied_sentences
 
 TASK = "search result | find passages that answer the question"
-T5_WORDS = (
-    "the embedding model retrieves passages for every query about science and "
-    "history while a small encoder learns fast vectors"
-).split()
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +36,7 @@ def sentences(eval_data_dir: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def t5_base_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("t5_base")
-    train_t5_style_model(directory, T5_WORDS, sentences=300, max_words=12, vocab_size=60)
-    torch.manual_seed(0)
-    config = transformers.T5Config(
-        vocab_size=64,
-        d_model=32,
-        d_kv=8,
-        num_heads=4,
-        d_ff=64,
-        num_layers=2,
-        feed_forward_proj="gated-gelu",
-    )
-    transformers.T5EncoderModel(config).eval().save_pretrained(
-        str(directory), safe_serialization=True
-    )
-    return str(directory)
+    return write_tiny_t5(tmp_path_factory.mktemp("t5_base"))
 
 
 @pytest.fixture(scope="module")
