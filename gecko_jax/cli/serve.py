@@ -20,18 +20,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"lengths must be positive, got {text!r}")
-    return values
-
-
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The command's flags; the Vertex AI variables (``AIP_*``) in ``environ`` set defaults."""
     env = os.environ if environ is None else environ
@@ -93,16 +81,23 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--max_batch_tokens",
         type=_positive_int,
         default=16_384,
-        help="token budget of a model batch (rows times padded length)",
+        help="token budget of what the model takes at once (bucketed text lengths, summed)",
     )
     parser.add_argument(
-        "--max_batch_size", type=_positive_int, default=64, help="most texts in a model batch"
+        "--max_batch_size",
+        type=_positive_int,
+        default=256,
+        help="most texts the model takes at once (sorted by length, run in forward passes of "
+        "--model_batch_size)",
     )
     parser.add_argument(
-        "--warmup_lengths",
-        type=_int_list,
-        default=[8, 16, 32, 64, 128],
-        help="token lengths whose padded shapes run at every batch size before /health is 200",
+        "--model_batch_size", type=_positive_int, default=32, help="rows of one forward pass"
+    )
+    parser.add_argument(
+        "--warmup_max_length",
+        type=_positive_int,
+        default=128,
+        help="every padded shape up to this many tokens compiles before /health is 200",
     )
     parser.add_argument(
         "--tokenizer_threads", type=_positive_int, default=2, help="threads tokenizing requests"
@@ -183,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
             max_batch_tokens=args.max_batch_tokens,
             max_batch_size=args.max_batch_size,
-            warmup_lengths=args.warmup_lengths,
+            model_batch_size=args.model_batch_size,
+            warmup_max_length=args.warmup_max_length,
             predict_routes=[args.predict_route] if args.predict_route else [],
             health_routes=[args.health_route] if args.health_route else [],
             tokenizer_threads=args.tokenizer_threads,
@@ -204,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = create_app(
         lambda: backends.load_backend(
-            args.model, args.max_batch_size, dtype=args.dtype, max_length=args.max_length
+            args.model, args.model_batch_size, dtype=args.dtype, max_length=args.max_length
         ),
         config,
         on_load_error=stop_on_load_error,

@@ -49,10 +49,13 @@ class ServeConfig:
       openai_task_type: task type the OpenAI route embeds with; None: texts unchanged.
       limits: per-request limits (texts, tokens).
       max_body_bytes: largest request body.
-      max_batch_tokens: token budget of a model batch (rows times padded length).
-      max_batch_size: most texts in a model batch.
-      warmup_lengths: token lengths whose padded shapes run at every batch size before
-        the service reports healthy.
+      max_batch_tokens: token budget of what the model thread takes at once (the texts'
+        bucketed lengths, summed).
+      max_batch_size: most texts the model thread takes at once; it sorts them by length
+        and runs forward passes of ``model_batch_size`` rows.
+      model_batch_size: rows of one forward pass (padded to a power of two).
+      warmup_max_length: every padded shape up to this length (and ``model_batch_size``
+        rows) runs once before the service reports healthy.
       predict_routes: extra Vertex predict routes (``AIP_PREDICT_ROUTE``).
       health_routes: extra health routes (``AIP_HEALTH_ROUTE``).
       tokenizer_threads: threads tokenizing requests as they arrive.
@@ -66,8 +69,9 @@ class ServeConfig:
     limits: Limits = Limits()
     max_body_bytes: int = 4 << 20
     max_batch_tokens: int = 16_384
-    max_batch_size: int = 64
-    warmup_lengths: Sequence[int] = (8, 16, 32, 64, 128)
+    max_batch_size: int = 256
+    model_batch_size: int = 32
+    warmup_max_length: int = 128
     predict_routes: Sequence[str] = ()
     health_routes: Sequence[str] = ()
     tokenizer_threads: int = 2
@@ -81,17 +85,20 @@ class ServeConfig:
 
 
 def warmup_shapes(
-    lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int, max_length: int
+    max_warmup_length: int, model_batch_size: int, max_length: int
 ) -> list[tuple[int, int]]:
-    """``(rows, length)`` shapes to run before serving: every power-of-two batch size up
-    to ``max_batch_size`` at each bucketed length, within the token budget."""
-    buckets = sorted({length_bucket(n, max_length) for n in lengths if n > 0})
-    rows, shapes = 1, []
+    """``(rows, length)`` shapes to run before serving: every padded shape a forward pass
+    can take (power-of-two rows up to ``model_batch_size``, bucketed lengths) up to
+    ``max_warmup_length`` tokens."""
+    limit = min(max_warmup_length, max_length)
+    buckets = sorted({length_bucket(n, max_length) for n in range(1, limit + 1)})
+    shapes = []
+    rows = 1
     while True:
-        shapes += [(rows, n) for n in buckets if rows * n <= max_batch_tokens]
-        if rows >= max_batch_size:
+        shapes += [(rows, n) for n in buckets]
+        if rows >= model_batch_size:
             return shapes
-        rows = min(rows * 2, max_batch_size)
+        rows = min(rows * 2, model_batch_size)
 
 
 def warm_up(backend: Backend, config: ServeConfig) -> int:
@@ -100,9 +107,7 @@ def warm_up(backend: Backend, config: ServeConfig) -> int:
     kinds = [vertex.QUERY, vertex.DOCUMENT]
     tokens = backend.tokenize([WARMUP_TEXT] * 2, ["search result"] * 2, kinds, [None, "title"])
     sample = tokens.token_ids[0]
-    shapes = warmup_shapes(
-        config.warmup_lengths, config.max_batch_size, config.max_batch_tokens, backend.max_length
-    )
+    shapes = warmup_shapes(config.warmup_max_length, config.model_batch_size, backend.max_length)
     for rows, length in shapes:
         backend.embed([np.resize(sample, length).astype(np.int32)] * rows)
     return len(shapes)
@@ -168,6 +173,7 @@ def create_app(
                 config.max_batch_size,
                 backend.max_length,
                 metrics,
+                full_pass=config.model_batch_size,
             )
         except Exception as e:
             state.error = f"{type(e).__name__}: {e}"
@@ -176,7 +182,9 @@ def create_app(
                 on_load_error(e)
             return
         batcher.start()
-        state.service = EmbeddingService(backend, batcher, config.limits, tokenizers)
+        state.service = EmbeddingService(
+            backend, batcher, config.limits, tokenizers, config.tokenizer_threads
+        )
         metrics.warmup_shapes.set(shapes)
         metrics.warmup_seconds.set(seconds)
         metrics.ready.set(1)

@@ -4,9 +4,14 @@ Requests arrive already tokenized, so each text's length is known. Their texts j
 FIFO queue (by text, not by request: a large request spreads over several batches and a
 small request behind it waits for those texts only, not for the whole request to have
 been admitted alone). One coroutine takes texts from the head of the queue until the
-next would push the batch past the token budget (rows times the padded length of the
-longest) or the batch size, and hands the batch to the single model thread; while the
-model runs, new texts gather for the next batch.
+next would push the batch past the token budget (the texts' bucketed lengths, summed) or
+the batch size, and hands the batch to the single model thread, which sorts it by length
+and runs it in forward passes of a few padded shapes. While a batch runs, texts gather
+for the next, which starts when the model is free; once a full forward pass of texts is
+waiting, it is queued behind the running batch at once, so under heavy load the model
+thread never waits for the event loop. (Starting a second batch for every text that
+arrives would instead split light load into one-text forward passes, the costliest kind
+per text.)
 """
 
 from __future__ import annotations
@@ -55,10 +60,13 @@ class Batcher:
       embed: runs the model on a list of token-id arrays (``Backend.embed``).
       embedding_dim: width of ``embed``'s output.
       executor: the single model thread (every model call goes through it).
-      max_batch_tokens: token budget of a batch: rows times the padded length.
+      max_batch_tokens: token budget of a batch: the bucketed lengths of its texts, summed
+        (the model thread sorts a batch by length, so it pads little beyond that).
       max_batch_size: most texts in a batch.
       max_length: the model's token limit (lengths pad to buckets up to it).
       metrics: where batch sizes and times are recorded.
+      full_pass: texts that fill one forward pass: with at least this many waiting, a
+        batch is queued behind the running one.
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class Batcher:
         max_batch_size: int,
         max_length: int,
         metrics: ServiceMetrics,
+        full_pass: int = 32,
     ) -> None:
         if max_batch_tokens < max_length:
             raise ValueError(
@@ -87,6 +96,8 @@ class Batcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._full_pass = full_pass
+        self._running: set[asyncio.Future] = set()
 
     def start(self) -> None:
         """Starts the batching coroutine in the running loop."""
@@ -118,30 +129,29 @@ class Batcher:
         self._wake.set()
         return await job.future
 
-    def _cost(self, rows: int, longest: int) -> int:
-        return rows * length_bucket(longest, self._max_length)
-
     def _next_batch(self) -> list[_Item]:
         batch: list[_Item] = []
-        longest = 0
+        tokens = 0
         while self._queue and len(batch) < self._max_size:
             item = self._queue[0]
             if item.job.future.done():  # the client went away or an earlier batch failed
                 self._queue.popleft()
                 continue
-            length = max(longest, len(item.job.token_ids[item.row]))
-            if batch and self._cost(len(batch) + 1, length) > self._max_tokens:
+            cost = length_bucket(len(item.job.token_ids[item.row]), self._max_length)
+            if batch and tokens + cost > self._max_tokens:
                 break
             batch.append(self._queue.popleft())
-            longest = length
+            tokens += cost
         return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
-                if self._stopping:
-                    return
+            if not self._queue and self._stopping:
+                if self._running:
+                    await asyncio.wait(self._running)
+                return
+            if not self._ready():
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -149,26 +159,47 @@ class Batcher:
             self._metrics.queue_depth.set(len(self._queue))
             if not batch:
                 continue
-            start = time.perf_counter()
-            for item in batch:
-                self._metrics.queue_seconds.observe(start - item.enqueued)
             token_ids = [item.job.token_ids[item.row] for item in batch]
-            try:
-                embeddings = await loop.run_in_executor(self._executor, self._embed, token_ids)
-            except Exception as e:  # every waiting request gets the error
-                logger.exception("model batch of %d texts failed", len(batch))
-                for item in batch:
-                    if not item.job.future.done():
-                        item.job.future.set_exception(e)
+            running = loop.run_in_executor(self._executor, self._timed_embed, token_ids)
+            self._running.add(running)
+            running.add_done_callback(lambda done, batch=batch: self._finish(batch, done))
+
+    def _ready(self) -> bool:
+        """Whether to form a batch now: the model is idle, or a full pass waits (and at
+        most one batch is queued behind the running one)."""
+        if not self._queue:
+            return False
+        if not self._running:
+            return True
+        return len(self._running) < 2 and len(self._queue) >= self._full_pass
+
+    def _timed_embed(self, token_ids: list[np.ndarray]) -> tuple[np.ndarray, float, float]:
+        start = time.perf_counter()
+        embeddings = self._embed(token_ids)
+        return embeddings, start, time.perf_counter() - start
+
+    def _finish(self, batch: list[_Item], done: asyncio.Future) -> None:
+        """Hands a finished batch's rows to their requests (on the event loop)."""
+        self._running.discard(done)
+        self._wake.set()
+        try:
+            embeddings, start, seconds = done.result()
+        except Exception as e:  # every waiting request gets the error
+            logger.error("model batch of %d texts failed: %s", len(batch), e, exc_info=e)
+            for item in batch:
+                if not item.job.future.done():
+                    item.job.future.set_exception(e)
+            return
+        for item in batch:
+            self._metrics.queue_seconds.observe(start - item.enqueued)
+        self._metrics.observe_batch(
+            len(batch), sum(len(item.job.token_ids[item.row]) for item in batch), seconds
+        )
+        for item, embedding in zip(batch, embeddings):
+            job = item.job
+            if job.future.done():
                 continue
-            self._metrics.observe_batch(
-                len(batch), sum(len(ids) for ids in token_ids), time.perf_counter() - start
-            )
-            for item, embedding in zip(batch, embeddings):
-                job = item.job
-                if job.future.done():
-                    continue
-                job.embeddings[item.row] = embedding
-                job.remaining -= 1
-                if job.remaining == 0:
-                    job.future.set_result(job.embeddings)
+            job.embeddings[item.row] = embedding
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.future.set_result(job.embeddings)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from gecko_jax.serve.backends import Backend
 from gecko_jax.serve.batching import Batcher
 from gecko_jax.serve.errors import ServiceError
+from gecko_jax.text_encoder import Tokenized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,75 @@ def truncate_dims(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     return np.ascontiguousarray(prefix / norms, dtype=np.float32)
 
 
+_Rows = tuple[Sequence[str], Sequence[str | None], Sequence[str], Sequence[str | None]]
+
+
+class TokenizeQueue:
+    """Tokenizes the texts of requests that arrive together in one backend call.
+
+    A tokenizer call has a fixed cost (a TensorFlow function call) that dwarfs a single
+    short text's, so under concurrent load requests waiting at the same moment are
+    tokenized together: each call takes every request pending when it starts.
+
+    Args:
+      tokenize: ``Backend.tokenize``.
+      executor: the threads that run it.
+      max_calls: calls in flight at once (the executor's threads).
+    """
+
+    def __init__(
+        self,
+        tokenize: Callable[..., Tokenized],
+        executor: concurrent.futures.Executor,
+        max_calls: int,
+    ) -> None:
+        self._tokenize = tokenize
+        self._executor = executor
+        self._max_calls = max_calls
+        self._calls = 0
+        self._pending: list[tuple[_Rows, asyncio.Future]] = []
+
+    async def tokenize(
+        self,
+        texts: Sequence[str],
+        tasks: Sequence[str | None],
+        kinds: Sequence[str],
+        titles: Sequence[str | None],
+    ) -> Tokenized:
+        """One request's texts as model inputs (see ``Backend.tokenize``)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append(((texts, tasks, kinds, titles), future))
+        if self._calls < self._max_calls:
+            self._calls += 1
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                taken, self._pending = self._pending, []
+                columns = [[value for rows, _ in taken for value in rows[i]] for i in range(4)]
+                try:
+                    tokens = await loop.run_in_executor(self._executor, self._tokenize, *columns)
+                except Exception as e:  # every request of the call gets the error
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                start = 0
+                for rows, future in taken:
+                    end = start + len(rows[0])
+                    if not future.done():
+                        future.set_result(
+                            Tokenized(tokens.token_ids[start:end], tokens.truncated[start:end])
+                        )
+                    start = end
+        finally:
+            self._calls -= 1
+
+
 class EmbeddingService:
     """Checks, tokenizes and batches a request's texts.
 
@@ -59,6 +129,7 @@ class EmbeddingService:
       batcher: the shared batch queue in front of it.
       limits: per-request limits.
       tokenize_executor: threads that tokenize requests as they arrive, off the event loop.
+      tokenize_threads: how many of them (concurrent tokenizer calls).
     """
 
     def __init__(
@@ -67,11 +138,12 @@ class EmbeddingService:
         batcher: Batcher,
         limits: Limits,
         tokenize_executor: concurrent.futures.Executor,
+        tokenize_threads: int = 1,
     ) -> None:
         self.backend = backend
         self.batcher = batcher
         self.limits = limits
-        self._tokenize_executor = tokenize_executor
+        self._tokenizer = TokenizeQueue(backend.tokenize, tokenize_executor, tokenize_threads)
 
     @property
     def embedding_dim(self) -> int:
@@ -125,10 +197,7 @@ class EmbeddingService:
             a request over the token limit, a bad ``dim``.
         """
         self.check_count(len(texts), field)
-        loop = asyncio.get_running_loop()
-        tokens = await loop.run_in_executor(
-            self._tokenize_executor, self.backend.tokenize, texts, tasks, kinds, titles
-        )
+        tokens = await self._tokenizer.tokenize(texts, tasks, kinds, titles)
         if not auto_truncate and tokens.truncated.any():
             row = int(np.flatnonzero(tokens.truncated)[0])
             raise ServiceError(

@@ -73,7 +73,16 @@ def test_serves_a_saved_model_without_jax(exported: str, tiny_encoder) -> None: 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     flags = ["--model", exported, "--host", "127.0.0.1", "--port", str(port)]
-    flags += ["--warmup_lengths", "8", "--max_batch_size", "4", "--log_level", "info"]
+    flags += [
+        "--warmup_max_length",
+        "8",
+        "--max_batch_size",
+        "4",
+        "--model_batch_size",
+        "4",
+        "--log_level",
+        "info",
+    ]
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE_WITHOUT_JAX, *flags],
         cwd=REPO,

@@ -28,7 +28,8 @@ CONFIG = ServeConfig(
     max_body_bytes=64 * 1024,
     max_batch_tokens=1_024,
     max_batch_size=MAX_BATCH_SIZE,
-    warmup_lengths=(8, 16),
+    model_batch_size=MAX_BATCH_SIZE,
+    warmup_max_length=16,
     predict_routes=("/vertex/predict",),
     health_routes=("/vertex/health",),
 )
@@ -323,7 +324,7 @@ def test_health_is_503_until_loaded_and_warmed(tiny_encoder) -> None:  # type: i
         wait_healthy(server.url)
         metrics = _metric_samples(server.url)
         expected_shapes = warmup_shapes(
-            CONFIG.warmup_lengths, MAX_BATCH_SIZE, CONFIG.max_batch_tokens, tiny_encoder.max_length
+            CONFIG.warmup_max_length, MAX_BATCH_SIZE, tiny_encoder.max_length
         )
         assert len(expected_shapes) == 8  # 1..8 rows at lengths 8 and 16
         assert metrics["gecko_serve_warmup_shapes{}"] == len(expected_shapes)
