@@ -66,6 +66,8 @@ EXTRAS_REQUIRE = {
     ],
     "bench": [
         "torch>=2.4,<2.16",
+        # bench/serve_load.py's load generator.
+        "aiohttp>=3.9,<4",
         "sentence-transformers>=3.0,<7",
         "faiss-cpu>=1.8,<2",
     ],

@@ -50,7 +50,9 @@ class _NoJax(importlib.abc.MetaPathFinder):
         return None
 
 
-def _saved_model_encode(version_dir: str, batch_size: int) -> Callable[[list[str]], Any]:
+def _saved_model_encode(
+    version_dir: str, batch_size: int, by_length: bool
+) -> Callable[[list[str]], Any]:
     sys.meta_path.insert(0, _NoJax())
     import numpy as np
     import tensorflow as tf
@@ -59,9 +61,13 @@ def _saved_model_encode(version_dir: str, batch_size: int) -> Callable[[list[str
     signature = tf.saved_model.load(version_dir).signatures["serving_default"]
 
     def encode(texts: list[str]) -> np.ndarray:
+        # As Encoder.encode does, a caller can batch similar lengths together (characters
+        # stand in for tokens here) and put the rows back in input order.
+        order = np.argsort([-len(t) for t in texts], kind="stable") if by_length else None
+        ordered = [texts[i] for i in order] if by_length else texts
         parts = []
-        for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start : start + batch_size]
             empty = tf.constant([""] * len(batch))
             out = signature(
                 text=tf.constant(batch),
@@ -70,7 +76,10 @@ def _saved_model_encode(version_dir: str, batch_size: int) -> Callable[[list[str
                 kind=tf.constant(["query"] * len(batch)),
             )
             parts.append(out["embedding"].numpy())
-        return np.concatenate(parts)
+        embeddings = np.concatenate(parts)
+        if by_length:
+            embeddings[order] = embeddings.copy()
+        return embeddings
 
     return encode
 
@@ -99,7 +108,7 @@ def worker(args: argparse.Namespace) -> None:
         _common.start_like_the_commands()  # as gecko-embed and gecko-serve start
         encode = _encoder_encode(args.batch_size)
     else:
-        encode = _saved_model_encode(args.version_dir, args.batch_size)
+        encode = _saved_model_encode(args.version_dir, args.batch_size, args.order == "by_length")
     start = time.perf_counter()
     embeddings = encode(texts)
     cold_s = time.perf_counter() - start
@@ -126,6 +135,7 @@ def _run(args: argparse.Namespace, side: str, scratch: dict[str, str]) -> dict[s
     worker_args = [
         *("--worker", side, "--texts_file", scratch["texts_file"]),
         *("--batch_size", str(args.batch_size), "--repeats", str(args.repeats)),
+        *("--order", args.order),
         *("--export_dir", scratch["export_dir"], "--version_dir", scratch.get("version_dir", "")),
     ]
     result = _common.run_worker(__file__, worker_args, timeout_s=1800)
@@ -148,6 +158,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="process pairs, alternating sides")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per process")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--order",
+        choices=("by_length", "input"),
+        default="by_length",
+        help="how the SavedModel side batches: similar lengths together (as Encoder.encode "
+        "does), or in input order",
+    )
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--data_dir", default=_common.DEFAULT_DATA)
     parser.add_argument(

@@ -11,7 +11,9 @@ for the next, which starts when the model is free; once a full forward pass of t
 waiting, it is queued behind the running batch at once, so under heavy load the model
 thread never waits for the event loop. (Starting a second batch for every text that
 arrives would instead split light load into one-text forward passes, the costliest kind
-per text.)
+per text.) When the model is idle but other requests are still being tokenized, the
+oldest text waits up to ``max_wait_s`` for them, so that under load a forward pass
+carries many texts rather than the one that happened to arrive first.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -67,6 +70,8 @@ class Batcher:
       metrics: where batch sizes and times are recorded.
       full_pass: texts that fill one forward pass: with at least this many waiting, a
         batch is queued behind the running one.
+      max_wait_s: longest the oldest queued text waits for requests still being
+        tokenized (see :meth:`incoming`) before a batch starts without them.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Batcher:
         max_length: int,
         metrics: ServiceMetrics,
         full_pass: int = 32,
+        max_wait_s: float = 0.005,
     ) -> None:
         if max_batch_tokens < max_length:
             raise ValueError(
@@ -97,6 +103,8 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._full_pass = full_pass
+        self._max_wait_s = max_wait_s
+        self._incoming = 0
         self._running: set[asyncio.Future] = set()
 
     def start(self) -> None:
@@ -109,6 +117,15 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Marks a request on its way to :meth:`embed` (being tokenized) for the block."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
 
     async def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
         """Queues a request's texts and returns their ``[n, embedding_dim]`` embeddings."""
@@ -155,6 +172,12 @@ class Batcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            wait_s = self._wait_for_incoming()
+            if wait_s > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                continue
             batch = self._next_batch()
             self._metrics.queue_depth.set(len(self._queue))
             if not batch:
@@ -172,6 +195,12 @@ class Batcher:
         if not self._running:
             return True
         return len(self._running) < 2 and len(self._queue) >= self._full_pass
+
+    def _wait_for_incoming(self) -> float:
+        """Seconds to hold an idle model for requests still being tokenized (0: start)."""
+        if self._running or not self._incoming or len(self._queue) >= self._full_pass:
+            return 0.0
+        return self._queue[0].enqueued + self._max_wait_s - time.perf_counter()
 
     def _timed_embed(self, token_ids: list[np.ndarray]) -> tuple[np.ndarray, float, float]:
         start = time.perf_counter()

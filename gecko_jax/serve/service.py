@@ -197,7 +197,8 @@ class EmbeddingService:
             a request over the token limit, a bad ``dim``.
         """
         self.check_count(len(texts), field)
-        tokens = await self._tokenizer.tokenize(texts, tasks, kinds, titles)
+        with self.batcher.incoming():
+            tokens = await self._tokenizer.tokenize(texts, tasks, kinds, titles)
         if not auto_truncate and tokens.truncated.any():
             row = int(np.flatnonzero(tokens.truncated)[0])
             raise ServiceError(
