@@ -19,8 +19,8 @@ def length_bucket(length: int, max_length: int) -> int:
     """Smallest padded length >= ``length`` from the bucket set, capped at ``max_length``."""
     bucket = MIN_LENGTH_BUCKET
     while bucket < length:
-        step = max(MIN_LENGTH_BUCKET, 1 << max(0, bucket.bit_length() - 3))
-        bucket += step
+        # Four steps per octave: 8, 10, 12, 14, 16, 20, ..., 32, 40, ..., 64, 80, ...
+        bucket += 1 << (bucket.bit_length() - 3)
     return min(bucket, max_length)
 
 
