@@ -326,7 +326,7 @@ def test_health_is_503_until_loaded_and_warmed(tiny_encoder) -> None:  # type: i
         expected_shapes = warmup_shapes(
             CONFIG.warmup_max_length, MAX_BATCH_SIZE, tiny_encoder.max_length
         )
-        assert len(expected_shapes) == 8  # 1..8 rows at lengths 8 and 16
+        assert len(expected_shapes) == 20  # 1..8 rows at lengths 8, 10, 12, 14 and 16
         assert metrics["gecko_serve_warmup_shapes{}"] == len(expected_shapes)
         assert metrics["gecko_serve_ready{}"] == 1.0
         assert _predict(server.url, [{"content": "late"}]).status_code == 200
