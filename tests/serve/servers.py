@@ -52,3 +52,27 @@ def wait_healthy(url: str, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"/health still {status} after {timeout} s")
         time.sleep(0.05)
+
+
+def every_task_type(encoder: Any, texts: list[str], dim: int | None = None) -> tuple[list, Any]:
+    """One Vertex instance per default task type and ``encoder``'s embeddings of them.
+
+    Returns:
+      ``(instances, expected)``: the request's instances (documents titled) and a
+      ``[len(instances), dim or D]`` array of ``Encoder.encode`` with the mapped task and
+      side.
+    """
+    import numpy as np
+
+    from gecko_jax.serve.vertex import DEFAULT_TASK_TYPES
+
+    instances, expected = [], []
+    for i, (name, mapping) in enumerate(DEFAULT_TASK_TYPES.items()):
+        text = texts[i % len(texts)]
+        title = "Planets" if mapping.kind == "document" else None
+        instances.append({"content": text, "task_type": name, "title": title})
+        titles = [title] if mapping.kind == "document" else None
+        expected.append(
+            encoder.encode([text], task=mapping.task, kind=mapping.kind, dim=dim, titles=titles)
+        )
+    return instances, np.concatenate(expected)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gecko_jax.serve.backends import ModelSourceError, find_saved_model
-from gecko_jax.serve.vertex import DEFAULT_TASK_TYPES
+from tests.serve.servers import every_task_type
 from tests.text_samples import long_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,13 +103,7 @@ def test_serves_a_saved_model_without_jax(exported: str, tiny_encoder) -> None: 
             assert time.monotonic() < deadline, "no 200 from /health"
             time.sleep(0.2)
 
-        instances, expected = [], []
-        for i, (name, mapping) in enumerate(DEFAULT_TASK_TYPES.items()):
-            text = TEXTS[i % len(TEXTS)]
-            title = "Planets" if mapping.kind == "document" else None
-            instances.append({"content": text, "task_type": name, "title": title})
-            titles = [title] if mapping.kind == "document" else None
-            expected.append(tiny_encoder.encode([text], mapping.task, mapping.kind, titles=titles))
+        instances, full = every_task_type(tiny_encoder, TEXTS)
         for dim in (None, 8):
             parameters = {"outputDimensionality": dim} if dim else {}
             response = httpx.post(
@@ -119,7 +113,7 @@ def test_serves_a_saved_model_without_jax(exported: str, tiny_encoder) -> None: 
             assert response.status_code == 200, response.text
             predictions = response.json()["predictions"]
             values = np.array([p["embeddings"]["values"] for p in predictions])
-            want = np.concatenate(expected)
+            want = full
             if dim:
                 want = want[:, :dim] / np.linalg.norm(want[:, :dim], axis=1, keepdims=True)
             assert values.shape == want.shape

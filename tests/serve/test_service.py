@@ -18,7 +18,7 @@ from gecko_jax.serve.app import ServeConfig, create_app, warmup_shapes
 from gecko_jax.serve.backends import JaxBackend
 from gecko_jax.serve.service import Limits
 from gecko_jax.serve.vertex import DEFAULT_TASK_TYPES
-from tests.serve.servers import ThreadedServer, wait_healthy
+from tests.serve.servers import ThreadedServer, every_task_type, wait_healthy
 from tests.text_samples import HARD_CASES, long_text
 
 MAX_BATCH_SIZE = 8
@@ -71,23 +71,12 @@ def _predict(url: str, instances: list[dict], route: str | None = None, **parame
 
 @pytest.mark.parametrize("dim", [None, 12])
 def test_vertex_every_task_type_matches_encode(url: str, tiny_encoder, dim) -> None:  # type: ignore[no-untyped-def]
-    instances, expected = [], []
-    for i, (name, mapping) in enumerate(DEFAULT_TASK_TYPES.items()):
-        text = TEXTS[i % len(TEXTS)]
-        title = "Planets" if mapping.kind == "document" else None
-        instances.append({"content": text, "task_type": name, "title": title})
-        titles = [title] if mapping.kind == "document" else None
-        expected.append(
-            tiny_encoder.encode(
-                [text], task=mapping.task, kind=mapping.kind, dim=dim, titles=titles
-            )
-        )
+    instances, expected_values = every_task_type(tiny_encoder, TEXTS, dim)
     params = {} if dim is None else {"outputDimensionality": dim}
     response = _predict(url, instances, **params)
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     values = np.array([p["embeddings"]["values"] for p in predictions], np.float32)
-    expected_values = np.concatenate(expected)
     assert values.shape == (len(DEFAULT_TASK_TYPES), dim or tiny_encoder.embedding_dim)
     assert _cosines(values, expected_values).min() >= 0.9999
     np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, atol=1e-5)
