@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     saved.add_argument(
         "--platforms",
         default=",".join(PLATFORMS),
-        help=f"comma-separated platforms the module is compiled for ({', '.join(PLATFORMS)})",
+        help="comma-separated platforms the module is compiled for (cpu, cuda, rocm, tpu)",
     )
     st = formats.add_parser(
         "sentence_transformers",
@@ -83,17 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _platforms(value: str) -> tuple[str, ...]:
-    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
-    unknown = sorted(set(chosen) - set(PLATFORMS))
-    if not chosen or unknown:
-        raise SystemExit(
-            f"gecko-export: --platforms: {', '.join(unknown) or 'empty'} not among "
-            f"{', '.join(PLATFORMS)}"
-        )
-    return chosen
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
     if argv is None:
@@ -101,22 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The exporters report each stage (conversion, writing, warm-up) through logging.
     logging.basicConfig(level=logging.INFO, format="gecko-export: %(message)s")
-    if args.format == "saved_model":
-        platforms = _platforms(args.platforms)
-        if args.version < 1:
-            raise SystemExit(
-                f"gecko-export: --version must be a positive integer, got {args.version}"
-            )
-
-    # Heavy imports after the flags are checked.
+    # Heavy imports after the flags are parsed.
+    from gecko_jax.export import saved_model
     from gecko_jax.export.source import ExportError, load_source
 
     try:
+        if args.format == "saved_model":  # the flags are checked before the model loads
+            platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
+            saved_model.check_options(args.version, platforms, args.serialization_version)
         source = load_source(args.model, step=args.step, checkpoint=args.checkpoint)
         if args.format == "saved_model":
-            from gecko_jax.export.saved_model import export_saved_model
-
-            written = export_saved_model(
+            written = saved_model.export_saved_model(
                 source,
                 args.out,
                 version=args.version,

@@ -253,6 +253,19 @@ def _calling_convention(version: int) -> Iterator[None]:
         jax.config.update(key, before)
 
 
+def check_options(
+    version: int, platforms: Sequence[str], serialization_version: int
+) -> tuple[str, ...]:
+    """Checks the export's options before any model is loaded; returns the platforms.
+
+    Raises:
+      ExportError: a bad version, platform or serialization version, naming its flag.
+    """
+    _check_version(version)
+    _check_serialization_version(serialization_version)
+    return _check_platforms(platforms)
+
+
 def _check_serialization_version(version: int) -> None:
     low = export.minimum_supported_calling_convention_version
     high = export.maximum_supported_calling_convention_version
@@ -376,11 +389,9 @@ def export_saved_model(
       ExportError: a bad version, platform or warm-up text, or an existing output
         without ``overwrite``; nothing is left at the output path then.
     """
-    _check_version(version)
-    _check_serialization_version(serialization_version)
+    platforms = check_options(version, platforms, serialization_version)
     if default_dim is not None:
         check_dims(source, (default_dim,), flag="--dim")
-    platforms = _check_platforms(platforms)
     texts = warmup.check_warmup_texts(warmup_texts)
     out = os.path.abspath(os.fspath(out))
     version_dir = os.path.join(out, str(int(version)))

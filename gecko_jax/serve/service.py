@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gecko_jax.embedding_math import matryoshka_truncate
 from gecko_jax.serve.backends import Backend
 from gecko_jax.serve.batching import Batcher
 from gecko_jax.serve.errors import ServiceError
@@ -47,9 +48,7 @@ def truncate_dims(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     """The first ``dim`` values of each row, renormalised (Matryoshka); all when None."""
     if dim is None or dim == embeddings.shape[1]:
         return embeddings
-    prefix = embeddings[:, :dim]
-    norms = np.sqrt(np.maximum(np.sum(prefix * prefix, axis=1, keepdims=True), 1e-24))
-    return np.ascontiguousarray(prefix / norms, dtype=np.float32)
+    return matryoshka_truncate(embeddings, dim)
 
 
 _Rows = tuple[Sequence[str], Sequence[str | None], Sequence[str], Sequence[str | None]]
