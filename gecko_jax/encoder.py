@@ -7,6 +7,7 @@ type their encoders with.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,13 +20,14 @@ from tqdm.auto import tqdm
 from gecko_jax import formats
 from gecko_jax.data.vocabularies import EncoderVocabulary
 from gecko_jax.embedding_math import matryoshka_truncate
-from gecko_jax.model_dir import is_model_dir, load_trained
+from gecko_jax.model_dir import is_model_dir, load_trained, read_spec
+from gecko_jax.models import named
 from gecko_jax.models.dual_encoder import DualEncoder
 from gecko_jax.pretrained import load_pretrained
 from gecko_jax.shapes import padded_batches
 from gecko_jax.text_encoder import TextEncoder, Tokenized
 
-__all__ = ["Encoder", "TextEncoder", "Tokenized"]
+__all__ = ["Encoder", "TextEncoder", "Tokenized", "check_output_dim", "embedding_size"]
 
 # Gecko's templates (the format is immutable, so one instance serves every default).
 DEFAULT_INPUT_FORMAT = formats.InputFormat()
@@ -235,3 +237,38 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str: {text!r:.80}")
     return texts
+
+
+def embedding_size(name_or_path: str | os.PathLike) -> int | None:
+    """A model's embedding size from its config files, without loading weights.
+
+    Returns:
+      The projection size of a gecko-train model directory with a projection head, else
+      the backbone's width (``hidden_size`` or ``d_model`` in ``config.json``); None when
+      the files do not say.
+    """
+    if is_model_dir(name_or_path):
+        spec = read_spec(name_or_path)
+        if spec.head.projection_dim:
+            return spec.head.projection_dim
+        name_or_path = spec.init_from
+    try:
+        directory = named.resolve_model_dir(name_or_path)
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None  # Encoder.load reports an unusable model
+    size = config.get("hidden_size") or config.get("d_model")
+    return int(size) if isinstance(size, int) else None
+
+
+def check_output_dim(name_or_path: str | os.PathLike, dim: int, flag: str = "dim") -> None:
+    """Checks a Matryoshka output size against the model's before its weights load.
+
+    Raises:
+      ValueError: ``dim`` is outside 1..the embedding size (names ``flag``).
+    """
+    size = embedding_size(name_or_path)
+    if dim < 1 or (size is not None and dim > size):
+        limit = f"1..{size}" if size is not None else ">= 1"
+        raise ValueError(f"{flag} {dim} is outside {limit}, the embedding size of {name_or_path}")

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib.resources
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import gin
+
+from gecko_jax import fileio
 
 # Wheels install packages as directories, so the packaged gin files have real paths
 # that gin can open.
@@ -76,7 +81,10 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_gin(
-    gin_files: Sequence[str], gin_bindings: Sequence[str], search_paths: Sequence[str] = ()
+    gin_files: Sequence[str],
+    gin_bindings: Sequence[str],
+    search_paths: Sequence[str] = (),
+    check_macros: bool = True,
 ) -> None:
     """Parses gin files and bindings; errors name the file and the binding.
 
@@ -86,7 +94,10 @@ def parse_gin(
 
     Raises:
       FileNotFoundError: a gin file is in none of the search paths (all are listed).
+      ValueError: a binding of a macro that nothing uses (a typo: names the closest
+        macro; unless ``check_macros`` is off), or gin's own errors.
     """
+    _register_gs_reader()
     paths = [os.getcwd(), *search_paths, GIN_DIR]
     files = [_find_gin_file(name, paths) for name in gin_files]
     # gin itself tries the current directory first, then the paths added here, in order.
@@ -95,7 +106,66 @@ def parse_gin(
             gin.add_config_file_search_path(path)
             _search_paths_given_to_gin.add(path)
     with _without_search_path_misses():
-        gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=True)
+        parsed = gin.parse_config_files_and_bindings(
+            files, list(gin_bindings), finalize_config=False
+        )
+    if check_macros:
+        texts = [_read(_find_gin_file(name, paths)) for name in _all_files(parsed)]
+        check_macro_bindings(gin_bindings, texts)
+    gin.finalize()
+
+
+_MACRO_BINDING = re.compile(r"^\s*([A-Za-z_]\w*)\s*=", re.MULTILINE)
+_MACRO_REFERENCE = re.compile(r"%([A-Za-z_]\w*)\b(?!\.)")  # not %gin.REQUIRED
+
+
+def check_macro_bindings(bindings: Sequence[str], gin_texts: Sequence[str]) -> None:
+    """Refuses a command-line binding of a macro that no gin file or binding uses.
+
+    gin accepts such a binding silently, so ``--gin.TRAIN_STESP=3`` would leave
+    ``TRAIN_STEPS`` unset (or at its default) without a word.
+
+    Raises:
+      ValueError: names the binding and the closest macro in use.
+    """
+    texts = [*gin_texts, *bindings]
+    used = {name for text in texts for name in _MACRO_REFERENCE.findall(text)}
+    for binding in bindings:
+        for name in _MACRO_BINDING.findall(binding):
+            if name not in used:
+                close = difflib.get_close_matches(name, sorted(used), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                known = ", ".join(sorted(used)) or "none"
+                raise ValueError(
+                    f"--gin.{name}: no gin file uses the macro {name}{hint}; macros in use: {known}"
+                )
+
+
+def _all_files(parsed: Sequence[Any]) -> list[str]:
+    """Every file of gin's parse tree, includes too."""
+    names: list[str] = []
+    for node in parsed:
+        names.append(node.filename)
+        names.extend(_all_files(node.includes))
+    return names
+
+
+def _read(name: str) -> str:
+    with fileio.open(name) as f:
+        return f.read()
+
+
+_gs_reader_registered = False
+
+
+def _register_gs_reader() -> None:
+    """Lets gin read ``gs://`` files (and includes) through :mod:`gecko_jax.fileio`."""
+    global _gs_reader_registered
+    if not _gs_reader_registered:
+        gin.config.register_file_reader(
+            fileio.open, lambda p: fileio.is_url(p) and fileio.exists(p)
+        )
+        _gs_reader_registered = True
 
 
 def _find_gin_file(name: str, paths: Sequence[str]) -> str:

@@ -100,7 +100,10 @@ def load_trained(
     """
     spec = read_spec(model_dir)
     directory, step = checkpoint_location(model_dir, step=step, checkpoint=checkpoint)
-    base = load_pretrained(spec.init_from, dtype=dtype, head=spec.head, max_length=spec.max_length)
+    # The pre-trained weights are not read: the checkpoint holds every parameter.
+    base = load_pretrained(
+        spec.init_from, dtype=dtype, head=spec.head, max_length=spec.max_length, weights=False
+    )
     # Shapes come from the model itself, so a projection the base checkpoint lacks is read too.
     shapes = _param_shapes(base)
     params = checkpoints.restore_params(directory, shapes, step=step)

@@ -66,14 +66,12 @@ class OptimizerConfig:
                 f"got {self.total_steps}"
             )
         if self.total_steps is not None and 0 < self.total_steps <= self.warmup_steps:
-            clamped = self.total_steps - 1
             log.warning(
                 "OptimizerConfig.warmup_steps %d >= total_steps %d: warming up over %d steps",
                 self.warmup_steps,
                 self.total_steps,
-                clamped,
+                self.effective_warmup_steps,
             )
-            object.__setattr__(self, "warmup_steps", clamped)  # frozen dataclass
         if not 0.0 <= self.end_learning_rate_fraction <= 1.0:
             raise ValueError(
                 "OptimizerConfig.end_learning_rate_fraction must be in [0, 1], got "
@@ -93,14 +91,24 @@ class OptimizerConfig:
                 f"OptimizerConfig.clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}"
             )
 
+    @property
+    def effective_warmup_steps(self) -> int:
+        """The warm-up the schedule uses: ``warmup_steps``, or all but the last step of a
+        shorter run. The configured value is kept, so a resumed, longer run of a smoke
+        test has the settings it was started with."""
+        if self.total_steps is not None and 0 < self.total_steps <= self.warmup_steps:
+            return self.total_steps - 1
+        return self.warmup_steps
+
 
 def build_schedule(config: OptimizerConfig) -> optax.Schedule:
     """The learning rate as a function of the step (0-based)."""
     peak = config.learning_rate
+    warmup_steps = config.effective_warmup_steps
     if config.decay == "constant":
         main = optax.constant_schedule(peak)
     else:
-        decay_steps = config.total_steps - config.warmup_steps
+        decay_steps = config.total_steps - warmup_steps
         end = peak * config.end_learning_rate_fraction
         if config.decay == "cosine":
             main = optax.cosine_decay_schedule(
@@ -108,10 +116,10 @@ def build_schedule(config: OptimizerConfig) -> optax.Schedule:
             )
         else:
             main = optax.linear_schedule(peak, end, decay_steps)
-    if config.warmup_steps == 0:
+    if warmup_steps == 0:
         return main
-    warmup = optax.linear_schedule(0.0, peak, config.warmup_steps)
-    return optax.join_schedules([warmup, main], [config.warmup_steps])
+    warmup = optax.linear_schedule(0.0, peak, warmup_steps)
+    return optax.join_schedules([warmup, main], [warmup_steps])
 
 
 def decay_mask(params: Any) -> Any:

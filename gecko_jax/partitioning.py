@@ -12,6 +12,7 @@ inside a slice (ICI). A ``replica`` of 1 (the default) is a plain ``(data, model
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -237,6 +238,40 @@ _MULTI_PROCESS_ENV = (
 )
 
 
+def vertex_cluster_args(env: Mapping[str, str]) -> dict[str, Any]:
+    """``jax.distributed.initialize`` arguments from a Vertex AI custom job's ``CLUSTER_SPEC``.
+
+    JAX finds its peers on TPU VMs, SLURM and MPI by itself, but not from the
+    ``CLUSTER_SPEC`` Vertex sets on every replica of a multi-replica (GPU) job: every
+    worker pool's hosts in order, the first one the coordinator, this replica's place
+    from ``task``. Empty for a single replica, without the variable, or on TPU VMs
+    (``TPU_WORKER_HOSTNAMES``), whose own discovery wins.
+
+    Raises:
+      ValueError: a ``CLUSTER_SPEC`` that is not the JSON Vertex documents.
+    """
+    raw = env.get("CLUSTER_SPEC")
+    if not raw or env.get("TPU_WORKER_HOSTNAMES"):
+        return {}
+    try:
+        spec = json.loads(raw)
+        pools = spec["cluster"]
+        names = sorted((n for n in pools if n.startswith("workerpool")), key=lambda n: int(n[10:]))
+        hosts = [(name, index) for name in names for index in range(len(pools[name]))]
+        me = hosts.index((spec["task"]["type"], int(spec["task"]["index"])))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"CLUSTER_SPEC is not a Vertex AI cluster spec ({e}): {raw[:200]}"
+        ) from None
+    if len(hosts) < 2:
+        return {}
+    return {
+        "coordinator_address": pools[names[0]][0],
+        "num_processes": len(hosts),
+        "process_id": me,
+    }
+
+
 def _is_multi_process_launch(env: Mapping[str, str]) -> bool:
     if any(env.get(name) for name in _MULTI_PROCESS_ENV):
         return True
@@ -265,7 +300,9 @@ def initialize_distributed(env: Mapping[str, str] | None = None, **kwargs: Any) 
     """
     if jax.distributed.is_initialized():
         return True
-    if not kwargs and not _is_multi_process_launch(os.environ if env is None else env):
+    env = os.environ if env is None else env
+    kwargs = kwargs or vertex_cluster_args(env)
+    if not kwargs and not _is_multi_process_launch(env):
         return False
     jax.distributed.initialize(**kwargs)
     return True

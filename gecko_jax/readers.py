@@ -56,6 +56,7 @@ class BadRowCounter:
         self.good = 0
         self.bad = 0
         self.reasons: dict[str, int] = {}
+        self.first_bad = ""  # "file:line: reason" of the first bad row
 
     def record_good(self, count: int = 1) -> None:
         """Counts ``count`` good rows."""
@@ -69,6 +70,7 @@ class BadRowCounter:
         """
         self.bad += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.first_bad = self.first_bad or f"{where}: {reason}"
         if self.bad <= self.max_warnings:
             log.warning("%s: skipping bad row at %s: %s", self.name, where, reason)
         seen = self.good + self.bad
@@ -88,7 +90,8 @@ class BadRowCounter:
         if self.bad and self.bad > self.max_bad_fraction * seen:
             raise BadInputError(
                 f"{self.name}: {self.bad} of {seen} rows are bad (more than "
-                f"{self.max_bad_fraction:.2%}): {self.reasons}"
+                f"{self.max_bad_fraction:.2%}), the first at {self.first_bad}; "
+                f"all: {self.reasons}"
             )
         if self.bad:
             log.warning(

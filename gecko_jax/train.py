@@ -4,7 +4,8 @@
         --gin.MODEL_DIR="'/tmp/run'" --gin.TRAIN_STEPS=1000 --gin.MIXTURE_OR_TASK_NAME="'fret'"
 
 A run resumes from the newest checkpoint in ``MODEL_DIR`` (state and input
-position); SIGTERM (TPU preemption) saves and exits; a non-finite loss stops the run
+position) when its settings are those recorded there (:mod:`gecko_jax.train_settings`);
+SIGINT and SIGTERM (TPU preemption) save and stop; a non-finite loss stops the run
 with its step number and leaves the last good checkpoint in place.
 """
 
@@ -18,12 +19,13 @@ from typing import Any
 import gin
 import jax
 
+from gecko_jax import fileio, partitioning, train_settings
 from gecko_jax import model_dir as model_dir_lib
-from gecko_jax import partitioning
 from gecko_jax.checkpoints import CheckpointManager, restore_params
 from gecko_jax.data import fret_tasks, pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
 from gecko_jax.losses import ContrastiveLossConfig
+from gecko_jax.models import t5x_checkpoint, t5x_model
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.optimizers import OptimizerConfig
 from gecko_jax.pretrained import load_pretrained
@@ -42,6 +44,7 @@ for _fn in (
     tasks.register_sts_task,
     fret_tasks.register_fret_tasks,
     pipeline.register_mixture,
+    t5x_model.t5x_pretrained,
 ):
     gin.external_configurable(_fn, module="gecko_jax")
 
@@ -62,9 +65,13 @@ def _restore_or_init(
         return state
     init_params = pretrained_params
     if init_checkpoint:
-        # Fine-tuning from pre-finetuning: the earlier run's backbone, a fresh head and optimizer.
+        # A backbone from elsewhere, a fresh head and optimizer: a T5X checkpoint (T5 v1.1,
+        # GTR, Sentence-T5), or pre-finetuning's gecko-train checkpoints.
         backbone = trainer.abstract_state().params["backbone"]
-        init_params = restore_params(init_checkpoint, {"backbone": backbone})
+        if t5x_checkpoint.is_t5x_checkpoint(init_checkpoint):
+            init_params = {"backbone": t5x_checkpoint.load_t5x_backbone(init_checkpoint, backbone)}
+        else:
+            init_params = restore_params(init_checkpoint, {"backbone": backbone})
         log.info("backbone initialised from %s", init_checkpoint)
     position = batches.get_state()
     example = next(batches)
@@ -133,17 +140,20 @@ def train(
     eval_dims: Sequence[int] | None = None,
     best_metric: str | None = None,
     keep_best: int = 1,
+    force_new_settings: bool = False,
 ) -> dict[str, float]:
     """Trains a dual encoder and returns the last step's metrics.
 
     Args:
-      model_dir: checkpoints, TensorBoard events and the resolved config go here.
+      model_dir: checkpoints, TensorBoard events (``$AIP_TENSORBOARD_LOG_DIR`` instead,
+        when a Vertex AI job sets it) and the resolved config go here.
       train_steps: total optimizer steps (a resumed run counts from its checkpoint).
       batch_size: global batch size (the in-batch negative pool).
       init_from: pre-trained model name or directory (architecture, vocabulary and,
         unless ``init_checkpoint`` is set, the backbone weights).
-      init_checkpoint: a gecko-train checkpoint directory (``MODEL_DIR/checkpoints``)
-        whose backbone initialises this run, e.g. pre-finetuning's; ignored once this
+      init_checkpoint: a gecko-train checkpoint directory (``MODEL_DIR/checkpoints``,
+        e.g. pre-finetuning's) or a T5X checkpoint (``checkpoint_N`` directory or legacy
+        file, local or ``gs://``) whose backbone initialises this run; ignored once this
         run has checkpoints of its own.
       train_file: pairs JSONL (``query``, ``positive``[, ``negative``, ``task``]);
         give this or ``mixture_or_task_name``.
@@ -172,9 +182,19 @@ def train(
       best_metric: ``{evaluator}_{split}/{metric}`` (e.g. ``stsb_dev/spearman``): keep the
         ``keep_best`` best parameter checkpoints in ``MODEL_DIR/best_checkpoints``.
       keep_best: how many best checkpoints to keep.
+      force_new_settings: continue ``MODEL_DIR``'s checkpoints even though settings
+        that shape the run changed (default: refuse, naming them).
+
+    Raises:
+      gecko_jax.run_settings.ChangedSettingsError: see ``force_new_settings``.
+      gecko_jax.train_loop.TrainingStopped: SIGINT or SIGTERM; the checkpoint is saved.
     """
+    # Every argument but the directory and the flags is a setting of the run.
+    settings = train_settings.from_arguments(locals())
     partitioning.initialize_distributed()
     del task_registrations  # gin has called them by now
+    if mixture_or_task_name is not None:
+        settings["mixture_rates"] = pipeline.tasks_and_rates(mixture_or_task_name)
     setup = setup_train_loop(
         model_dir=model_dir,
         train_steps=train_steps,
@@ -201,6 +221,8 @@ def train(
         eval_dims=eval_dims,
         best_metric=best_metric,
         keep_best=keep_best,
+        settings=settings,
+        force_new_settings=force_new_settings,
     )
     return train_loop(setup)
 
@@ -232,15 +254,23 @@ def setup_train_loop(
     eval_dims: Sequence[int] | None,
     best_metric: str | None,
     keep_best: int,
+    settings: dict[str, Any] | None = None,
+    force_new_settings: bool = False,
 ) -> TrainSetup:
     """Builds a run: mesh, model directory, model, input, trainer, checkpoints, the state
-    (resumed or initial), evaluation and metric writer. Arguments as :func:`train`'s."""
+    (resumed or initial), evaluation and metric writer. Arguments as :func:`train`'s;
+    ``settings`` (:func:`gecko_jax.train_settings.from_arguments`) are checked against
+    ``MODEL_DIR``'s before anything loads."""
     mesh = make_mesh_from_shape(mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.gin"), "w", encoding="utf-8") as f:
-        f.write(gin.config_str())
+    if fileio.exists(model_dir) and not _is_dir(model_dir):
+        raise ValueError(f"train.model_dir {model_dir} is a file, not a directory")
+    if jax.process_index() == 0:
+        train_settings.check_and_record(model_dir, settings or {}, force=force_new_settings)
+        with fileio.atomic_open(fileio.join(model_dir, train_settings.CONFIG_FILE)) as f:
+            f.write(gin.config_str())
 
+    log.info("loading %s", init_from)
     pretrained = load_pretrained(init_from, dtype=dtype, head=head, dropout_rate=dropout_rate)
     if jax.process_index() == 0:
         model_dir_lib.write_spec(
@@ -257,6 +287,7 @@ def setup_train_loop(
             raise ValueError(
                 f"train.{name}={length} exceeds the model's limit of {pretrained.max_length} tokens"
             )
+    log.info("reading the input")
     batches = _build_input(
         train_file,
         mixture_or_task_name,
@@ -270,6 +301,7 @@ def setup_train_loop(
         },
         seed,
     )
+    log.info("building the train state; the first step compiles the train step")
     trainer = Trainer(pretrained.model, mesh, partitioning.logical_axis_rules(), train_config)
     checkpoints = CheckpointManager(
         os.path.join(model_dir, "checkpoints"), checkpoint_every, keep_checkpoints
@@ -293,7 +325,9 @@ def setup_train_loop(
 
     from clu import metric_writers  # imports TensorBoard; kept off the module import path
 
-    writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0)
+    # A Vertex AI job with a TensorBoard instance streams from the directory it names.
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
+    writer = metric_writers.create_default_writer(log_dir, just_logging=jax.process_index() > 0)
     return TrainSetup(
         trainer=trainer,
         state=state,
@@ -306,6 +340,12 @@ def setup_train_loop(
         log_every=log_every,
         evaluation=evaluation,
     )
+
+
+def _is_dir(path: str) -> bool:
+    if fileio.is_url(path):
+        return True  # object stores have no files in the way of a directory
+    return os.path.isdir(path)
 
 
 def make_mesh_from_shape(mesh_shape: Sequence[int]) -> Any:

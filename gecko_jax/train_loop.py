@@ -4,10 +4,11 @@ After every step the loop stops on a non-finite loss, then calls its actions in 
 each is a clu ``PeriodicCallback`` that knows on which steps it is due:
 
 1. progress: examples/s and real tokens/s, the metrics to TensorBoard and a console line
-   (every ``log_every`` steps and at the last);
+   (after the first step, which compiles, then every ``log_every`` steps and at the last);
 2. in-training evaluation (every ``eval_every`` steps and at the last);
-3. checkpoint, on every step: the manager saves on its own interval, the last step and a
-   SIGTERM force a save, and after a SIGTERM's save the loop ends.
+3. checkpoint, on every step: the manager saves on its own interval; the last step, a
+   SIGINT (Ctrl-C) and a SIGTERM (preemption) force a save, and after a signal's save the
+   loop ends with :class:`TrainingStopped`. A second Ctrl-C stops at once, unsaved.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from gecko_jax import partitioning
+from gecko_jax import exit_codes, partitioning
 from gecko_jax.checkpoints import CheckpointManager
 from gecko_jax.pretrained import PretrainedModel
 from gecko_jax.trainer import Trainer, TrainState
@@ -37,8 +39,50 @@ Metrics = dict[str, float]
 PeriodicAction = Callable[..., Any]  # action(step, state=..., metrics=...)
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite."""
+class NonFiniteLossError(exit_codes.Stopped, RuntimeError):
+    """The loss became NaN or infinite: the run failed by its own fault."""
+
+    exit_code = exit_codes.FAILED
+
+
+class TrainingStopped(exit_codes.Stopped):
+    """A signal stopped the run between two steps, after the checkpoint of the last one.
+
+    Raise it with :meth:`for_signal`. The exit status is a class attribute of the
+    subclass (:class:`Preempted`, :class:`Interrupted`), so it survives gin's re-raising,
+    which replaces the instance.
+
+    Attributes:
+      step: the step the checkpoint holds.
+    """
+
+    what = "stopped"
+
+    def __init__(self, step: int, directory: str) -> None:
+        super().__init__(
+            f"{self.what} at step {step}; checkpoint saved in {directory}; "
+            "rerun the same command to resume"
+        )
+        self.step = step
+
+    @staticmethod
+    def for_signal(signum: int, step: int, directory: str) -> TrainingStopped:
+        """The exception of a run stopped by ``signum`` (SIGTERM: preempted)."""
+        return (Preempted if signum == signal.SIGTERM else Interrupted)(step, directory)
+
+
+class Preempted(TrainingStopped):
+    """SIGTERM, as a TPU VM's preemption or a job scheduler sends it: restart the run."""
+
+    exit_code = exit_codes.PREEMPTED
+    what = "preempted (SIGTERM)"
+
+
+class Interrupted(TrainingStopped):
+    """SIGINT (Ctrl-C): a person stopped the run."""
+
+    exit_code = exit_codes.INTERRUPTED
+    what = "interrupted"
 
 
 @dataclasses.dataclass
@@ -70,24 +114,54 @@ class TrainSetup:
     evaluation: InTrainingEval | None = None
 
 
-class Preemption:
-    """Remembers a SIGTERM so the loop can save and exit between steps.
+class StopRequest:
+    """Remembers a SIGINT or SIGTERM so the loop can save and stop between steps.
+
+    The handlers are installed for the loop only (and only from the main thread, where
+    Python delivers signals). A second SIGINT raises ``KeyboardInterrupt`` at once, unless
+    it comes within :attr:`REPEAT_S` of the first: wrappers such as ``timeout`` forward
+    the terminal's Ctrl-C to a process that received it already.
 
     Attributes:
-      requested: a SIGTERM arrived.
+      signum: the first signal received, or None.
       saved: the checkpoint it asked for is written; the loop ends.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_S = 1.0
+
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+        self._received_at = 0.0
         self.saved = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM received: saving a checkpoint and exiting")
-        self.requested = True
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            if time.monotonic() - self._received_at >= self.REPEAT_S:
+                raise KeyboardInterrupt
+            return
+        name = signal.Signals(signum).name
+        if self.signum is None:
+            self.signum, self._received_at = signum, time.monotonic()
+            log.warning(
+                "%s received: finishing this step, then saving a checkpoint and stopping%s",
+                name,
+                " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else "",
+            )
 
 
 class Throughput:
@@ -100,14 +174,17 @@ class Throughput:
 
     def __init__(self, step: int, batch_size: int) -> None:
         self._batch_size = batch_size
-        self._first_step = step + 1
+        self.first_step = step + 1
+        self.first_step_s = 0.0
         self._start, self._start_step, self._tokens = time.perf_counter(), step, 0
 
     def count(self, step: int, tokens: int) -> None:
         """Records that ``step`` ended after training on ``tokens`` real tokens."""
         self._tokens += tokens
-        if step == self._first_step:
-            self._start, self._start_step, self._tokens = time.perf_counter(), step, 0
+        if step == self.first_step:
+            now = time.perf_counter()
+            self.first_step_s = now - self._start
+            self._start, self._start_step, self._tokens = now, step, 0
 
     def rates(self, step: int) -> Metrics:
         """``examples_per_second`` and ``tokens_per_second`` up to ``step``."""
@@ -116,6 +193,14 @@ class Throughput:
             "examples_per_second": (step - self._start_step) * self._batch_size / elapsed,
             "tokens_per_second": self._tokens / elapsed,
         }
+
+
+def first_step_line(step: int, total: int, metrics: Metrics, seconds: float) -> str:
+    """The console line of a run's first step: its loss and how long it took to compile."""
+    return (
+        f"step {step}/{total}  loss {metrics['loss']:.4f}  acc {metrics.get('accuracy', 0):.3f}  "
+        f"first step {seconds:.1f} s (compiling the train step); throughput from the next line"
+    )
 
 
 def progress_line(step: int, total: int, metrics: Metrics, eta_s: float) -> str:
@@ -149,7 +234,7 @@ def real_tokens(batch: dict[str, np.ndarray]) -> int:
 
 
 def periodic_actions(
-    setup: TrainSetup, throughput: Throughput, preemption: Preemption
+    setup: TrainSetup, throughput: Throughput, stop: StopRequest
 ) -> list[PeriodicAction]:
     """The actions run after each step, in order: progress, evaluation, checkpoint."""
     from clu.periodic_actions import PeriodicCallback  # imports TensorBoard's writers
@@ -157,6 +242,10 @@ def periodic_actions(
     last = [setup.train_steps]
 
     def report_progress(step: int, t: float, state: TrainState, metrics: Metrics) -> None:
+        if step == throughput.first_step and step < setup.train_steps:
+            setup.writer.write_scalars(step, metrics)
+            log.info(first_step_line(step, setup.train_steps, metrics, throughput.first_step_s))
+            return
         metrics.update(throughput.rates(step))
         setup.writer.write_scalars(step, metrics)
         left = (setup.train_steps - step) * setup.batch_size
@@ -164,13 +253,17 @@ def periodic_actions(
         log.info(progress_line(step, setup.train_steps, metrics, eta_s))
 
     def save_checkpoint(step: int, t: float, state: TrainState, metrics: Metrics) -> None:
-        preempted = preemption.requested  # read once: SIGTERM may land at any moment
-        force = step == setup.train_steps or preempted
+        requested = stop.requested  # read once: a signal may land at any moment
+        force = step == setup.train_steps or requested
         setup.checkpoints.save(step, state, setup.batches.get_state(), force=force)
-        preemption.saved = preempted
+        stop.saved = requested
 
     actions = [
-        PeriodicCallback(every_steps=setup.log_every, on_steps=last, callback_fn=report_progress)
+        PeriodicCallback(
+            every_steps=setup.log_every,
+            on_steps=[throughput.first_step, *last],
+            callback_fn=report_progress,
+        )
     ]
     evaluation = setup.evaluation
     if evaluation is not None:
@@ -200,23 +293,24 @@ def check_finite(metrics: Metrics, step: int, checkpoints: CheckpointManager) ->
 def train_loop(setup: TrainSetup) -> Metrics:
     """Trains from the state's step to ``setup.train_steps``; returns the last step's metrics.
 
-    A SIGTERM ends the loop after the next step's checkpoint. The checkpoints, the
-    evaluation and the writer are closed however the loop ends.
+    A SIGINT or SIGTERM ends the loop after the running step and its checkpoint. The
+    checkpoints, the evaluation and the writer are closed however the loop ends.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint stays).
+      TrainingStopped: a signal stopped the run before its last step (checkpoint saved).
     """
-    preemption = Preemption()
-    preemption.install()
+    stop = StopRequest()
+    stop.install()
     state = setup.state
     step = int(state.step)
     throughput = Throughput(step, setup.batch_size)
-    actions = periodic_actions(setup, throughput, preemption)
+    actions = periodic_actions(setup, throughput, stop)
     host_local = getattr(setup.batches, "host_local", False)
     processes = jax.process_count() if host_local else 1
     metrics: Metrics = {}
     try:
-        while step < setup.train_steps and not preemption.saved:
+        while step < setup.train_steps and not stop.saved:
             batch = next(setup.batches)
             global_batch = to_global(batch, setup.trainer.mesh, host_local)
             state, step_metrics = setup.trainer.train_step(state, global_batch)
@@ -227,8 +321,11 @@ def train_loop(setup: TrainSetup) -> Metrics:
             for action in actions:
                 action(step, state=state, metrics=metrics)
     finally:
-        setup.checkpoints.close()
+        stop.restore()
+        setup.checkpoints.close()  # waits for an asynchronous save to finish
         if setup.evaluation is not None:
             setup.evaluation.close()
         setup.writer.flush()
+    if stop.saved and step < setup.train_steps:
+        raise TrainingStopped.for_signal(stop.signum, step, setup.checkpoints.directory)
     return metrics

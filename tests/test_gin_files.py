@@ -21,6 +21,8 @@ REQUIRED = [
     "TRAIN_FILE = 'x.jsonl'",
     "MIXTURE_OR_TASK_NAME = 'x'",
     "T5_CHECKPOINT = '/t5'",
+    "T5X_CHECKPOINT = 'gs://bucket/t5x/checkpoint_1000000'",
+    "T5_VOCABULARY = 'gs://bucket/sentencepiece.model'",
     "FRET_FILES = 'fret-*.jsonl'",
 ]
 
@@ -39,26 +41,31 @@ def test_all_gin_files_are_covered() -> None:
         "runs/finetune.gin",
         "runs/pretrain.gin",
         "local/minilm_stsb.gin",
+        "tpu/v4_64.gin",
+        "tpu/v5e_64.gin",
     } <= set(GIN_FILES)
 
 
 @pytest.mark.parametrize("name", GIN_FILES)
 def test_gin_file_parses(name: str) -> None:
-    files = [name] if name.startswith(("runs/", "local/")) else ["runs/finetune.gin", name]
-    gin_utils.parse_gin(files, REQUIRED)
+    self_contained = ("runs/", "local/", "tpu/")  # these include their run and model files
+    files = [name] if name.startswith(self_contained) else ["runs/finetune.gin", name]
+    gin_utils.parse_gin(files, REQUIRED, check_macros=False)
     assert gin.query_parameter("gecko_jax.train.model_dir") is not None
 
 
 def test_gecko_1b_binds_the_paper_settings() -> None:
-    gin_utils.parse_gin(["runs/finetune.gin", "models/gecko_1b.gin"], REQUIRED)
+    gin_utils.parse_gin(["runs/finetune.gin", "models/gecko_1b.gin"], REQUIRED, check_macros=False)
     assert gin.query_parameter("gecko_jax.HeadConfig.projection_dim") == 768
     assert gin.query_parameter("gecko_jax.ContrastiveLossConfig.mrl_dims") == (768, 256)
     assert gin.query_parameter("gecko_jax.train.dtype") == "bfloat16"
 
 
 def test_pretrain_uses_in_batch_negatives_and_grad_cache() -> None:
-    gin_utils.parse_gin(["runs/pretrain.gin", "models/minilm_l6.gin"], REQUIRED)
+    gin_utils.parse_gin(["runs/pretrain.gin", "models/minilm_l6.gin"], REQUIRED, check_macros=False)
     assert gin.query_parameter("gecko_jax.ContrastiveLossConfig.hard_negatives") == "none"
+    assert gin.query_parameter("gecko_jax.train.num_negatives") == 0  # pairs have none
+    assert gin.query_parameter("gecko_jax.ContrastiveLossConfig.same_tower_negatives") is False
     assert gin.query_parameter("gecko_jax.TrainConfig.grad_cache_chunk_size") == 256
 
 
@@ -80,7 +87,7 @@ def test_found_from_outside_the_checkout_without_search_paths(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.INFO):
-        gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED)
+        gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED, check_macros=False)
     assert gin.query_parameter("gecko_jax.train.model_dir") is not None
     # gin's misses on the way to an included file are not reported as errors
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
@@ -95,10 +102,10 @@ def test_user_files_and_search_paths_come_before_the_packaged_ones(tmp_path, mon
     (tmp_path / "extra" / "local" / "minilm_stsb.gin").write_text(override.format(7))
     monkeypatch.chdir(tmp_path / "cwd")
     extra = [str(tmp_path / "extra")]
-    gin_utils.parse_gin(["local/mine.gin"], REQUIRED, extra)
+    gin_utils.parse_gin(["local/mine.gin"], REQUIRED, extra, check_macros=False)
     assert gin.query_parameter("%BATCH_SIZE") == 3  # the current directory's
     gin.clear_config()
-    gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED, extra)
+    gin_utils.parse_gin(["local/minilm_stsb.gin"], REQUIRED, extra, check_macros=False)
     assert gin.query_parameter("%BATCH_SIZE") == 7  # the search path's
 
 
@@ -106,4 +113,11 @@ def test_missing_include_still_fails(tmp_path, monkeypatch) -> None:
     (tmp_path / "broken.gin").write_text("include 'runs/nope.gin'\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OSError, match=r"runs/nope.gin"):
-        gin_utils.parse_gin(["broken.gin"], REQUIRED)
+        gin_utils.parse_gin(["broken.gin"], REQUIRED, check_macros=False)
+
+
+def test_a_misspelt_macro_binding_names_the_macro_it_meant() -> None:
+    with pytest.raises(ValueError, match=r"--gin\.TRAIN_STESP: .*did you mean TRAIN_STEPS\?"):
+        gin_utils.parse_gin(
+            ["runs/finetune.gin", "inputs/pairs_file.gin"], ["TRAIN_STESP = 3", "MODEL_DIR = 'x'"]
+        )

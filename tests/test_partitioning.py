@@ -190,3 +190,31 @@ def test_initialize_distributed_only_on_multi_process_launches(
         env={}, coordinator_address="h:1", num_processes=2, process_id=0
     )
     assert calls == [{}, {}, {"coordinator_address": "h:1", "num_processes": 2, "process_id": 0}]
+
+
+def test_a_vertex_cluster_spec_gives_the_coordinator_and_this_replicas_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    spec = {
+        "cluster": {"workerpool0": ["w0:2222"], "workerpool1": ["w1:2222", "w2:2222"]},
+        "task": {"type": "workerpool1", "index": 1},
+        "environment": "cloud",
+    }
+    env = {"CLUSTER_SPEC": json.dumps(spec)}
+    assert P.vertex_cluster_args(env) == {
+        "coordinator_address": "w0:2222",
+        "num_processes": 3,
+        "process_id": 2,
+    }
+    single = {"cluster": {"workerpool0": ["w0:2222"]}, "task": {"type": "workerpool0", "index": 0}}
+    assert P.vertex_cluster_args({"CLUSTER_SPEC": json.dumps(single)}) == {}
+    assert P.vertex_cluster_args({**env, "TPU_WORKER_HOSTNAMES": "t0,t1"}) == {}
+    with pytest.raises(ValueError, match="CLUSTER_SPEC is not a Vertex AI cluster spec"):
+        P.vertex_cluster_args({"CLUSTER_SPEC": '{"cluster": {}}'})
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    assert P.initialize_distributed(env=env) is True
+    assert calls == [P.vertex_cluster_args(env)]

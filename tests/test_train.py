@@ -1,8 +1,10 @@
-"""gecko-train end to end on CPU: gin errors, resume after kill -9, NaN stop."""
+"""gecko-train end to end on CPU: gin errors, resume after kill -9, SIGINT and SIGTERM,
+a changed rerun refused, NaN stop, with the documented exit codes."""
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,13 +73,20 @@ def _final_loss(output: str) -> float:
     return float(lines[-1].split("loss ")[1].split()[0])
 
 
-def test_killed_run_resumes_to_the_same_final_loss(
-    tmp_path, tiny_model_dir: str, pairs_file: str
-) -> None:
-    straight = _run(_command(str(tmp_path / "straight"), tiny_model_dir, pairs_file))
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    reference = _final_loss(straight.stderr)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, tiny_model_dir: str, pairs_file: str) -> tuple[str, float]:
+    """An uninterrupted run: its MODEL_DIR and final loss."""
+    model_dir = str(tmp_path_factory.mktemp("straight") / "run")
+    done = _run(_command(model_dir, tiny_model_dir, pairs_file))
+    assert done.returncode == 0, done.stderr[-3000:]  # a run that ends normally exits 0
+    assert "Traceback" not in done.stderr
+    return model_dir, _final_loss(done.stderr)
 
+
+def test_killed_run_resumes_to_the_same_final_loss(
+    tmp_path, tiny_model_dir: str, pairs_file: str, straight_run: tuple[str, float]
+) -> None:
+    reference = straight_run[1]
     model_dir = str(tmp_path / "killed")
     command = _command(model_dir, tiny_model_dir, pairs_file)
     process = subprocess.Popen(
@@ -115,8 +124,8 @@ def test_bad_gin_fails_before_compute(
 ) -> None:
     model_dir = tmp_path / "run"
     done = _run(_command(str(model_dir), tiny_model_dir, pairs_file, binding))
-    assert done.returncode != 0
-    assert message in done.stderr
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
     assert not model_dir.exists()  # nothing ran
 
 
@@ -157,8 +166,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
             "--gin.train.checkpoint_every=1",
         )
     )
-    assert done.returncode != 0
-    assert "NonFiniteLossError" in done.stderr and "at step" in done.stderr
+    assert done.returncode == 1  # failed by its own fault: a launcher must not restart it
+    assert "Traceback" not in done.stderr
     found = re.search(r"loss is (nan|inf|-inf) at step (\d+)", done.stderr)
     assert found, done.stderr[-3000:]
     bad_step = int(found.group(2))
@@ -172,26 +181,78 @@ def _checkpoint_steps(model_dir: str) -> list[int]:
     return sorted(int(d) for d in os.listdir(os.path.join(model_dir, "checkpoints")) if d.isdigit())
 
 
-def test_sigterm_saves_and_exits_then_resumes(
-    tmp_path, tiny_model_dir: str, pairs_file: str
+@pytest.mark.parametrize(
+    "signum, exit_code, message",
+    [
+        (signal.SIGINT, 130, "interrupted at step"),
+        (signal.SIGTERM, 75, "preempted (SIGTERM) at step"),
+    ],
+)
+def test_a_signal_saves_the_step_exits_with_its_code_then_resumes(
+    tmp_path,
+    tiny_model_dir: str,
+    pairs_file: str,
+    straight_run: tuple[str, float],
+    signum: int,
+    exit_code: int,
+    message: str,
 ) -> None:
-    model_dir = str(tmp_path / "preempted")
+    model_dir = str(tmp_path / "stopped")
     command = _command(model_dir, tiny_model_dir, pairs_file, "--gin.train.checkpoint_every=100")
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO
     )
+    seen = []
     for line in process.stderr:
+        seen.append(line)
         if "step 6/24" in line:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             break
-    process.stderr.read()
-    assert process.wait() == 0
-    saved = max(_checkpoint_steps(model_dir))
-    assert 6 <= saved < 24  # saved at preemption although no periodic save was due
+    stderr = "".join(seen) + process.stderr.read()
+    assert process.wait() == exit_code, stderr[-3000:]
+    assert "Traceback" not in stderr
+    found = re.search(
+        rf"gecko-train: {re.escape(message)} (\d+); checkpoint saved in \S+; rerun", stderr
+    )
+    assert found, stderr[-3000:]
+    stopped_at = int(found.group(1))
+    # Saved at the step it stopped at, although no periodic save was due.
+    assert 6 <= stopped_at < 24 and max(_checkpoint_steps(model_dir)) == stopped_at
+    assert not [n for n in os.listdir(os.path.join(model_dir, "checkpoints")) if "tmp" in n]
     resumed = _run(command)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from step {saved}" in resumed.stderr
+    assert f"resumed from step {stopped_at}" in resumed.stderr
+    assert _final_loss(resumed.stderr) == pytest.approx(straight_run[1], abs=1e-5)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(model_dir))
+
+
+def test_a_rerun_with_changed_settings_is_refused_naming_them(
+    tmp_path, tiny_model_dir: str, pairs_file: str, straight_run: tuple[str, float]
+) -> None:
+    model_dir = str(tmp_path / "rerun")
+    shutil.copytree(straight_run[0], model_dir)
+    steps = _checkpoint_steps(model_dir)
+    command = [
+        c.replace(straight_run[0], model_dir)
+        for c in _command(model_dir, tiny_model_dir, pairs_file)
+    ]
+    changed = _run(
+        [
+            *command,
+            "--gin.BATCH_SIZE=4",
+            "--gin.gecko_jax.OptimizerConfig.learning_rate=1e-2",
+        ]
+    )
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    assert "Traceback" not in changed.stderr and "loading" not in changed.stderr  # no compute
+    listed = [line.strip() for line in changed.stderr.splitlines() if line.startswith("  ")]
+    assert listed == ["batch_size: 8 -> 4", "optimizer.learning_rate: 0.001 -> 0.01"]
+    assert "--force_new_settings" in changed.stderr and _checkpoint_steps(model_dir) == steps
+
+    longer = _run([c.replace("TRAIN_STEPS=24", "TRAIN_STEPS=26") for c in command])
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "resumed from step 24" in longer.stderr and "train_steps: 24 -> 26" in longer.stderr
+    assert max(_checkpoint_steps(model_dir)) == 26
 
 
 def test_init_checkpoint_loads_the_backbone_into_a_new_head(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gecko_jax import fileio
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 
 INPUT_FORMATS = ("auto", "lines", "jsonl")
 
@@ -51,26 +51,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute type"
     )
+    parser.add_argument(
+        "--encoding_errors",
+        choices=("strict", "replace", "ignore"),
+        default="strict",
+        help="a line that is not UTF-8: an error naming it (strict), or decoded with U+FFFD "
+        "replacements (replace) or without the bad bytes (ignore)",
+    )
     return parser
 
 
-def read_records(path: str, input_format: str, text_field: str) -> list[dict[str, Any]]:
+def read_records(
+    path: str, input_format: str, text_field: str, encoding_errors: str = "strict"
+) -> list[dict[str, Any]]:
     """Reads the input as records holding ``text_field``.
 
+    Lines are decoded one by one, so a line that is not UTF-8 is named exactly.
+
     Raises:
-      SystemExit: an unreadable file, bad JSON or a missing/non-string field, naming
-        the file and line.
+      OSError: an unreadable file (named).
+      ValueError: a line that is not UTF-8 (with ``encoding_errors="strict"``), bad JSON
+        or a missing/non-string field, naming the file and line.
     """
     if input_format == "auto":
         input_format = "jsonl" if path.endswith((".jsonl", ".json")) else "lines"
     try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        handle = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as e:
-        raise SystemExit(f"gecko-embed: cannot read --input {path}: {e.strerror}") from e
+        raise OSError(f"cannot read --input {path}: {e.strerror}") from None
     records = []
     with handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8", errors=encoding_errors).rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text at byte {e.start} of the line; is it a "
+                    "binary file? --encoding_errors=replace reads it anyway"
+                ) from None
             if input_format == "lines":
                 records.append({text_field: line})
                 continue
@@ -79,10 +97,10 @@ def read_records(path: str, input_format: str, text_field: str) -> list[dict[str
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise SystemExit(f"gecko-embed: {path}:{number}: invalid JSON: {e.msg}") from e
+                raise ValueError(f"{path}:{number}: invalid JSON: {e.msg}") from None
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise SystemExit(
-                    f"gecko-embed: {path}:{number}: expected an object with a string field "
+                raise ValueError(
+                    f"{path}:{number}: expected an object with a string field "
                     f"{text_field!r} (set --text_field)"
                 )
             records.append(record)
@@ -102,23 +120,21 @@ def write_output(path: str, records: list[dict[str, Any]], embeddings: np.ndarra
                     json.dumps({**record, "embedding": row.tolist()}, ensure_ascii=False) + "\n"
                 )
     else:
-        raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {path}")
+        raise ValueError(f"--output must end in .npy or .jsonl, got {path}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
-    if argv is None:
-        startup.prepare_process()
-    args = build_parser().parse_args(argv)
+def _embed(args: argparse.Namespace) -> None:
     if not args.output.endswith((".npy", ".jsonl", ".json")):
-        raise SystemExit(f"gecko-embed: --output must end in .npy or .jsonl, got {args.output}")
-    records = read_records(args.input, args.input_format, args.text_field)
+        raise ValueError(f"--output must end in .npy or .jsonl, got {args.output}")
+    records = read_records(args.input, args.input_format, args.text_field, args.encoding_errors)
     titles = None
     if args.title_field:
         titles = [r.get(args.title_field) for r in records]
 
-    from gecko_jax.encoder import Encoder  # heavy import after the flags are checked
+    from gecko_jax.encoder import Encoder, check_output_dim  # heavy import after the flags
 
+    if args.dim is not None:
+        check_output_dim(args.model, args.dim, "--dim")  # before the weights load
     encoder = Encoder.load(args.model, dtype=args.dtype, max_length=args.max_length)
     embeddings = encoder.encode(
         [r[args.text_field] for r in records],
@@ -132,7 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_output(args.output, records, embeddings)
     rows, dim = embeddings.shape
     print(f"gecko-embed: wrote {rows} x {dim} embeddings to {args.output}", file=sys.stderr)
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
+    if argv is None:
+        startup.prepare_process()
+    return errors.run_command(
+        build_parser(), _embed, argv, on_interrupt="nothing was written: --output is written whole"
+    )
 
 
 if __name__ == "__main__":

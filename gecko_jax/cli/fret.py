@@ -25,7 +25,7 @@ from typing import Any
 import gin
 
 from gecko_jax import gin_utils
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 from gecko_jax.fret import config as cfg
 
 
@@ -246,6 +246,14 @@ def config_from_args(args: argparse.Namespace) -> cfg.FretConfig:
     )
 
 
+def _fret(args: argparse.Namespace) -> None:
+    from gecko_jax.fret import pipeline  # heavy imports once the flags are known good
+
+    gin.clear_config()  # the command owns the process's gin config
+    gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+    pipeline.run(config_from_args(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status.
 
@@ -255,23 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is None:
         startup.prepare_process()
-    parser = build_parser()
-    args = parser.parse_args(gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv))
-    from gecko_jax.fret import pipeline  # heavy imports once the flags are known good
     from gecko_jax.fret.llm.base import LLMError
 
-    try:
-        gin.clear_config()  # the command owns the process's gin config
-        gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-        config = config_from_args(args)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
-    try:
-        pipeline.run(config)
-    except (ValueError, OSError, LLMError) as e:  # input, settings and LLM errors name their cause
-        print(f"gecko-fret: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return errors.run_command(
+        build_parser(),
+        _fret,
+        gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv),
+        user_errors=(LLMError, SyntaxError),  # the LLM's errors name the service and model
+        on_interrupt=lambda args: (
+            f"finished shards are kept in {args.output_dir}; rerun the same command to resume"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 
 DEFAULT_PORT = 8080
 
@@ -159,33 +159,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command (``argv`` None: ``sys.argv``, as the console script)."""
     if argv is None:
         startup.prepare_process()
-    args = build_parser().parse_args(argv)
+    return errors.run_command(build_parser(), _serve, argv)
 
+
+def _serve(args: argparse.Namespace) -> None:
     from gecko_jax.serve import backends, vertex
     from gecko_jax.serve.app import ServeConfig, create_app
     from gecko_jax.serve.service import Limits
 
-    try:
-        _check_model(args.model)
-        task_types = vertex.load_task_types(args.task_types)
-        openai_task_type = args.openai_task_type and args.openai_task_type.upper()
-        config = ServeConfig(
-            model_name=args.served_model_name
-            or os.path.basename(os.path.normpath(os.path.expanduser(args.model))),
-            task_types=task_types,
-            openai_task_type=openai_task_type,
-            limits=Limits(args.max_instances, args.max_request_tokens),
-            max_body_bytes=args.max_body_bytes,
-            max_batch_tokens=args.max_batch_tokens,
-            max_batch_size=args.max_batch_size,
-            model_batch_size=args.model_batch_size,
-            warmup_max_length=args.warmup_max_length,
-            predict_routes=[args.predict_route] if args.predict_route else [],
-            health_routes=[args.health_route] if args.health_route else [],
-            tokenizer_threads=args.tokenizer_threads,
-        )
-    except ValueError as e:  # a bad --model, --task_types or --openai_task_type
-        raise SystemExit(f"gecko-serve: {e}") from None
+    # A bad --model, --task_types or --openai_task_type is refused before the server starts.
+    _check_model(args.model)
+    task_types = vertex.load_task_types(args.task_types)
+    openai_task_type = args.openai_task_type and args.openai_task_type.upper()
+    config = ServeConfig(
+        model_name=args.served_model_name
+        or os.path.basename(os.path.normpath(os.path.expanduser(args.model))),
+        task_types=task_types,
+        openai_task_type=openai_task_type,
+        limits=Limits(args.max_instances, args.max_request_tokens),
+        max_body_bytes=args.max_body_bytes,
+        max_batch_tokens=args.max_batch_tokens,
+        max_batch_size=args.max_batch_size,
+        model_batch_size=args.model_batch_size,
+        warmup_max_length=args.warmup_max_length,
+        predict_routes=[args.predict_route] if args.predict_route else [],
+        health_routes=[args.health_route] if args.health_route else [],
+        tokenizer_threads=args.tokenizer_threads,
+    )
 
     import uvicorn
 
@@ -218,13 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.run()
     if load_errors:
         error = str(load_errors[0]).splitlines()[0] if str(load_errors[0]) else ""
-        print(
-            f"gecko-serve: cannot serve --model {args.model}: {type(load_errors[0]).__name__}: "
-            f"{error}",
-            file=sys.stderr,
+        raise ValueError(
+            f"cannot serve --model {args.model}: {type(load_errors[0]).__name__}: {error}"
         )
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from gecko_jax import host_memory
 QUIET_ENVIRON = {
     "TF_ENABLED_DEVICE_TYPES": "CPU",
     "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TF_CPP_MIN_LOG_LEVEL": "1",  # TensorFlow's C++ INFO lines (no CUDA driver found, ...)
 }
 
 

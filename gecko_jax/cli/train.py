@@ -5,6 +5,9 @@
 
 Relative gin files are found in the current directory, ``--gin_search_paths``, then
 the gin files shipped in the package; the run itself is :func:`gecko_jax.train.train`.
+Exit status (:mod:`gecko_jax.exit_codes`): 0 finished, 75 preempted (SIGTERM) and 130
+interrupted (Ctrl-C), both with a checkpoint the same command resumes from, 1 a failed
+run (a non-finite loss), 2 a user error (flags, gin, files, rows, changed settings).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from gecko_jax import gin_utils
-from gecko_jax.cli import flags, startup
+from gecko_jax.cli import errors, flags, startup
 
 LOG_FORMAT = "%(asctime)s %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
@@ -30,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with --gin.NAME=VALUE.",
     )
     gin_utils.add_gin_flags(parser)
+    parser.add_argument(
+        "--force_new_settings",
+        action="store_true",
+        help="continue MODEL_DIR's checkpoints although settings that shape the run "
+        "(model, loss, optimizer, batch, lengths, input, seed) changed",
+    )
     return parser
 
 
@@ -46,22 +55,30 @@ def _log_progress_to_stderr() -> None:
     log.propagate = False
 
 
+def _train(args: argparse.Namespace) -> None:
+    import gin
+
+    from gecko_jax import train  # registers the configurables; heavy imports
+
+    gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
+    if args.force_new_settings:
+        gin.bind_parameter("gecko_jax.train.force_new_settings", True)
+    _log_progress_to_stderr()
+    train.train()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``gecko-train``; returns the exit status (``argv`` None: ``sys.argv``)."""
     if argv is None:
         startup.prepare_process()
-    parser = build_parser()
-    args = parser.parse_args(gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv))
-
-    from gecko_jax import train  # registers the configurables; heavy imports
-
-    try:
-        gin_utils.parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-    except (ValueError, OSError, SyntaxError) as e:  # each names the file or the binding
-        parser.error(str(e))
-    _log_progress_to_stderr()
-    train.train()
-    return 0
+    return errors.run_command(
+        build_parser(),
+        _train,
+        gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv),
+        user_errors=(SyntaxError,),  # a gin file's syntax error names the file and line
+        on_interrupt="stopped without saving; rerun the same command to resume from "
+        "MODEL_DIR's newest checkpoint, if any",
+    )
 
 
 if __name__ == "__main__":

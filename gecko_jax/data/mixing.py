@@ -317,10 +317,11 @@ class OneDatasetPerBatchMixture:
             if row == size:
                 if row >= self.max_scan:
                     self._pending[task] = pool
-                    raise RuntimeError(
+                    raise ValueError(
                         f"task {task!r}: only {len(chosen)} of {self.local_batch_size} rows with "
                         f"distinct {' and '.join(self._dedup_keys)} after examining {row} rows; "
-                        "the task has too many duplicates for this batch size"
+                        "the task has too many duplicates for this batch size: lower the "
+                        f"batch size (--gin.BATCH_SIZE, at most {len(chosen)} rows per host)"
                     )
                 try:
                     chunk = self._pull(task)

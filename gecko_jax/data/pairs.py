@@ -22,6 +22,7 @@ import numpy as np
 from gecko_jax import formats
 from gecko_jax.data import examples
 from gecko_jax.data.vocabularies import EncoderVocabulary
+from gecko_jax.readers import BadInputError, BadRowCounter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,59 +34,87 @@ class PairRow:
     negatives: tuple[str, ...] = ()
 
 
-def _parse_negatives(value: Any, where: str) -> tuple[str, ...]:
+def _parse_negatives(value: Any) -> tuple[str, ...]:
     try:
         return examples.string_list({"negative": value}, "negative")
     except examples.BadRowError:
-        raise ValueError(f"{where}: 'negative' must be a string or a list of strings") from None
+        raise ValueError("'negative' must be a string or a list of strings") from None
 
 
 def read_pair_rows(
-    path: str | os.PathLike, input_format: formats.InputFormat | None = None
+    path: str | os.PathLike,
+    input_format: formats.InputFormat | None = None,
+    max_bad_fraction: float = 0.01,
 ) -> list[PairRow]:
     """Reads and formats every row of a pairs JSONL file (default format:
     ``InputFormat()``).
 
+    A bad row (not UTF-8, invalid JSON, not an object, a missing, mistyped or empty
+    ``query`` or ``positive``, a bad ``negative``) is skipped with a warning naming the
+    file and line, as the other file sources do, until more than ``max_bad_fraction``
+    of the rows are bad; the count of skipped rows is logged at the end.
+
     Raises:
       FileNotFoundError: the file does not exist.
-      ValueError: a line that is not a JSON object with string ``query`` and
-        ``positive`` fields (the message names the file and line).
+      gecko_jax.readers.BadInputError: too many bad rows (names the first), or none good.
     """
     input_format = input_format or formats.InputFormat()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training pairs file not found: {path}")
+    counter = BadRowCounter(path, max_bad_fraction)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
-            where = f"{path}:{number}"
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON: {e.msg}") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object")
-            for field in ("query", "positive"):
-                if not isinstance(record.get(field), str):
-                    raise ValueError(f"{where}: missing string field {field!r}")
-            negatives = _parse_negatives(record.get("negative"), where)
-            task = record.get("task")
-            if task is None:
-                rows.append(PairRow(record["query"], record["positive"], negatives))
+                rows.append(_pair_row(raw, input_format))
+            except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                counter.record_bad(f"{path}:{number}", _reason(e))
                 continue
-            title = record.get("positive_title")
-            rows.append(
-                PairRow(
-                    input_format.query(record["query"], task),
-                    input_format.document(record["positive"], title),
-                    tuple(input_format.document(n) for n in negatives),
-                )
-            )
+            counter.record_good()
+    counter.finish()
     if not rows:
-        raise ValueError(f"{path}: no training rows")
+        raise BadInputError(f"{path}: no training rows")
     return rows
+
+
+def _reason(error: ValueError) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON: {error.msg}"
+    return str(error)
+
+
+def _pair_row(raw: bytes, input_format: formats.InputFormat) -> PairRow:
+    """One line as a row.
+
+    Raises:
+      ValueError: the reason the line is bad.
+    """
+    record = json.loads(raw.decode("utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object")
+    for field in ("query", "positive"):
+        if not isinstance(record.get(field), str):
+            raise ValueError(f"missing string field {field!r}")
+        if not record[field].strip():
+            raise ValueError(f"empty {field!r}")
+    negatives = _parse_negatives(record.get("negative"))
+    task = record.get("task")
+    if task is None:
+        return PairRow(record["query"], record["positive"], negatives)
+    return PairRow(
+        input_format.query(record["query"], task),
+        input_format.document(record["positive"], record.get("positive_title")),
+        tuple(input_format.document(n) for n in negatives),
+    )
+
+
+def _power_of_two_below(count: int) -> int:
+    return 1 << (max(count, 1).bit_length() - 1)
 
 
 def text_id(text: str) -> int:
@@ -121,7 +150,11 @@ class PairBatches:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(rows) < batch_size:
-            raise ValueError(f"only {len(rows)} training rows for a batch of {batch_size}")
+            raise ValueError(
+                f"only {len(rows)} training rows for a batch of {batch_size}: lower the batch "
+                f"size to at most {len(rows)} "
+                f"(e.g. --gin.BATCH_SIZE={_power_of_two_below(len(rows))})"
+            )
         self.batch_size = batch_size
         self.seed = seed
         self.num_negatives = (

@@ -75,6 +75,12 @@ def load_source(
         return ExportSource(encoder, source, base_dir, init_from=source)
     try:
         spec = read_spec(source)
+        if spec.init_from.startswith("t5x:"):
+            # Both exports read the base model's Hugging Face files (config, tokenizer).
+            raise ExportError(
+                f"{source}: a model initialised from a T5X checkpoint ({spec.init_from}) "
+                "cannot be exported yet: the exports need a Hugging Face base directory"
+            )
         checkpoint_dir, found_step = checkpoint_location(source, step=step, checkpoint=checkpoint)
         base_dir = resolve_model_dir(spec.init_from)
         encoder = Encoder.load(source, step=found_step, checkpoint=checkpoint)

@@ -30,7 +30,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gecko_jax import fileio
+from gecko_jax import fileio, run_settings
 from gecko_jax.fileio import join
 from gecko_jax.fret.config import check_workers
 
@@ -229,14 +229,10 @@ class ShardStore:
         recorded = self.recorded_settings()
         if recorded is None:
             return
-        settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
-        changed = sorted(k for k in settings if recorded.get(k) != settings[k])
-        if changed:
-            details = "; ".join(
-                f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:5]
-            )
+        found = run_settings.changes(recorded, settings, current_keys_only=True)
+        if found:
             raise ShardStateError(
                 f"{join(self.output_dir, MANIFEST)}: this output directory holds rows made "
-                f"with other settings ({details}); use a new --output_dir, or restore the "
-                "settings to resume"
+                f"with other settings; changed:\n{run_settings.describe(found)}\n"
+                "use a new --output_dir, or restore those settings to resume"
             )

@@ -156,6 +156,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"${llm['cost_usd']:.4f}",
         "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
     ]
+    truncated = summary.get("truncated_passages") or 0
+    if truncated:
+        lines.append(
+            f"  passages truncated to the corpus budget (max_words, max_chars): {truncated}"
+        )
     workers = summary["workers"]
     if workers["count"] > 1:
         lines.append(

@@ -92,6 +92,21 @@ def abstract_params(module: nn.Module, seq_len: int = 8) -> dict[str, Any]:
     return nn.unbox(variables["params"])
 
 
+def hf_backbone_config(checkpoint_dir: str | os.PathLike, dtype: str = "float32") -> BackboneConfig:
+    """The encoder config of a Hugging Face checkpoint directory (its weights unread).
+
+    Raises:
+      CheckpointError: no readable ``config.json``, or one no architecture reads.
+    """
+    source = os.fspath(checkpoint_dir)
+    hf_config = hf_checkpoint.read_config(source)
+    arch = architecture_for_hf(hf_config, source)
+    try:
+        return dataclasses.replace(arch.config_class.from_hf(hf_config), dtype=dtype)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"Invalid {arch.name} config in {source}/config.json: {e}") from e
+
+
 def load_hf_backbone(
     checkpoint_dir: str | os.PathLike, dtype: str = "float32"
 ) -> tuple[BackboneConfig, dict[str, Any]]:
@@ -109,12 +124,8 @@ def load_hf_backbone(
         shape disagrees with the config (the message names the tensor).
     """
     source = os.fspath(checkpoint_dir)
-    hf_config = hf_checkpoint.read_config(source)
-    arch = architecture_for_hf(hf_config, source)
-    try:
-        config = dataclasses.replace(arch.config_class.from_hf(hf_config), dtype=dtype)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"Invalid {arch.name} config in {source}/config.json: {e}") from e
+    config = hf_backbone_config(source, dtype=dtype)
+    arch = architecture_of(config)
     tensors = hf_checkpoint.read_tensors(source)
     shapes = hf_checkpoint.flatten_shapes(abstract_params(arch.module(config)))
     params = hf_checkpoint.build_params(

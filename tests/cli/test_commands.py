@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gecko_jax.cli import demo, embed, export, flags, fret, serve, startup, train
+from gecko_jax.cli import demo, embed, export, flags, fret, launch, serve, startup, train
 from gecko_jax.cli import eval as eval_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,6 +23,7 @@ COMMANDS = (
     "gecko-eval",
     "gecko-export",
     "gecko-serve",
+    "gecko-launch",
 )
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "gecko-embed": embed.build_parser,
@@ -33,6 +33,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "gecko-eval": eval_cli.build_parser,
     "gecko-export": export.build_parser,
     "gecko-serve": serve.build_parser,
+    "gecko-launch": launch.build_parser,
 }
 # absl/glog lines (E1129 12:00:00.000 ...), Python logging's "ERROR:..." and the like.
 ERROR_LINE = re.compile(r"^E\d{4} |\bERROR\b")
@@ -119,46 +120,50 @@ def test_help_formatter_shows_real_defaults_only() -> None:
 def test_quiet_environ_keeps_what_the_user_set() -> None:
     environ = {"TF_ENABLE_ONEDNN_OPTS": "1"}
     startup.quiet_environ(environ)
-    assert environ == {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_ENABLED_DEVICE_TYPES": "CPU"}
+    assert environ == {
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+        "TF_ENABLED_DEVICE_TYPES": "CPU",
+        "TF_CPP_MIN_LOG_LEVEL": "1",
+    }
 
 
 def test_train_names_a_bad_gin_file_and_binding(capsys) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(SystemExit) as failed:
-        train.main(["--gin_file=runs/nonexistent.gin"])
-    assert failed.value.code == 2
-    assert "gin file 'runs/nonexistent.gin' not found" in capsys.readouterr().err
+    assert train.main(["--gin_file=runs/nonexistent.gin"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gecko-train: error: gin file 'runs/nonexistent.gin' not found")
 
 
-def test_short_train_from_outside_the_checkout_prints_no_error(
-    tmp_path, tiny_model_dir: str
-) -> None:
-    """``gecko-train`` with packaged gin files, run where a user runs it: quiet on success."""
-    pairs = tmp_path / "pairs.jsonl"
-    rows = [
-        {"query": f"what is item {i}", "positive": f"item {i} is number {i}"} for i in range(16)
-    ]
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+def _readme_smoke_test() -> str:
+    """The bash block README marks as the smoke test."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    after = readme.split("<!-- smoke-test:", 1)[1]
+    return after.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_smoke_test_trains_as_written_from_outside_the_checkout(tmp_path) -> None:
+    """README's 3-step run of the shipped gin files (warm-up 10, clamped), with the packaged
+    model, where a user runs it: it trains, saves, and prints no error line. Only /tmp/
+    is moved into this test's directory."""
+    script = _readme_smoke_test().replace("/tmp/", f"{tmp_path}/")
+    assert "--gin.TRAIN_STEPS=3" in script and "local/minilm_stsb.gin" in script
+    bin_dir = os.path.dirname(sys.executable)
+    environ = {
+        **_user_environ(),
+        "JAX_PLATFORMS": "cpu",
+        "GECKO_EVAL_DATA": os.path.join(REPO, "tests", "fixtures", "eval_data"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     done = subprocess.run(
-        [
-            _script("gecko-train"),
-            "--gin_file=runs/finetune.gin",
-            "--gin_file=inputs/pairs_file.gin",
-            f"--gin.MODEL_DIR='{tmp_path / 'model'}'",
-            "--gin.TRAIN_STEPS=2",
-            f"--gin.TRAIN_FILE='{pairs}'",
-            "--gin.BATCH_SIZE=8",
-            f"--gin.train.init_from='{tiny_model_dir}'",
-            "--gin.train.query_length=12",
-            "--gin.train.document_length=12",
-            "--gin.train.log_every=1",
-        ],
+        ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**_user_environ(), "JAX_PLATFORMS": "cpu"},
+        env=environ,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "step 2/2" in done.stderr
+    assert "step 3/3" in done.stderr and "warming up over" in done.stderr
+    assert os.path.isdir(tmp_path / "minilm_smoke" / "checkpoints" / "3")
     assert not _error_lines(done.stdout + done.stderr), done.stderr[-3000:]
 
 

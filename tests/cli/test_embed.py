@@ -2,11 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from gecko_jax import Encoder
 from gecko_jax.cli import demo, embed
@@ -59,20 +59,46 @@ def test_jsonl_to_jsonl_keeps_fields_and_formats_documents(tmp_path, encoder: En
     np.testing.assert_allclose(np.array([r["embedding"] for r in rows]), expected, atol=1e-5)
 
 
-def test_bad_inputs_name_the_file_line_or_flag(tmp_path) -> None:
+def _fails_naming(capsys, argv: list[str], pattern: str) -> None:
+    assert embed.main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert err.startswith("gecko-embed: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_bad_inputs_name_the_file_line_or_flag(tmp_path, capsys) -> None:
     source = tmp_path / "bad.jsonl"
+    out = ["--output", str(tmp_path / "o.npy")]
     source.write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2: invalid JSON"):
-        embed.main(["--input", str(source), "--output", str(tmp_path / "o.npy")])
+    _fails_naming(capsys, ["--input", str(source), *out], r"bad.jsonl:2: invalid JSON")
     source.write_text('{"text": "ok"}\n{"body": "no text"}\n', encoding="utf-8")
-    with pytest.raises(
-        SystemExit, match=r"bad.jsonl:2: expected an object with a string field 'text'"
-    ):
-        embed.main(["--input", str(source), "--output", str(tmp_path / "o.npy")])
-    with pytest.raises(SystemExit, match=r"cannot read --input .*missing.txt"):
-        embed.main(["--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o.npy")])
-    with pytest.raises(SystemExit, match=r"--output must end in .npy or .jsonl"):
-        embed.main(["--input", str(source), "--output", str(tmp_path / "o.csv")])
+    _fails_naming(
+        capsys,
+        ["--input", str(source), *out],
+        r"bad.jsonl:2: expected an object with a string field 'text'",
+    )
+    missing = ["--input", str(tmp_path / "missing.txt"), *out]
+    _fails_naming(capsys, missing, r"cannot read --input .*missing.txt")
+    csv = ["--input", str(source), "--output", str(tmp_path / "o.csv")]
+    _fails_naming(capsys, csv, r"--output must end in .npy or .jsonl")
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"fine\nalso fine\n\x89PNG\r\n\x1a\n\x00\xff\xfe\n")
+    _fails_naming(capsys, ["--input", str(binary), *out], r"blob.txt:3: not UTF-8 text")
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_binary_input_can_be_read_with_replacements(tmp_path) -> None:
+    binary = tmp_path / "latin1.txt"
+    binary.write_bytes("café\nnaïve\n".encode("latin-1"))
+    records = embed.read_records(str(binary), "lines", "text", encoding_errors="replace")
+    assert [r["text"] for r in records] == ["caf\ufffd", "na\ufffdve"]
+
+
+def test_dim_beyond_the_model_is_refused_before_it_loads(tmp_path, capsys, minilm_dir) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n", encoding="utf-8")
+    argv = ["--input", str(source), "--output", str(tmp_path / "o.npy"), "--model", minilm_dir]
+    _fails_naming(capsys, [*argv, "--dim", "10000"], r"--dim 10000 is outside 1\.\.384")
 
 
 def test_module_entry_point_runs(tmp_path) -> None:

@@ -199,7 +199,7 @@ def test_too_many_duplicates_are_dropped_or_fail() -> None:
     hopeless = OneDatasetPerBatchMixture(
         {"t": task_dataset(0, 30, positive_group=1000)}, {"t": 1}, 4
     )
-    with pytest.raises(RuntimeError, match="too many duplicates"):
+    with pytest.raises(ValueError, match="too many duplicates.*lower the batch size"):
         next(hopeless)
 
 

@@ -97,3 +97,19 @@ def test_bad_files_name_file_and_line(tmp_path, vocab) -> None:
     bad.write_text('{"query": "q", "positive": "p"}\n')
     with pytest.raises(ValueError, match="only 1 training rows for a batch of 4"):
         PairBatches(read_pair_rows(bad), vocab, batch_size=4)
+
+
+def test_bad_rows_within_the_tolerance_are_skipped_and_counted(tmp_path, caplog) -> None:
+    rows = [json.dumps({"query": f"q{i}", "positive": f"p{i}"}) for i in range(198)]
+    rows.insert(50, json.dumps({"query": "  ", "positive": "p"}))  # empty query: a bad row
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes("\n".join(rows).encode() + b"\n\xff\xfe not utf-8\n")
+    with caplog.at_level("WARNING"):
+        read = read_pair_rows(path)
+    assert len(read) == 198
+    assert f"{path}:51: empty 'query'" in caplog.text
+    assert f"{path}:200: not UTF-8 text" in caplog.text
+    assert "skipped 2 bad rows of 200" in caplog.text
+    path.write_text('{"query": "q", "positive": ""}\n' + "\n".join(rows[:20]) + "\n")
+    with pytest.raises(ValueError, match=r"pairs.jsonl:1: empty 'positive'"):
+        read_pair_rows(path)  # 1 of 21 bad: over 1%

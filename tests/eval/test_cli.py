@@ -116,16 +116,16 @@ def test_errors_exit_1_with_a_message(local_run, tmp_path, capsys, monkeypatch) 
                 str(tmp_path),
             ]
         )
-        == 1
+        == 2
     )
     assert (
-        "gecko-eval local: unknown evaluator 'nope'; known: stsb, scifact,"
+        "gecko-eval: error: unknown evaluator 'nope'; known: stsb, scifact,"
         in capsys.readouterr().err
     )
-    assert cli.main(["compare", str(tmp_path / "missing.json")]) == 1
+    assert cli.main(["compare", str(tmp_path / "missing.json")]) == 2
     assert "report not found: " in capsys.readouterr().err
     monkeypatch.delenv("GECKO_EVAL_DATA")
-    assert cli.main(["local", "--model", "m", "--output_dir", str(tmp_path / "o")]) == 1
+    assert cli.main(["local", "--model", "m", "--output_dir", str(tmp_path / "o")]) == 2
     assert re.search(r"--data_dir.*GECKO_EVAL_DATA", capsys.readouterr().err)
     with pytest.raises(SystemExit):
         cli.main(["local", "--model", "m", "--output_dir", "o", "--dims", "32,x"])
@@ -220,8 +220,25 @@ def test_mteb_delegates_to_run_mteb(fake_mteb, tmp_path, capsys) -> None:  # typ
         os.path.join(out, "STSBenchmark.json"),
         os.path.join(out, "SciFact.json"),
     ]
-    assert cli.main(["mteb", "--model", "m", "--tasks", "Nope", "--output_dir", out]) == 1
+    assert cli.main(["mteb", "--model", "m", "--tasks", "Nope", "--output_dir", out]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "gecko-eval mteb: unknown MTEB task 'Nope'; close matches: NFCorpus"
+        == "gecko-eval: error: unknown MTEB task 'Nope'; close matches: NFCorpus"
     )
+
+
+def test_compare_writes_beside_its_first_report_never_the_current_directory(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    assert cli.compare_output_dir(["all-MiniLM-L6-v2", str(run / "report.json")]) == str(
+        run / "compare"
+    )
+    assert cli.compare_output_dir([str(run)]) == str(run / "compare")
+    assert cli.compare_output_dir(["all-MiniLM-L6-v2", str(model_dir)]) == str(
+        model_dir / "eval" / "compare"
+    )
+    with pytest.raises(ValueError, match="give --output_dir"):
+        cli.compare_output_dir(["all-MiniLM-L6-v2"])

@@ -61,7 +61,7 @@ def _run(*flags: str) -> subprocess.CompletedProcess:
 )
 def test_a_bad_model_is_a_one_line_error(model: str, words: str) -> None:
     result = _run("--model", model, "--port", "0")
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("gecko-serve:")]
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert "Traceback" not in result.stderr
@@ -71,5 +71,5 @@ def test_a_bad_task_type_table_names_the_file(tmp_path) -> None:  # type: ignore
     table = tmp_path / "tasks.json"
     table.write_text(json.dumps({"CLUSTERING": {"task": "clustering", "kind": "both"}}))
     result = _run("--model", str(tmp_path), "--task_types", str(table))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{table}: CLUSTERING.kind must be 'query' or 'document'" in result.stderr

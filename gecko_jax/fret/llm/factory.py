@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from gecko_jax.fret.llm.base import LLMClient
 from gecko_jax.fret.llm.openai_compatible import OpenAICompatibleClient
+from gecko_jax.fret.llm.transport import RetryPolicy
 
 SPEC_FORMS = (
     "openai:<base_url>#<model>  e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct",
@@ -34,6 +36,14 @@ class _LoopbackClient(OpenAICompatibleClient):
 
 
 def _parse(spec: str) -> dict[str, Any]:
+    if spec.lstrip().startswith("{"):
+        try:
+            options = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"LLM spec {spec!r}: invalid JSON ({e.msg})") from None
+        if not isinstance(options, dict):
+            raise ValueError(f"LLM spec {spec!r}: expected a JSON object")
+        return options
     kind, _, rest = spec.partition(":")
     if kind == "openai":
         base_url, _, model = rest.partition("#")
@@ -66,6 +76,8 @@ def make_client(spec: str | Mapping[str, Any], **kwargs: Any) -> LLMClient:
         ``staging_dir``.
     """
     options = {**(_parse(spec) if isinstance(spec, str) else dict(spec)), **kwargs}
+    if isinstance(options.get("retry"), Mapping):  # a JSON spec's {"retry": {...}}
+        options["retry"] = RetryPolicy(**options["retry"])
     kind = options.pop("kind", None)
     if kind == "openai":
         return OpenAICompatibleClient(options.pop("base_url"), options.pop("model"), **options)

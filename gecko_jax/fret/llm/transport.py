@@ -30,6 +30,15 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 _TRANSIENT_EXCEPTIONS = (ConnectionError, TimeoutError, httpx.TransportError)
 
 
+def _request_of(error: BaseException) -> str:
+    """`` METHOD URL`` of the request an httpx error failed on, so the message names it."""
+    try:
+        request = error.request  # httpx raises RuntimeError when the error has none
+    except (AttributeError, RuntimeError):
+        return ""
+    return f" {request.method} {request.url}:"
+
+
 class TransientError(LLMError):
     """One attempt failed in a way worth retrying.
 
@@ -174,7 +183,9 @@ class CallRunner:
                     f"model {self.model_id!r}: no answer within {self.timeout_s:g} s (timeout_s)"
                 ) from e
             except _TRANSIENT_EXCEPTIONS as e:
-                raise TransientError(f"model {self.model_id!r}: {type(e).__name__}: {e}") from e
+                raise TransientError(
+                    f"model {self.model_id!r}:{_request_of(e)} {type(e).__name__}: {e}"
+                ) from e
 
     async def run(
         self,

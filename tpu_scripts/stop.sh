@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Stops gecko-train on every worker.
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<'USAGE'
+Usage: stop.sh --name=NAME [flags]
+
+Sends SIGTERM to gecko-train on all workers of every slice (--worker=all): the trainer
+saves a checkpoint and exits with code 75, so the same command resumes later. With
+--force it is killed (SIGKILL, no checkpoint) and the libtpu lockfile removed.
+
+Flags (--flag=value or --flag value):
+  --project=ID     Google Cloud project (default: $PROJECT)
+  --zone=ZONE      zone (default: $ZONE)
+  --name=NAME      TPU name (default: $TPU_NAME)
+  --node_count=N   slices (default 1)
+  --force          SIGKILL instead of SIGTERM
+  -h, --help       this help
+
+DRY_RUN=1 prints the gcloud commands instead of running them.
+USAGE
+}
+
+main() {
+  local project zone name="${TPU_NAME:-}" node_count=1 force=0
+  project=$(default_project)
+  zone=$(default_zone)
+  while (($#)); do
+    case $1 in
+      -h | --help) usage; exit 0 ;;
+      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
+      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
+      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
+      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
+      --force) force=1; shift ;;
+      *) unknown_flag "$1" ;;
+    esac
+  done
+  require_project "$project"
+  require_zone "$zone"
+  require_name "$name"
+  require_int --node_count "$node_count" 1
+  # Matches the trainer's own process (python3 .../bin/gecko-train ...), not the shell that
+  # launched it, which still has to report the exit code; the [g] keeps pkill from
+  # matching the shell that runs this command.
+  local command='pkill -TERM -f "/[g]ecko-train" || echo "no gecko-train running"'
+  if ((force)); then
+    command='pkill -KILL -f "/[g]ecko-train" || echo "no gecko-train running"; sudo rm -f /tmp/libtpu_lockfile'
+  fi
+  local node
+  while IFS= read -r node; do
+    run gcloud compute tpus tpu-vm ssh "$node" "--project=$project" "--zone=$zone" --worker=all "--command=$command"
+  done < <(node_names "$name" "$node_count")
+}
+
+main "$@"
