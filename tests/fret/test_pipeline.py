@@ -216,7 +216,11 @@ def _wait_for(condition, proc, what, timeout_s=180.0):
         time.sleep(0.02)
 
 
-def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_killed_or_interrupted_mid_shard_then_resume(
+    reference, corpus_path, encoder, tmp_path, signum
+):
+    """kill -9 loses nothing finished; Ctrl-C also says so in one line, with status 130."""
     reference_dir, _, reference_rows = reference
     reuse_embeddings(reference_dir, tmp_path)
     cache_file = os.path.join(tmp_path, pipeline.CACHE_FILE)
@@ -257,9 +261,15 @@ def test_sigkill_mid_shard_then_resume(reference, corpus_path, encoder, tmp_path
             _wait_for(lambda: len(cache) >= entries + 15, proc, "shard 2's calls")
             cache.close()
         finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(signum)
+            status = proc.wait(timeout=60)
+            stderr = proc.stderr.read()
             proc.stderr.close()
+        if signum == signal.SIGINT:
+            assert status == 130 and "Traceback" not in stderr, stderr[-3000:]
+            assert f"gecko-fret: interrupted; finished shards are kept in {tmp_path}" in stderr
+        else:
+            assert status == -signal.SIGKILL
         assert not (
             tmp_path / "done" / f"fret-00001-of-{SHARDS:05d}.json"
         ).exists()  # killed mid-shard
