@@ -78,3 +78,9 @@ def apply_format(
         return [input_format.query(t, task) for t in texts]
     titles = titles if titles is not None else [None] * len(texts)
     return [input_format.document(t, title) for t, title in zip(texts, titles)]
+
+
+def untasked_document(title: str | None, text: str) -> str:
+    """A titled document as evaluation (and mining for it) embeds it without a task:
+    ``title + " " + text``, as MTEB and sentence-transformers do."""
+    return f"{title or ''} {text}".strip()

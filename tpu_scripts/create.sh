@@ -36,40 +36,29 @@ EOF
 }
 
 main() {
-  local project zone name="${TPU_NAME:-}" accelerator_type="${ACCELERATOR_TYPE:-}"
-  local runtime_version="" node_count=1 spot=0 reserved=0 valid_until="" poll_interval=30
-  local wait=1
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name accelerator_type node_count
+  local runtime_version="" spot=0 reserved=0 valid_until="" poll_interval=30 wait=1
+  use_common_flags project zone name accelerator_type node_count
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
-      --accelerator_type | --accelerator_type=*) take_value accelerator_type "$@"; shift "$SHIFT_BY" ;;
       --runtime_version | --runtime_version=*) take_value runtime_version "$@"; shift "$SHIFT_BY" ;;
-      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
       --valid_until_duration | --valid_until_duration=*) take_value valid_until "$@"; shift "$SHIFT_BY" ;;
       --poll_interval | --poll_interval=*) take_value poll_interval "$@"; shift "$SHIFT_BY" ;;
       --spot) spot=1; shift ;;
       --reserved) reserved=1; shift ;;
       --no_wait) wait=0; shift ;;
-      *) unknown_flag "$1" ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
 
-  local gen
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
-  gen=$(generation_of "$accelerator_type")
-  validate_zone "$gen" "$zone"
-  require_int --node_count "$node_count" 1
+  require_common_flags
   require_int --poll_interval "$poll_interval" 0
   ((spot + reserved < 2)) || die "--spot and --reserved exclude each other"
   [[ -z $valid_until || $valid_until =~ ^[0-9]+[smhd]$ ]] ||
     die "--valid_until_duration '$valid_until' must be a number with s, m, h or d (e.g. 6h)"
+  local gen
+  gen=$(generation_of "$accelerator_type") # known: checked above
   runtime_version=${runtime_version:-$(runtime_version_for "$gen")}
 
   local cmd=(gcloud compute tpus queued-resources create "$name"

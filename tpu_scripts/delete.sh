@@ -24,22 +24,16 @@ USAGE
 }
 
 main() {
-  local project zone name="${TPU_NAME:-}" wait=0
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name wait=0
+  use_common_flags project zone name
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
       --wait) wait=1; shift ;;
-      *) unknown_flag "$1" ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
+  require_common_flags
   local cmd=(gcloud compute tpus queued-resources delete "$name" "--project=$project" "--zone=$zone" --force --quiet)
   ((wait)) || cmd+=(--async)
   log "deleting queued resource '$name'"

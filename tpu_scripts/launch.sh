@@ -45,40 +45,22 @@ EOF
 STATUS_DIR=""
 
 main() {
-  local project zone name="${TPU_NAME:-}" accelerator_type="${ACCELERATOR_TYPE:-}"
-  local node_count=1 bucket="${BUCKET:-}" attempt=0 log_dir=tpu_logs coordinator=""
-  local megascale_port=8080 train_args=()
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name accelerator_type node_count bucket attempt
+  local log_dir=tpu_logs coordinator="" megascale_port=8080 train_args=()
+  use_common_flags project zone name accelerator_type node_count bucket attempt
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
-      --accelerator_type | --accelerator_type=*) take_value accelerator_type "$@"; shift "$SHIFT_BY" ;;
-      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
-      --bucket | --bucket=*) take_value bucket "$@"; shift "$SHIFT_BY" ;;
-      --attempt | --attempt=*) take_value attempt "$@"; shift "$SHIFT_BY" ;;
       --log_dir | --log_dir=*) take_value log_dir "$@"; shift "$SHIFT_BY" ;;
       --coordinator_address | --coordinator_address=*) take_value coordinator "$@"; shift "$SHIFT_BY" ;;
       --megascale_port | --megascale_port=*) take_value megascale_port "$@"; shift "$SHIFT_BY" ;;
-      --)
-        shift
-        train_args=("$@")
-        break
-        ;;
-      *) unknown_flag "$1" ;;
+      --) train_args=("${@:2}"); break ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
 
-  local gen hosts
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
-  gen=$(generation_of "$accelerator_type")
-  validate_zone "$gen" "$zone"
-  require_int --node_count "$node_count" 1
+  local hosts
+  require_common_flags
   require_int --attempt "$attempt" 0
   require_int --megascale_port "$megascale_port" 1
   bucket=$(normalize_bucket "$bucket")

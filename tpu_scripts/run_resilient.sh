@@ -44,16 +44,12 @@ PROJECT_FLAGS=()
 LAUNCH_PID=""
 
 main() {
-  local project zone name="${TPU_NAME:-}" max_restarts=3 poll_interval=60 value
+  local project zone name max_restarts=3 poll_interval=60 value
   local create_flags=() setup_flags=() launch_flags=() train_args=()
-  project=$(default_project)
-  zone=$(default_zone)
+  use_common_flags project zone name
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
       --max_restarts | --max_restarts=*) take_value max_restarts "$@"; shift "$SHIFT_BY" ;;
       --poll_interval | --poll_interval=*) take_value poll_interval "$@"; shift "$SHIFT_BY" ;;
       --accelerator_type | --accelerator_type=* | --node_count | --node_count=*)
@@ -79,18 +75,12 @@ main() {
         launch_flags+=("${1%%=*}=$value")
         shift "$SHIFT_BY"
         ;;
-      --)
-        shift
-        train_args=("$@")
-        break
-        ;;
-      *) unknown_flag "$1" ;;
+      --) train_args=("${@:2}"); break ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
 
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
+  require_common_flags
   require_int --max_restarts "$max_restarts" 0
   require_int --poll_interval "$poll_interval" 0
   ((${#train_args[@]})) || die "no gecko-train arguments: add them after '--'"
@@ -182,18 +172,13 @@ queue_state() {
 }
 
 # Runs launch.sh in the background and polls the state; returns launch.sh's exit code,
-# or 75 when the slice was preempted under it.
+# or 75 when the slice was preempted under it. Arguments: attempt, poll interval, then
+# launch.sh's flags -- gecko-train's arguments.
 launch_and_watch() {
   local attempt=$1 poll_interval=$2 state code=0
   shift 2
-  local flags=()
-  while [[ $1 != -- ]]; do
-    flags+=("$1")
-    shift
-  done
-  shift
   log "launch, attempt $attempt"
-  "$TPU_SCRIPTS_DIR/launch.sh" "${flags[@]}" "--attempt=$attempt" -- "$@" 3>&- &
+  "$TPU_SCRIPTS_DIR/launch.sh" "--attempt=$attempt" "$@" 3>&- &
   LAUNCH_PID=$!
   while kill -0 "$LAUNCH_PID" 2>/dev/null; do
     sleep "$poll_interval"

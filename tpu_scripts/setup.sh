@@ -40,18 +40,12 @@ EOF
 CLEAN_TPU_COMMAND='pids=$(sudo lsof -t /dev/accel* /dev/vfio/[0-9]* 2>/dev/null | sort -u); if [ -n "$pids" ]; then echo "killing stale TPU processes: $pids"; sudo kill -9 $pids; fi; sudo rm -f /tmp/libtpu_lockfile'
 
 main() {
-  local project zone name="${TPU_NAME:-}" node_count=1 repo_url="${GECKO_REPO_URL:-}"
-  local commit="${GECKO_COMMIT:-}" jax_requirement='jax[tpu]' gin_from="" clean_only=0
-  local gin_files=() value
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name node_count repo_url="${GECKO_REPO_URL:-}" commit="${GECKO_COMMIT:-}"
+  local jax_requirement='jax[tpu]' gin_from="" clean_only=0 gin_files=() value
+  use_common_flags project zone name node_count
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
-      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
       --repo_url | --repo_url=*) take_value repo_url "$@"; shift "$SHIFT_BY" ;;
       --commit | --commit=*) take_value commit "$@"; shift "$SHIFT_BY" ;;
       --jax_requirement | --jax_requirement=*) take_value jax_requirement "$@"; shift "$SHIFT_BY" ;;
@@ -62,14 +56,11 @@ main() {
         gin_files+=("$value")
         ;;
       --clean_only) clean_only=1; shift ;;
-      *) unknown_flag "$1" ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
 
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
-  require_int --node_count "$node_count" 1
+  require_common_flags
   local local_gin=() file kind
   if ((!clean_only)); then
     [[ -n $repo_url ]] || die "missing --repo_url (the git URL of gecko_jax, or set \$GECKO_REPO_URL)"

@@ -25,24 +25,16 @@ USAGE
 }
 
 main() {
-  local project zone name="${TPU_NAME:-}" node_count=1 processes=0
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name node_count processes=0
+  use_common_flags project zone name node_count
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
-      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
       --processes) processes=1; shift ;;
-      *) unknown_flag "$1" ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
-  require_project "$project"
-  require_zone "$zone"
-  require_name "$name"
-  require_int --node_count "$node_count" 1
+  require_common_flags
   run gcloud compute tpus queued-resources describe "$name" "--project=$project" "--zone=$zone" \
     '--format=yaml(name,state,tpu.nodeSpec[].nodeId,tpu.nodeSpec[].node.acceleratorType)'
   ((processes)) || return 0

@@ -32,27 +32,20 @@ USAGE
 }
 
 main() {
-  local project zone name="${TPU_NAME:-}" node_count=1 slice=0 worker=0 lines=100
-  local follow=0 gcs=0 bucket="${BUCKET:-}" attempt=0
-  project=$(default_project)
-  zone=$(default_zone)
+  local project zone name node_count bucket attempt slice=0 worker=0 lines=100 follow=0 gcs=0
+  use_common_flags project zone name node_count bucket attempt
   while (($#)); do
     case $1 in
       -h | --help) usage; exit 0 ;;
-      --project | --project=*) take_value project "$@"; shift "$SHIFT_BY" ;;
-      --zone | --zone=*) take_value zone "$@"; shift "$SHIFT_BY" ;;
-      --name | --name=*) take_value name "$@"; shift "$SHIFT_BY" ;;
-      --node_count | --node_count=*) take_value node_count "$@"; shift "$SHIFT_BY" ;;
       --slice | --slice=*) take_value slice "$@"; shift "$SHIFT_BY" ;;
       --worker | --worker=*) take_value worker "$@"; shift "$SHIFT_BY" ;;
       --lines | --lines=*) take_value lines "$@"; shift "$SHIFT_BY" ;;
-      --bucket | --bucket=*) take_value bucket "$@"; shift "$SHIFT_BY" ;;
-      --attempt | --attempt=*) take_value attempt "$@"; shift "$SHIFT_BY" ;;
       --follow) follow=1; shift ;;
       --gcs) gcs=1; shift ;;
-      *) unknown_flag "$1" ;;
+      *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;;
     esac
   done
+  # Not require_common_flags: the log's copy in gs:// needs no project or zone.
   require_name "$name"
   require_int --node_count "$node_count" 1
   require_int --slice "$slice" 0

@@ -8,6 +8,9 @@ sends each stage of a shard as one Vertex batch prediction job, and
 ``--worker_index I --worker_count N`` (one process per machine, one ``gs://``
 ``--output_dir``, a local ``--cache`` each) splits the shards among N workers.
 
+``gecko-fret mine --data_dir D --output_dir O`` mines hard negatives for the labelled
+pairs of a BEIR-layout set instead (:mod:`gecko_jax.cli.fret_mine`).
+
 Rerunning the same command resumes: finished shards are kept, cached LLM calls are not
 paid again. Every field of the config dataclasses (:mod:`gecko_jax.fret.config`) can
 be set with ``--gin_file`` / ``--gin.Class.field=value``; the flags below win over gin.
@@ -27,6 +30,8 @@ import gin
 from gecko_jax import gin_utils
 from gecko_jax.cli import errors, flags, startup
 from gecko_jax.fret import config as cfg
+
+MINE = "mine"  # the first word of `gecko-fret mine ...`
 
 
 def _positive_int(minimum: int = 1) -> Callable[[str], int]:
@@ -109,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gecko-fret",
         "FRet (Gecko paper, section 3): an LLM writes a task and a query for each "
         "seed passage, neighbours are mined with an embedder and re-ranked by the LLM, and "
-        "(task, query, positive, hard negative) rows are written in shards.",
+        "(task, query, positive, hard negative) rows are written in shards. "
+        "For a labelled set (BEIR layout), `gecko-fret mine --help`: its positives with mined "
+        "hard negatives.",
     )
     p.add_argument(
         "--corpus", required=True, help="JSONL corpus (_id/id, title, text): path, glob or list"
@@ -255,7 +262,8 @@ def _fret(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command; returns the exit status.
+    """Runs the command (``gecko-fret mine ...``: :mod:`gecko_jax.cli.fret_mine`); returns
+    the exit status.
 
     With ``argv`` None (the console script) the process is prepared first
     (:func:`gecko_jax.cli.startup.prepare_process`): huge-page malloc makes embedding the
@@ -263,12 +271,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is None:
         startup.prepare_process()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [MINE]:
+        from gecko_jax.cli import fret_mine
+
+        return fret_mine.main(args[1:])
     from gecko_jax.fret.llm.base import LLMError
 
     return errors.run_command(
         build_parser(),
         _fret,
-        gin_utils.rewrite_gin_args(sys.argv[1:] if argv is None else argv),
+        gin_utils.rewrite_gin_args(args),
         user_errors=(LLMError, SyntaxError),  # the LLM's errors name the service and model
         on_interrupt=lambda args: (
             f"finished shards are kept in {args.output_dir}; rerun the same command to resume"

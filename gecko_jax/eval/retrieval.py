@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from gecko_jax import formats
 from gecko_jax.eval import base, metrics
 from gecko_jax.readers import BeirSplit
 from gecko_jax.search import exact_top_k
@@ -47,7 +48,7 @@ class RetrievalEvaluator:
     def _document_embeddings(self, encoder: TextEncoder) -> np.ndarray:
         if self.task is None:
             texts = [
-                f"{title} {text}".strip()
+                formats.untasked_document(title, text)
                 for title, text in zip(self.data.doc_titles, self.data.doc_texts)
             ]
             return encoder.encode(texts, kind="document", batch_size=self.batch_size)

@@ -20,5 +20,10 @@ Layout:
   output.py     the rows, as JSONL or TFRecord
   shards.py, summary.py, pipeline.py, aio.py
                 shards and resumable runs, statistics, the driver, asyncio helpers
+  embedding_cache.py
+                corpus embeddings reused on a rerun
+  labelled.py, labelled_data.py, negatives.py, labelled_summary.py
+                step 2 for labelled sets (``gecko-fret mine``): candidates for queries with
+                known relevant documents, labelled positives, filtered hard negatives
   cli.py        the ``gecko-fret`` command
 """

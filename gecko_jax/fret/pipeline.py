@@ -58,7 +58,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gecko_jax import fileio
-from gecko_jax.fret import generate, output, rank, retrieve, shards
+from gecko_jax.fret import embedding_cache, generate, output, rank, retrieve, shards
 from gecko_jax.fret.aio import gather_progress
 from gecko_jax.fret.config import FretConfig, parse_negative
 from gecko_jax.fret.corpus import Corpus, Passage, read_corpus
@@ -68,7 +68,7 @@ from gecko_jax.rows import FretRow
 from gecko_jax.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
-EMBEDDINGS = "passage_embeddings.npy"
+EMBEDDINGS = embedding_cache.EMBEDDINGS
 CACHE_FILE = "llm_cache.sqlite"
 
 
@@ -78,14 +78,21 @@ def cache_path(config: FretConfig) -> str:
     Raises:
       ValueError: the output directory is remote and no ``--cache`` is given.
     """
-    if config.cache:
-        return config.cache
-    if "://" in config.output_dir:
+    return config.cache or default_cache_path(config.output_dir)
+
+
+def default_cache_path(output_dir: str) -> str:
+    """``output_dir/llm_cache.sqlite``.
+
+    Raises:
+      ValueError: the output directory is remote (the SQLite cache must be local).
+    """
+    if "://" in output_dir:
         raise ValueError(
             f"--cache: the LLM cache is SQLite and must be local; --output_dir "
-            f"{config.output_dir} is remote, so give --cache /local/path.sqlite"
+            f"{output_dir} is remote, so give --cache /local/path.sqlite"
         )
-    return fileio.join(config.output_dir, CACHE_FILE)
+    return fileio.join(output_dir, CACHE_FILE)
 
 
 def _settings(
@@ -115,32 +122,18 @@ def _settings(
     return settings
 
 
-def _fingerprint(passages: Sequence[Passage], embedder: str, config: Any) -> str:
-    digest = hashlib.sha256(repr((embedder, config.input_format, config.dim)).encode("utf-8"))
-    for p in passages:
-        digest.update(f"{p.id}\x1f{p.title}\x1f{p.text}\x1e".encode())
-    return digest.hexdigest()
-
-
 def corpus_embeddings(encoder: TextEncoder, corpus: Corpus, config: FretConfig) -> np.ndarray:
     """The passages' embeddings, read from the output directory when they match."""
-    path = fileio.join(config.output_dir, EMBEDDINGS)
-    meta_path = path + ".json"
-    fingerprint = _fingerprint(corpus.passages, config.embedder, config.retrieval)
-    if fileio.exists(meta_path) and fileio.exists(path):
-        if shards.read_json(meta_path).get("fingerprint") == fingerprint:
-            with fileio.open(path, "rb") as f:
-                return np.load(f)
-    embeddings = retrieve.embed_passages(
-        encoder, corpus.passages, config.retrieval, config.progress
+    retrieval = config.retrieval
+    key = embedding_cache.fingerprint(
+        corpus.passages, (config.embedder, retrieval.input_format, retrieval.dim)
     )
-    tmp_tag = _workers(config).tmp_tag  # workers starting at once each write the same file
-    with fileio.atomic_open(path, "wb", tmp_tag + shards.TMP_SUFFIX) as f:
-        np.save(f, embeddings)
-    shards.write_json(
-        meta_path, {"fingerprint": fingerprint, "shape": list(embeddings.shape)}, tmp_tag
+    return embedding_cache.cached_embeddings(
+        config.output_dir,
+        key,
+        lambda: retrieve.embed_passages(encoder, corpus.passages, retrieval, config.progress),
+        _workers(config).tmp_tag,  # workers starting at once each write the same file
     )
-    return embeddings
 
 
 def _workers(config: FretConfig) -> shards.Workers:
@@ -229,15 +222,20 @@ def _check_sizes(config: FretConfig, corpus: Corpus) -> None:
 def open_client(config: FretConfig) -> Any:
     """The run's LLM client: ``make_client(config.llm)`` with the cache (and concurrency,
     or the batch staging directory)."""
-    from gecko_jax.fret.llm import make_client
-
     options: dict[str, Any] = {"cache": cache_path(config)}
     if config.llm_concurrency is not None:
         options["max_concurrency"] = config.llm_concurrency
     if config.batch_staging_dir:
         options.update(staging_dir=config.batch_staging_dir, progress=config.progress)
+    return make_llm_client(config.llm, **options)
+
+
+def make_llm_client(spec: str, **options: Any) -> Any:
+    """``make_client(spec, **options)``, a bad spec's error naming ``--llm``."""
+    from gecko_jax.fret.llm import make_client
+
     try:
-        return make_client(config.llm, **options)
+        return make_client(spec, **options)
     except ValueError as e:
         raise ValueError(f"--llm: {e}") from None
 

@@ -94,6 +94,67 @@ normalize_bucket() {
   printf '%s' "$bucket"
 }
 
+# ------------------------------------------------------------------ common flags
+
+# The flags several scripts share. Each is read into the calling function's variable of
+# the same name (--node_count into node_count), which that function declares `local`:
+#   local project zone name node_count
+#   use_common_flags project zone name node_count
+#   ... case $1 in ... *) common_flag "$@" || unknown_flag "$1"; shift "$SHIFT_BY" ;; esac
+#   require_common_flags
+# Only the common flags a script names are accepted; any other stays an unknown flag.
+COMMON_FLAGS=()
+
+# Names the common flags this script takes and gives their variables the defaults.
+use_common_flags() {
+  local common
+  COMMON_FLAGS=("$@")
+  for common in "$@"; do
+    case $common in
+      project) project=$(default_project) ;;
+      zone) zone=$(default_zone) ;;
+      name) name=${TPU_NAME:-} ;;
+      accelerator_type) accelerator_type=${ACCELERATOR_TYPE:-} ;;
+      node_count) node_count=1 ;;
+      bucket) bucket=${BUCKET:-} ;;
+      attempt) attempt=0 ;;
+      *) fail "'$common' is not a common flag" ;;
+    esac
+  done
+}
+
+takes_common_flag() {
+  local common
+  for common in "${COMMON_FLAGS[@]}"; do
+    [[ $common == "$1" ]] && return 0
+  done
+  return 1
+}
+
+# Reads one common flag (`--flag=value` or `--flag value`) into its variable and sets
+# SHIFT_BY, as take_value does; returns 1 for any other argument.
+common_flag() {
+  local common=${1%%=*}
+  [[ $common == --* ]] || return 1
+  common=${common#--}
+  takes_common_flag "$common" || return 1
+  take_value "$common" "$@"
+}
+
+# The checks of the common flags this script takes, in this order: project, zone, name,
+# accelerator type (known, and offered in the zone), node count.
+require_common_flags() {
+  local gen
+  if takes_common_flag project; then require_project "$project"; fi
+  if takes_common_flag zone; then require_zone "$zone"; fi
+  if takes_common_flag name; then require_name "$name"; fi
+  if takes_common_flag accelerator_type; then
+    gen=$(generation_of "$accelerator_type")
+    validate_zone "$gen" "$zone"
+  fi
+  if takes_common_flag node_count; then require_int --node_count "$node_count" 1; fi
+}
+
 # ------------------------------------------------------------------ run or print
 
 dry_run() { [[ ${DRY_RUN:-0} == 1 || ${DRY_RUN:-} == true ]]; }
