@@ -11,7 +11,18 @@ from collections.abc import Callable
 
 import pytest
 
-from gecko_jax.cli import demo, embed, export, flags, fret, launch, serve, startup, train
+from gecko_jax.cli import (
+    demo,
+    embed,
+    export,
+    flags,
+    fret,
+    fret_mine,
+    launch,
+    serve,
+    startup,
+    train,
+)
 from gecko_jax.cli import eval as eval_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +45,10 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "gecko-export": export.build_parser,
     "gecko-serve": serve.build_parser,
     "gecko-launch": launch.build_parser,
+}
+# Subcommands dispatched on their first word, with parsers of their own.
+SUBCOMMAND_PARSERS: dict[str, tuple[Callable[[], argparse.ArgumentParser], ...]] = {
+    "gecko-fret": (fret_mine.build_parser,),
 }
 # absl/glog lines (E1129 12:00:00.000 ...), Python logging's "ERROR:..." and the like.
 ERROR_LINE = re.compile(r"^E\d{4} |\bERROR\b")
@@ -74,7 +89,9 @@ def test_every_console_script_is_a_cli_module() -> None:
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_parsers_share_the_convention(name: str) -> None:
-    for parser in _subparsers(PARSERS[name]()):
+    parsers = _subparsers(PARSERS[name]())
+    parsers += [build() for build in SUBCOMMAND_PARSERS.get(name, ())]
+    for parser in parsers:
         assert parser.prog.startswith(name)
         assert parser.formatter_class is flags.HelpFormatter
         assert parser.description
@@ -167,10 +184,11 @@ def test_readme_smoke_test_trains_as_written_from_outside_the_checkout(tmp_path)
     assert not _error_lines(done.stdout + done.stderr), done.stderr[-3000:]
 
 
-def test_demo_prints_no_error(tmp_path) -> None:
+def test_demo_quick_help_names_its_work_directory() -> None:
+    """gecko-demo's run itself (--quick, end to end, no ERROR line) is tests/cli/test_demo.py's."""
     done = subprocess.run(
-        [_script("gecko-demo")], capture_output=True, text=True, cwd=tmp_path, env=_user_environ()
+        [_script("gecko-demo"), "--help"], capture_output=True, text=True, env=_user_environ()
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "all-MiniLM-L6-v2: 384-d embeddings" in done.stdout
-    assert not _error_lines(done.stdout + done.stderr), done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr
+    assert "--quick" in done.stdout and "--workdir" in done.stdout
+    assert not _error_lines(done.stderr), done.stderr
