@@ -70,6 +70,8 @@ EXTRAS_REQUIRE = {
         "torch>=2.4,<2.16",
         # bench/serve_load.py's load generator.
         "aiohttp>=3.9,<4",
+        # bench/finetune_quality.py: sentence-transformers' trainer needs it.
+        "accelerate>=1.0,<2",
         "sentence-transformers>=3.0,<7",
         "faiss-cpu>=1.8,<2",
     ],

@@ -132,9 +132,16 @@ def _add_special(
 
 
 def _read_vocab(vocab_path: str) -> list[str]:
+    """The tokens of ``vocab.txt``, or of a WordPiece ``tokenizer.json`` (``model.vocab``:
+    token -> id), in id order."""
     if not tf.io.gfile.exists(vocab_path):
         raise FileNotFoundError(f"WordPiece vocabulary file not found: {vocab_path}")
     with tf.io.gfile.GFile(vocab_path, "r") as f:
+        if vocab_path.endswith(".json"):
+            ids = json.load(f).get("model", {}).get("vocab")
+            if not isinstance(ids, dict) or sorted(ids.values()) != list(range(len(ids))):
+                raise ValueError(f"{vocab_path}: model.vocab is not a WordPiece vocabulary")
+            return sorted(ids, key=ids.__getitem__)
         # One token per line, the id is the line number; only the line break goes.
         return [line.rstrip("\n").rstrip("\r") for line in f]
 
@@ -333,14 +340,25 @@ def _config_token(config: dict[str, Any], key: str, default: str) -> str:
     return value["content"] if isinstance(value, dict) else value
 
 
+def _is_wordpiece_json(path: str) -> bool:
+    tokenizer_json = os.path.join(path, "tokenizer.json")
+    if not tf.io.gfile.exists(tokenizer_json):
+        return False
+    with tf.io.gfile.GFile(tokenizer_json) as f:
+        return json.load(f).get("model", {}).get("type") == "WordPiece"
+
+
 def vocabulary_from_dir(path: str) -> EncoderVocabulary:
     """The vocabulary of a Hugging Face model directory.
 
-    ``vocab.txt`` gives a :class:`WordPieceVocabulary` (``do_lower_case`` and token
-    names from ``tokenizer_config.json`` when present); ``spiece.model`` or
+    ``vocab.txt`` (or, without it, a WordPiece ``tokenizer.json``) gives a
+    :class:`WordPieceVocabulary` (``do_lower_case`` and token names from
+    ``tokenizer_config.json`` when present); ``spiece.model`` or
     ``sentencepiece.model`` gives a :class:`SentencePieceVocabulary`.
     """
     vocab_txt = os.path.join(path, "vocab.txt")
+    if not tf.io.gfile.exists(vocab_txt) and _is_wordpiece_json(path):
+        vocab_txt = os.path.join(path, "tokenizer.json")  # transformers 5 writes only this
     if tf.io.gfile.exists(vocab_txt):
         config: dict[str, Any] = {}
         config_path = os.path.join(path, "tokenizer_config.json")

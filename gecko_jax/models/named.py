@@ -57,6 +57,8 @@ class SentenceTransformersLayout:
 
 
 _POOLING_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+_POOLING_MODES = {"mean": "mean", "cls": "cls"}  # the single "pooling_mode" key
+_NO_LIMIT = 10**6  # transformers writes a huge model_max_length for "no limit"
 _KNOWN_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
@@ -93,10 +95,12 @@ def read_sentence_transformers_layout(model_dir: str) -> SentenceTransformersLay
         if kind == "Pooling":
             config = _read_json(os.path.join(model_dir, module["path"], "config.json"))
             modes = [mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)]
+            if not modes and config.get("pooling_mode") in _POOLING_MODES:
+                modes = [_POOLING_MODES[config["pooling_mode"]]]  # sentence-transformers >= 6
             if len(modes) != 1 or any(
                 v
                 for k, v in config.items()
-                if k.startswith("pooling_mode") and k not in _POOLING_FLAGS
+                if k.startswith("pooling_mode") and k not in (*_POOLING_FLAGS, "pooling_mode")
             ):
                 raise CheckpointError(
                     f"{model_dir}/{module['path']}/config.json: only single mean or cls pooling "
@@ -107,4 +111,9 @@ def read_sentence_transformers_layout(model_dir: str) -> SentenceTransformersLay
     st_config = os.path.join(model_dir, "sentence_bert_config.json")
     if os.path.isfile(st_config):
         max_len = _read_json(st_config).get("max_seq_length")
+    tokenizer_config = os.path.join(model_dir, "tokenizer_config.json")
+    if max_len is None and os.path.isfile(tokenizer_config):
+        # sentence-transformers >= 6 keeps the limit as the tokenizer's model_max_length.
+        limit = _read_json(tokenizer_config).get("model_max_length")
+        max_len = limit if isinstance(limit, int) and limit < _NO_LIMIT else None
     return SentenceTransformersLayout(HeadConfig(pooling=pooling), max_len)
