@@ -10,6 +10,7 @@ spelled ``--snake_case``, ``--help`` shows each flag's default read from the fla
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from gecko_jax.cli import errors
@@ -46,6 +47,21 @@ class HelpFormatter(argparse.HelpFormatter):
             return text
         shown = format_default(action.default).replace("%", "%%")
         return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
+def int_at_least(minimum: int = 1) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``, else a message naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ import argparse
 import dataclasses
 import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gin
@@ -32,19 +32,6 @@ from gecko_jax.cli import errors, flags, startup
 from gecko_jax.fret import config as cfg
 
 MINE = "mine"  # the first word of `gecko-fret mine ...`
-
-
-def _positive_int(minimum: int = 1) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _negative(text: str) -> str:
@@ -134,16 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Encoder name or path (default: {_default(cfg.FretConfig, 'embedder')})",
     )
     shard = p.add_mutually_exclusive_group()
-    shard.add_argument("--num_shards", type=_positive_int(), default=None, help="number of shards")
+    shard.add_argument(
+        "--num_shards", type=flags.int_at_least(), default=None, help="number of shards"
+    )
     shard.add_argument(
         "--shard_size",
-        type=_positive_int(),
+        type=flags.int_at_least(),
         default=None,
         help=f"seed passages per shard (default: {DEFAULT_SHARD_SIZE})",
     )
     p.add_argument(
         "--top_n",
-        type=_positive_int(2),
+        type=flags.int_at_least(2),
         default=None,
         help=f"neighbours scored per query (default: {_default(cfg.RetrievalConfig, 'top_n')})",
     )
@@ -174,11 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seed of sampling and random negatives (default: {_default(cfg.FretConfig, 'seed')})",
     )
     p.add_argument(
-        "--max_passages", type=_positive_int(), default=None, help="read at most this many passages"
+        "--max_passages",
+        type=flags.int_at_least(),
+        default=None,
+        help="read at most this many passages",
     )
     p.add_argument(
         "--max_words",
-        type=_positive_int(),
+        type=flags.int_at_least(),
         default=None,
         help=f"truncate passages to this (default: {_default(cfg.CorpusConfig, 'max_words')})",
     )
@@ -187,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--llm_concurrency",
-        type=_positive_int(),
+        type=flags.int_at_least(),
         default=None,
         help=f"LLM requests in flight at once (default: the client's, {_client_concurrency()})",
     )
@@ -198,14 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--worker_index",
-        type=_positive_int(0),
+        type=flags.int_at_least(0),
         default=None,
         help="this worker's index, 0..N-1: runs the shards s with s %% N == index "
         f"(default: {_default(cfg.FretConfig, 'worker_index')})",
     )
     p.add_argument(
         "--worker_count",
-        type=_positive_int(),
+        type=flags.int_at_least(),
         default=None,
         help="workers sharing --output_dir, each with its own local --cache "
         f"(default: {_default(cfg.FretConfig, 'worker_count')})",

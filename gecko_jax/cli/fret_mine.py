@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from gecko_jax.cli import errors, flags
@@ -25,19 +25,6 @@ def _defaults() -> Any:
     from gecko_jax.fret.negatives import MiningConfig
 
     return MiningConfig()
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _ranks(text: str) -> tuple[int, int]:
@@ -77,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="the qrels split to mine")
     p.add_argument("--embedder", default="all-MiniLM-L6-v2", help="Encoder name or path")
     p.add_argument(
-        "--top_n", type=_int_at_least(2), default=defaults.top_n, help="candidates per query"
+        "--top_n", type=flags.int_at_least(2), default=defaults.top_n, help="candidates per query"
     )
     p.add_argument(
         "--num_negatives",
-        type=_int_at_least(1),
+        type=flags.int_at_least(1),
         default=defaults.num_negatives,
         help="hard negatives per row",
     )
@@ -119,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of random sampling")
     p.add_argument(
         "--shard_size",
-        type=_int_at_least(1),
+        type=flags.int_at_least(1),
         default=defaults.shard_size,
         help="queries per shard (the resumable unit)",
     )
