@@ -1,4 +1,4 @@
-"""gecko-embed and gecko-demo, run as a user would."""
+"""gecko-embed, run as a user would."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from gecko_jax import Encoder
-from gecko_jax.cli import demo, embed
+from gecko_jax.cli import embed
 
 
 def test_lines_to_npy(tmp_path, encoder: Encoder) -> None:
@@ -115,14 +115,3 @@ def test_module_entry_point_runs(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote 1 x 384 embeddings" in done.stderr
     assert np.load(out).shape == (1, 384)
-
-
-def test_demo_prints_sensible_similarities(capsys) -> None:
-    assert demo.main([]) == 0
-    text = capsys.readouterr().out
-    rows = [line for line in text.splitlines() if line.startswith("[") and "]  " in line]
-    scores = np.array([[float(v) for v in row.split("]", 1)[1].split()] for row in rows])
-    assert scores.shape == (5, 5)
-    np.testing.assert_allclose(np.diag(scores), 1.0, atol=0.01)
-    assert scores[0, 1] > scores[0, 2] + 0.3  # the two guitar sentences
-    assert scores[2, 3] > scores[2, 4] + 0.3  # the two stock-market sentences
