@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from gecko_jax import checkpoints
+from gecko_jax import checkpoints, fileio
 from gecko_jax.models.dual_encoder import HeadConfig
 from gecko_jax.pretrained import PretrainedModel, load_pretrained
 
@@ -129,17 +129,21 @@ def checkpoint_location(
         if checkpoint == "best":
             step = checkpoints.best_step(directory)
         else:
-            # Finished orbax steps are numeric directories (unfinished ones carry a suffix).
-            steps = [int(n) for n in _listdir(directory) if n.isdigit()]
-            step = max(steps) if steps else None
+            step = newest_step(directory)
     if step is None or not os.path.isdir(os.path.join(directory, str(step))):
         what = "no checkpoint" if step is None else f"no checkpoint of step {step}"
         raise FileNotFoundError(f"{what} in {directory}")
     return directory, step
 
 
-def _listdir(directory: str) -> list[str]:
-    return os.listdir(directory) if os.path.isdir(directory) else []
+def newest_step(directory: str) -> int | None:
+    """The newest finished orbax step in a checkpoint directory (local or ``gs://``), or None.
+
+    Finished steps are numeric directories; unfinished ones carry a suffix.
+    """
+    names = (p.rstrip("/").rsplit("/", 1)[-1] for p in fileio.glob(fileio.join(directory, "*")))
+    steps = [int(name) for name in names if name.isdigit()]
+    return max(steps) if steps else None
 
 
 def _param_shapes(base: PretrainedModel) -> Any:

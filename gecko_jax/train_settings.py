@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gecko_jax import fileio, run_settings
+from gecko_jax import model_dir as model_dir_lib
 
 log = logging.getLogger("gecko_jax.train")
 
@@ -61,16 +62,6 @@ def from_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return run_settings.flatten(settings)
 
 
-def latest_checkpoint_step(model_dir: str) -> int | None:
-    """The newest finished checkpoint's step in ``MODEL_DIR/checkpoints``, or None."""
-    names = (
-        p.rstrip("/").rsplit("/", 1)[-1]
-        for p in fileio.glob(fileio.join(model_dir, "checkpoints", "*"))
-    )
-    steps = [int(name) for name in names if name.isdigit()]
-    return max(steps) if steps else None
-
-
 def check_and_record(model_dir: str, settings: Mapping[str, Any], force: bool = False) -> None:
     """Refuses a resumed run with other settings; records the settings of this one.
 
@@ -79,7 +70,7 @@ def check_and_record(model_dir: str, settings: Mapping[str, Any], force: bool = 
         other settings (lists each changed key, old and new) and ``force`` is off.
     """
     path = fileio.join(model_dir, SETTINGS_FILE)
-    step = latest_checkpoint_step(model_dir)
+    step = model_dir_lib.newest_step(fileio.join(model_dir, model_dir_lib.CHECKPOINT_SUBDIR))
     if step is not None and fileio.exists(path):
         with fileio.open(path) as f:
             recorded = json.load(f)

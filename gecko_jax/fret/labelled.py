@@ -387,7 +387,7 @@ def _settings(
     )
     if prompts is not None:
         texts = (prompts.query_likelihood.text, prompts.relevance.text)
-        settings["templates_sha256"] = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()
+        settings["templates_sha256"] = pipeline.templates_sha256(texts)
     return settings
 
 

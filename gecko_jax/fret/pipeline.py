@@ -95,6 +95,11 @@ def default_cache_path(output_dir: str) -> str:
     return fileio.join(output_dir, CACHE_FILE)
 
 
+def templates_sha256(texts: Sequence[str]) -> str:
+    """The digest of prompt template texts that ``run.json`` records."""
+    return hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest()
+
+
 def _settings(
     config: FretConfig, corpus: Corpus, plan: shards.ShardPlan, prompts: Prompts
 ) -> dict[str, Any]:
@@ -117,7 +122,7 @@ def _settings(
     settings.update(
         passages=len(corpus.passages),
         shards=plan.count,
-        templates_sha256=hashlib.sha256("\x1e".join(texts).encode("utf-8")).hexdigest(),
+        templates_sha256=templates_sha256(texts),
     )
     return settings
 
