@@ -7,7 +7,7 @@ TEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint bench install install-test install-lint
+.PHONY: demo test lint bench bench-quick install install-test install-lint
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -45,5 +45,10 @@ demo: install
 test: install-test
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m pytest tests -q $(TEST_ARGS)
 
+# Every benchmark, its figures into bench/RESULTS.md and README's table (hours on 2 cores).
 bench: install-test
-	$(PY) bench/encode.py
+	$(PY) bench/run_all.py
+
+# A short pass of every benchmark (CI): checks they run; its table is not for quoting.
+bench-quick: install-test
+	GECKO_EVAL_DATA=tests/fixtures/eval_data $(PY) bench/run_all.py --quick --timeout_s 1800

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data")
 
@@ -146,6 +149,7 @@ def main() -> None:
     with open(args.output, "w") as f:
         json.dump(
             {
+                **_provenance.record(),
                 "summary": summary,
                 "ratio": ratio,
                 "runs": runs,

@@ -11,9 +11,10 @@
    ``gecko-train --gin_file=local/minilm_stsb.gin`` for a few steps on a tiny pairs file.
 
 It fails (exit status 1) unless the run finishes, ``gecko_jax`` was imported from the
-new environment, and no line of the run's output is at ERROR level.
+new environment, and no line of the run's output is at ERROR level. The verdict and the
+times go to ``bench/results/fresh_install.json`` (``--output``).
 
-    python bench/fresh_install.py [--steps 2] [--workdir DIR] [--keep]
+    python bench/fresh_install.py [--steps 2] [--workdir DIR] [--keep] [--output NAME]
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ import sysconfig
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common
+import _provenance
+
+REPO = _common.REPO
 PACKAGE_SOURCES = ("setup.py", "pyproject.toml", "README.md", "gecko_jax")
 # absl/glog lines (E1129 12:00:00.000 ...), Python logging's "ERROR:..." and the like.
 ERROR_LINE = re.compile(r"^E\d{4} |\bERROR\b")
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="training steps (at least 2)")
     parser.add_argument("--workdir", default=None, help="default: a new temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--output", default="fresh_install", help="bench/results/<NAME>.json")
     args = parser.parse_args(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix="gecko_fresh_install_")
     os.makedirs(workdir, exist_ok=True)
@@ -150,6 +156,19 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("ERROR-level lines:\n" + "\n".join(errors))
         if f"step {args.steps}/{args.steps}" not in done.stderr:
             problems.append(f"no 'step {args.steps}/{args.steps}' progress line")
+        path = _common.write_results(
+            args.output,
+            {
+                **_provenance.record(None if argv is None else [__file__, *argv]),
+                "ok": not problems,
+                "problems": problems,
+                "install_s": installed - start,
+                "train_s": trained - installed,
+                "steps": args.steps,
+                "wheel": os.path.basename(wheel),
+            },
+        )
+        print(f"results: {path}")
         if problems:
             print(done.stderr[-5000:], file=sys.stderr)
             print("\n".join(problems), file=sys.stderr)

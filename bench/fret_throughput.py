@@ -14,7 +14,7 @@ neighbour sets says they agree.
 
     python bench/fret_throughput.py [--levels 1,8,64] [--requests 40,200,1000] [--skip_mining]
 
-Prints a table and writes ``bench/results/fret_throughput.json``.
+Prints a table and writes ``bench/results/fret_throughput.json`` (``--output``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
+import _provenance
 
 _common.use_repo()
 
@@ -184,6 +185,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default="fret_throughput", help="bench/results/<NAME>.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -204,6 +206,7 @@ def main() -> None:
     client_rows = client_throughput(levels, counts, args.latency_s, args.server)
     # Other work on the machine takes CPU from the client and the server: keep its load.
     results: dict[str, Any] = {
+        **_provenance.record(),
         "load_average_1m_before": load_before,
         "client": {"latency_s": args.latency_s, "server": args.server, "levels": client_rows},
     }
@@ -239,7 +242,7 @@ def main() -> None:
                 f"neighbour overlap {mining['neighbour_overlap']:.4f}",
                 flush=True,
             )
-    path = _common.write_results("fret_throughput", results)
+    path = _common.write_results(args.output, results)
     print(f"wrote {path}")
 
 

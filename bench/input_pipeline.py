@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 WORDS = (
     "protein cell tumor climate river market energy network signal model data growth "
@@ -128,6 +129,7 @@ def main() -> None:
     out = C.write_results(
         args.output,
         {
+            **_provenance.record(),
             "median_examples_per_s": median,
             "rates": rates,
             "needed": {"gecko_1b": need_1b, "minilm": need_minilm},

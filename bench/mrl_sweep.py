@@ -11,7 +11,7 @@ released and after ``gecko-train`` with the MRL loss.
 Target (issue): the trained model's 256-d score within 1 point of its full (384-d) score.
 
     python bench/mrl_sweep.py [--steps 300] [--dims 32,64,128,256,384]
-        [--output_dir bench/results/mrl_sweep] [--model_dir DIR]
+        [--output_dir bench/results/mrl_sweep] [--model_dir DIR] [--output NAME]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 import stsb_finetune
 
 SPLITS = ("dev", "test")
@@ -70,6 +71,7 @@ def main() -> None:
         "--model_dir", help="kept afterwards; default: a temporary directory, removed"
     )
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
+    parser.add_argument("--output", default="mrl_sweep", help="bench/results/<NAME>.json")
     parser.add_argument(
         "--output_dir", default=os.path.join(C.REPO, "bench", "results", "mrl_sweep")
     )
@@ -113,8 +115,9 @@ def main() -> None:
     )
     print(f"plots: {args.output_dir}/*/report.png")
     path = C.write_results(
-        "mrl_sweep",
+        args.output,
         {
+            **_provenance.record(),
             "results": results,
             "steps": args.steps,
             "dims": dims,

@@ -17,7 +17,7 @@ Reported: median sentences/s over all timed passes, the ratio SavedModel / Encod
 the export time, and the lowest cosine between the two sides' embeddings.
 
     python bench/saved_model_speed.py [--rounds 3] [--repeats 3] [--batch_size 32]
-        [--sentences 2000] [--export_dir DIR]
+        [--sentences 2000] [--export_dir DIR] [--output NAME]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
+import _provenance
 
 SIDES = ("saved_model", "encoder")
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument(
         "--export_dir", help="reuse (or write) the export here; default: a fresh temporary one"
     )
+    parser.add_argument("--output", default="saved_model_speed", help="bench/results/<NAME>.json")
     parser.add_argument("--worker", choices=(*SIDES, "export"), help=argparse.SUPPRESS)
     parser.add_argument("--texts_file", help=argparse.SUPPRESS)
     parser.add_argument("--version_dir", help=argparse.SUPPRESS)
@@ -235,9 +237,9 @@ def main() -> None:
     print(f"  ratio SavedModel / Encoder.encode: {ratio:.2f}x")
     print(f"  lowest cosine between the sides on {AGREEMENT_TEXTS} sentences: {cosine:.6f}")
     path = _common.write_results(
-        "saved_model_speed",
+        args.output,
         {
-            "command": "python bench/saved_model_speed.py " + " ".join(sys.argv[1:]),
+            **_provenance.record(),
             "sentences": len(texts),
             "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(),

@@ -57,6 +57,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
+import _provenance
 from encode import load_sentences
 
 SERVERS = ("gecko-serve", "infinity", "sentence-transformers")
@@ -595,8 +596,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     log_path = os.path.join(args.out, "servers.log")
     report: dict[str, Any] = {
-        "command": "python bench/serve_load.py " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        **_provenance.record(),  # date (UTC), machine, command
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "load_average_1min": {"start": os.getloadavg()[0]},

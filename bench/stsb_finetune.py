@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 SPLITS = ("dev", "test")  # dev: the judged figure; test: reported only, never used for choices
 TOLERANCE = 0.5  # "holds": dev Spearman at most this much below the original
@@ -163,6 +164,7 @@ def main() -> None:
     path = C.write_results(
         args.output,
         {
+            **_provenance.record(),
             "before": before,
             "after": after,
             "dev_change": delta,

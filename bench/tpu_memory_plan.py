@@ -4,9 +4,10 @@ Parses each gin file as ``gecko-train`` would, builds the Gecko-1b dual encoder
 abstractly (nothing is allocated) and prints :mod:`gecko_jax.memory_plan`'s lines, which
 the comments of the gin files quote (a test checks that they agree):
 
-    python bench/tpu_memory_plan.py [gin/tpu/v4_64.gin ...]
+    python bench/tpu_memory_plan.py [gin/tpu/v4_64.gin ...] [--output NAME]
 
-The chip generation is the file name's first part (``v4_64.gin``: ``v4``).
+The chip generation is the file name's first part (``v4_64.gin``: ``v4``). The figures
+also go to ``bench/results/tpu_memory_plan.json`` (``--output``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 # The required macros of the run files; the plan reads none of them.
 PLACEHOLDER_BINDINGS = [
@@ -67,21 +69,45 @@ def plan_file(path: str, model=None):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     C.use_repo()
-    from gecko_jax import gin_utils
+    from gecko_jax import gin_utils, memory_plan
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = sorted(glob.glob(os.path.join(gin_utils.GIN_DIR, "tpu", "*.gin")))
     parser.add_argument("gin_files", nargs="*", default=default)
+    parser.add_argument("--output", default="tpu_memory_plan", help="bench/results/<NAME>.json")
     args = parser.parse_args()
     model = gecko_1b_model()
+    plans = []
     for path in args.gin_files:
         plan, chip = plan_file(path, model), chip_of(path)
+        plans.append(
+            {
+                "gin_file": os.path.relpath(path, gin_utils.GIN_DIR),
+                "chip": chip.name,
+                "hbm_gib": chip.hbm_gib,
+                "mesh_shape": list(plan.mesh_shape),
+                "chips": plan.chips,
+                "param_count": plan.param_count,
+                "per_chip_gib": {
+                    "params": plan.params_bytes / memory_plan.GIB,
+                    "optimizer": plan.optimizer_bytes / memory_plan.GIB,
+                    "gradients": plan.gradient_bytes / memory_plan.GIB,
+                    "activations": plan.activation_bytes / memory_plan.GIB,
+                    "total": plan.total_bytes / memory_plan.GIB,
+                },
+                "tokens_per_step": plan.tokens_per_step,
+                "step_s": plan.step_seconds(chip),
+                "mfu": memory_plan.MFU,
+            }
+        )
         print(
             f"{os.path.relpath(path, gin_utils.GIN_DIR)}: mesh (replica, data, model) "
             f"{plan.mesh_shape}, {plan.chips} chips, {plan.param_count:,} parameters"
         )
         print(f"# {plan.per_chip_line(chip)}")
         print(f"# {plan.per_step_line(chip)}")
+    path = C.write_results(args.output, {**_provenance.record(), "plans": plans})
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 TARGET_RATIO = 1.5
 
@@ -207,6 +208,7 @@ def main() -> None:
     path = C.write_results(
         args.output,
         {
+            **_provenance.record(),
             "rows": rows,
             "target_met": verdict,
             "length": args.length,

@@ -49,6 +49,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 SIDES = ("gecko_jax", "sentence-transformers")
 StepFn = Callable[[int], float]  # batch index -> loss
@@ -278,6 +279,7 @@ def main() -> None:
     path = C.write_results(
         args.output,
         {
+            **_provenance.record(),
             "summary": summary,
             "ratio": ratio,
             "runs": runs,

@@ -3,16 +3,23 @@
 all-MiniLM-L6-v2 (packaged) through ``gecko_jax.Encoder`` and our local evaluators, against
 the same model through sentence-transformers and the reference implementations on the same
 files: sentence-transformers' ``EmbeddingSimilarityEvaluator`` (STS-B test) and
-``InformationRetrievalEvaluator`` (SciFact, whole corpus, ``title + " " + text``), and mteb's
+``InformationRetrievalEvaluator`` (SciFact test queries, ``title + " " + text``), and mteb's
 own ``AbsTaskClassification`` protocol (Banking77, AmazonCounterfactual en: undersampling,
 experiments, logistic regression). Every score must agree within 0.2 points. Both
 columns are printed (run with ``-s`` to see them). Encodings are shared through module
-fixtures; this module is the slow one of tests/eval (SciFact's 5,183 abstracts are
-embedded once per side).
+fixtures.
+
+SciFact is ranked over a sixth of its corpus (every document a test query names, plus
+every tenth other one) to keep the suite short: the comparison is the same, each side
+ranks the same documents. The whole-corpus figure (README's 64.51) is measured against
+sentence-transformers by ``bench/eval_speed.py``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 
 import pytest
@@ -34,7 +41,7 @@ from gecko_jax.eval import build_evaluator
 
 TOLERANCE = 0.2  # points
 README_STSB_TEST = 82.03  # tests/fixtures/eval_data/README.md: sentence-transformers
-README_SCIFACT_NDCG10 = 64.51
+SCIFACT_DISTRACTOR_STRIDE = 10  # keep every 10th document no test query names
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,10 +75,32 @@ def test_stsb_test_spearman(
     _check("STS-B test Spearman vs README", ours["spearman"], README_STSB_TEST)
 
 
+@pytest.fixture(scope="module")
+def scifact_subset_dir(eval_data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An evaluation-data folder whose SciFact corpus is the test-relevant documents plus
+    every SCIFACT_DISTRACTOR_STRIDE-th other one (queries and test qrels unchanged)."""
+    source = os.path.join(eval_data_dir, "scifact")
+    root = tmp_path_factory.mktemp("eval_data")
+    target = root / "scifact"
+    shutil.copytree(os.path.join(source, "qrels"), target / "qrels")
+    shutil.copy(os.path.join(source, "queries.jsonl"), target / "queries.jsonl")
+    with open(os.path.join(source, "qrels", "test.tsv"), encoding="utf-8") as f:
+        relevant = {line.split("\t")[1] for line in list(f)[1:]}
+    kept = 0
+    with open(os.path.join(source, "corpus.jsonl"), encoding="utf-8") as f:
+        with open(target / "corpus.jsonl", "w", encoding="utf-8") as out:
+            for i, line in enumerate(f):
+                if json.loads(line)["_id"] in relevant or i % SCIFACT_DISTRACTOR_STRIDE == 0:
+                    out.write(line)
+                    kept += 1
+    assert len(relevant) > 250 and kept > 700, (len(relevant), kept)
+    return str(root)
+
+
 def test_scifact_retrieval(
-    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
+    encoder: Encoder, st_model: SentenceTransformer, scifact_subset_dir: str
 ) -> None:
-    evaluator = build_evaluator("scifact", eval_data_dir)
+    evaluator = build_evaluator("scifact", scifact_subset_dir)
     ours = evaluator.evaluate(encoder)[384]
     data = evaluator.data
     corpus = {
@@ -96,7 +125,8 @@ def test_scifact_retrieval(
         "SciFact recall@100", ours["recall_at_100"], 100 * reference["scifact_cosine_recall@100"]
     )
     _check("SciFact MRR@10", ours["mrr_at_10"], 100 * reference["scifact_cosine_mrr@10"])
-    _check("SciFact nDCG@10 vs README", ours["ndcg_at_10"], README_SCIFACT_NDCG10)
+    # A tenth of the distractors: ranking is easier than over the whole corpus (64.51).
+    assert ours["ndcg_at_10"] > 64.51, ours["ndcg_at_10"]
 
 
 def _mteb_classification(task, st_model: SentenceTransformer, train, test) -> dict[str, float]:  # type: ignore[no-untyped-def]
