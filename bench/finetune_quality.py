@@ -72,6 +72,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
+import _provenance
 
 NAME = "finetune_quality"
 BASE_MODEL = "all-MiniLM-L6-v2"
@@ -800,6 +801,7 @@ def main() -> None:
         name += "_quick"
     started = time.perf_counter()
     results = run(args)
+    results.update(_provenance.record())
     results["command"] = command
     results["total_seconds"] = time.perf_counter() - started
     text = render(results, command)
