@@ -104,16 +104,28 @@ def points(ours: float, anchor: float) -> str:
 # Each turns a benchmark's results JSON (as the script writes it) into its figures.
 
 
+def rate_figure(
+    figure: str, ours: float, anchor: float, anchor_name: str, digits: int = 0
+) -> Figure:
+    """A throughput figure: both rates, the anchor named, and ours / anchor."""
+    return Figure(
+        figure,
+        number(ours, digits),
+        f"{number(anchor, digits)} ({anchor_name})",
+        ratio(ours, anchor),
+    )
+
+
 def encode_figures(data: dict[str, Any]) -> list[Figure]:
     ours = data["summary"]["gecko_jax"]["median_sentences_per_s"]
     anchor = data["summary"]["sentence-transformers"]["median_sentences_per_s"]
     return [
-        Figure(
+        rate_figure(
             f"Encoding {data['sentences']:,} STS-B sentences, all-MiniLM-L6-v2, batch "
             f"{data['batch_size']}, CPU (sentences/s)",
-            number(ours),
-            f"{number(anchor)} (sentence-transformers)",
-            ratio(ours, anchor),
+            ours,
+            anchor,
+            "sentence-transformers",
         )
     ]
 
@@ -123,12 +135,13 @@ def train_throughput_figures(data: dict[str, Any]) -> list[Figure]:
     ours = data["summary"]["gecko_jax"]["median_examples_per_s"]
     anchor = data["summary"]["sentence-transformers"]["median_examples_per_s"]
     return [
-        Figure(
+        rate_figure(
             f"Training all-MiniLM-L6-v2, batch {s['batch_size']}, {s['length']} tokens "
             "per side, CPU (examples/s)",
-            number(ours, 2),
-            f"{number(anchor, 2)} (sentence-transformers, MNRL)",
-            ratio(ours, anchor),
+            ours,
+            anchor,
+            "sentence-transformers, MNRL",
+            digits=2,
         )
     ]
 
@@ -255,12 +268,12 @@ def saved_model_speed_figures(data: dict[str, Any]) -> list[Figure]:
     ours = data["summary"]["saved_model"]["median_sentences_per_s"]
     anchor = data["summary"]["encoder"]["median_sentences_per_s"]
     return [
-        Figure(
+        rate_figure(
             f"Exported SavedModel without JAX, {data['sentences']:,} STS-B sentences, batch "
             f"{data['batch_size']} (sentences/s)",
-            number(ours),
-            f"{number(anchor)} (gecko_jax Encoder.encode)",
-            ratio(ours, anchor),
+            ours,
+            anchor,
+            "gecko_jax Encoder.encode",
         )
     ]
 
