@@ -17,9 +17,10 @@ One command, one start (all-MiniLM-L6-v2 as released), the same data and budget:
    192 dimensions;
 4. one table, printed and written as Markdown and JSON (``--workdir`` and
    ``bench/results/finetune_quality.{md,json}``);
-5. ``--ablations``: the gecko_jax run without same-tower negatives, without hard
-   negatives, with the negative from ranks 20-30 (the paper's p20) or sampled at random,
-   without MRL, with the top-1 candidate as positive; SciFact nDCG@10 and STS-B;
+5. ``--ablations [NAME,...]``: the gecko_jax run trained and evaluated in plain text,
+   without same-tower negatives, without hard negatives, with the negative from ranks
+   20-30 (the paper's p20) or sampled at random, without MRL, with the top-1 candidate
+   as positive (all, or the named subset); SciFact nDCG@10 and STS-B;
 6. ``--mixture``: the same SciFact rows plus STS-B train pairs and Banking77 train
    triples, one dataset per batch (``local/minilm_scifact_mixture.gin``).
 
@@ -52,7 +53,7 @@ split; its test split is reported, never used to choose anything):
 Every stage (mined rows, a trained model, an evaluation) is kept under ``--workdir`` and
 not redone on a rerun; a rerun with other settings is refused.
 
-    python bench/finetune_quality.py [--ablations] [--mixture] [--quick]
+    python bench/finetune_quality.py [--ablations[=NAME,...]] [--mixture] [--quick]
         [--data_dir ../shared/data] [--workdir ~/.cache/gecko_jax/bench/finetune_quality]
 """
 
@@ -68,7 +69,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
@@ -131,23 +132,43 @@ MINING_VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"sampling": "random"},
     "top1": {"positive": "top1"},
 }
-# Ablations: name -> (description, mining variant, extra gin flags).
-ABLATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "default": ("gecko_jax default (eq. 3 + own hard negative + MRL)", "default", ()),
-    "no_same_tower": (
+
+
+class Ablation(NamedTuple):
+    """One ablation run: what it changes, its mining variant, gin flags, eval format."""
+
+    description: str
+    mining: str = "default"
+    gin: tuple[str, ...] = ()
+    prompts: str = "gecko"  # the input format it trains in, so it is evaluated in
+
+
+# Plain text as sentence-transformers' recipe sees it: raw queries, "title text" documents.
+PLAIN_FORMAT_GIN = (
+    "--gin.gecko_jax.register_fret_tasks.input_format=@gecko_jax.InputFormat()",
+    "--gin.gecko_jax.InputFormat.query_template='{text}'",
+    "--gin.gecko_jax.InputFormat.document_template='{title} {text}'",
+    "--gin.gecko_jax.InputFormat.missing_title=''",
+)
+ABLATIONS: dict[str, Ablation] = {
+    "default": Ablation("gecko_jax default (eq. 3 + own hard negative + MRL)"),
+    "plain_format": Ablation(
+        "trained and evaluated in plain text (no Gecko prompts)",
+        gin=PLAIN_FORMAT_GIN,
+        prompts="none",
+    ),
+    "no_same_tower": Ablation(
         "without same-tower negatives",
-        "default",
-        ("--gin.gecko_jax.ContrastiveLossConfig.same_tower_negatives=False",),
+        gin=("--gin.gecko_jax.ContrastiveLossConfig.same_tower_negatives=False",),
     ),
-    "no_hard_negative": (
+    "no_hard_negative": Ablation(
         "without hard negatives",
-        "default",
-        ("--gin.gecko_jax.ContrastiveLossConfig.hard_negatives='none'",),
+        gin=("--gin.gecko_jax.ContrastiveLossConfig.hard_negatives='none'",),
     ),
-    "deep_negative": ("hard negative from deeper ranks", "deep", ()),
-    "random_negative": ("hard negative sampled at random from the top N", "random", ()),
-    "no_mrl": ("without MRL", "default", ("--gin.gecko_jax.ContrastiveLossConfig.mrl_dims=[]",)),
-    "top1_positive": ("positive = top-1 retrieved candidate", "top1", ()),
+    "deep_negative": Ablation("hard negative from deeper ranks", mining="deep"),
+    "random_negative": Ablation("hard negative sampled at random from the top N", mining="random"),
+    "no_mrl": Ablation("without MRL", gin=("--gin.gecko_jax.ContrastiveLossConfig.mrl_dims=[]",)),
+    "top1_positive": Ablation("positive = top-1 retrieved candidate", mining="top1"),
 }
 
 
@@ -670,22 +691,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     if args.ablations:
-        results["ablations"] = ablations(args, settings, steps)
+        results["ablations"] = ablations(args, settings, steps, args.ablations)
     results["targets"] = targets(results, dims[0])
     return results
 
 
-def ablations(args: argparse.Namespace, settings: Settings, steps: int) -> list[dict[str, Any]]:
+def ablations(
+    args: argparse.Namespace, settings: Settings, steps: int, names: list[str]
+) -> list[dict[str, Any]]:
     """One gecko-train run per ablation, SciFact and STS-B, compared with the default."""
     entries = []
-    for name, (description, variant, extra_gin) in ABLATIONS.items():
-        mine(args, settings, variant)
+    for name in ["default", *(n for n in names if n != "default")]:
+        ablation = ABLATIONS[name]
+        mine(args, settings, ablation.mining)
         model_name = "gecko_jax" if name == "default" else f"ablation_{name}"
-        train_gecko(args, settings, model_name, variant, steps, extra_gin)
+        train_gecko(args, settings, model_name, ablation.mining, steps, ablation.gin)
         model_dir = os.path.join(args.workdir, "models", model_name)
-        scores = evaluate(args, settings, model_name, model_dir, "gecko", ABLATION_TASKS)
+        scores = evaluate(args, settings, model_name, model_dir, ablation.prompts, ABLATION_TASKS)
         entries.append(
-            {"name": name, "description": description, "scores": scores_row(scores, settings.dims)}
+            {
+                "name": name,
+                "description": ablation.description,
+                "scores": scores_row(scores, settings.dims),
+            }
         )
     full = settings.dims[0]
     keys = (f"SciFact nDCG@10 @{full}", f"STS-B @{full}")
@@ -773,13 +801,30 @@ def render(results: dict[str, Any], command: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def ablation_names(value: str) -> list[str]:
+    """``--ablations`` value -> ablation names (checked)."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown ablation(s) {unknown or value!r}; choose from {', '.join(ABLATIONS)}"
+        )
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=C.DEFAULT_DATA)
     parser.add_argument(
         "--workdir", default=os.path.expanduser("~/.cache/gecko_jax/bench/finetune_quality")
     )
-    parser.add_argument("--ablations", action="store_true", help="also run the ablation table")
+    parser.add_argument(
+        "--ablations",
+        nargs="?",
+        const=",".join(ABLATIONS),
+        type=ablation_names,
+        help=f"also run the ablation table: all, or a comma-separated subset of {list(ABLATIONS)}",
+    )
     parser.add_argument("--mixture", action="store_true", help="also run the mixture")
     parser.add_argument("--quick", action="store_true", help="tiny settings and data (smoke run)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

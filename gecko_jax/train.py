@@ -24,6 +24,7 @@ from gecko_jax import model_dir as model_dir_lib
 from gecko_jax.checkpoints import CheckpointManager, restore_params
 from gecko_jax.data import fret_tasks, pipeline, tasks
 from gecko_jax.data.pairs import PairBatches, read_pair_rows
+from gecko_jax.formats import InputFormat
 from gecko_jax.losses import ContrastiveLossConfig
 from gecko_jax.models import t5x_checkpoint, t5x_model
 from gecko_jax.models.dual_encoder import HeadConfig
@@ -34,7 +35,7 @@ from gecko_jax.trainer import TrainConfig, Trainer
 
 log = logging.getLogger("gecko_jax.train")
 
-for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig):
+for _cls in (ContrastiveLossConfig, OptimizerConfig, HeadConfig, TrainConfig, InputFormat):
     gin.external_configurable(_cls, module="gecko_jax")
 for _fn in (
     tasks.register_default_tasks,

@@ -119,3 +119,34 @@ def test_clashing_extra_field_and_bad_task_type(tmp_path) -> None:
         write_examples([example], str(tmp_path / "x.jsonl"), extras=[{"query": "other"}])
     with pytest.raises(ValueError, match="empty task-name suffix"):
         fret_tasks.register_fret_tasks(str(tmp_path / "x.jsonl"), task_types=["???"])
+
+
+def test_gin_configured_input_format_reaches_the_fret_rows(tmp_path) -> None:
+    import gin
+
+    import gecko_jax.train  # noqa: F401  (registers gecko_jax.InputFormat and the tasks)
+
+    rows = _rows()[:2]
+    path = str(tmp_path / "rows.jsonl")
+    write_examples([e for e, _ in rows], path, extras=[a for _, a in rows])
+    gin.clear_config()
+    try:
+        # The plain-text bindings bench/finetune_quality.py's plain_format ablation uses.
+        gin.parse_config(
+            [
+                "gecko_jax.register_fret_tasks.input_format = @gecko_jax.InputFormat()",
+                "gecko_jax.InputFormat.query_template = '{text}'",
+                "gecko_jax.InputFormat.document_template = '{title} {text}'",
+                "gecko_jax.InputFormat.missing_title = ''",
+            ]
+        )
+        gin.get_configurable("gecko_jax.register_fret_tasks")(path, name="fret_plain_gin")
+    finally:
+        gin.clear_config()
+    assert _queries("fret_plain_gin") == ["query 0", "query 1"]
+    ds = registry.get_task_dataset("fret_plain_gin", split="train", shuffle=False, num_epochs=1)
+    got = [
+        (r["positive_text"].decode(), r["negative_texts"][0].decode())
+        for r in ds.as_numpy_iterator()
+    ]
+    assert got == [("title 0 passage 0", " negative 0"), ("title 1 passage 1", " negative 1")]
