@@ -339,7 +339,7 @@ def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
     full = data["settings"]["dims"][0]
     key = f"SciFact nDCG@10 @{full}"
     recipe = f"{data['steps']} steps on SciFact train (mined hard negatives)"
-    return [
+    figures = [
         Figure(
             f"SciFact test nDCG@10 at {full}, fine-tuned {recipe}",
             number(gecko["scores"][key], 2),
@@ -359,6 +359,25 @@ def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
             time_ratio(gecko["train_seconds"], st["train_seconds"]),
         ),
     ]
+    mixture = by_name.get(("gecko_jax mixture", "Gecko prompts"))
+    if mixture:
+        # The mixture line: the other tasks after mixing, against the base.
+        tasks = ("STS-B", "Banking77", "AmazonCF")
+        worst = min(
+            round(mixture["scores"][f"{t} @{full}"], 2) - round(base["scores"][f"{t} @{full}"], 2)
+            for t in tasks
+        )
+        figures.append(
+            Figure(
+                f"STS-B / Banking77 / AmazonCF test at {full} after the mixture run "
+                "(SciFact rows + STS-B + Banking77, one dataset per batch)",
+                " / ".join(number(mixture["scores"][f"{t} @{full}"], 2) for t in tasks),
+                " / ".join(number(base["scores"][f"{t} @{full}"], 2) for t in tasks)
+                + " (all-MiniLM-L6-v2 as released)",
+                f"{worst + 0.0:+.2f} points at worst",
+            )
+        )
+    return figures
 
 
 # -------------------------------------------------------------------------- registry
