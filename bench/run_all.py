@@ -362,19 +362,17 @@ def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
     mixture = by_name.get(("gecko_jax mixture", "Gecko prompts"))
     if mixture:
         # The mixture line: the other tasks after mixing, against the base.
-        tasks = ("STS-B", "Banking77", "AmazonCF")
-        worst = min(
-            round(mixture["scores"][f"{t} @{full}"], 2) - round(base["scores"][f"{t} @{full}"], 2)
-            for t in tasks
-        )
+        keys = [f"{t} @{full}" for t in ("STS-B", "Banking77", "AmazonCF")]
+        pairs = [(mixture["scores"][k], base["scores"][k]) for k in keys]
+        worst = min(pairs, key=lambda p: round(p[0], 2) - round(p[1], 2))
         figures.append(
             Figure(
                 f"STS-B / Banking77 / AmazonCF test at {full} after the mixture run "
                 "(SciFact rows + STS-B + Banking77, one dataset per batch)",
-                " / ".join(number(mixture["scores"][f"{t} @{full}"], 2) for t in tasks),
-                " / ".join(number(base["scores"][f"{t} @{full}"], 2) for t in tasks)
+                " / ".join(number(ours, 2) for ours, _ in pairs),
+                " / ".join(number(anchor, 2) for _, anchor in pairs)
                 + " (all-MiniLM-L6-v2 as released)",
-                f"{worst + 0.0:+.2f} points at worst",
+                f"{points(*worst)} at worst",
             )
         )
     return figures
