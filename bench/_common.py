@@ -85,14 +85,17 @@ def run_worker(
         done = subprocess.run(
             command, capture_output=True, text=True, env=child_env(), timeout=timeout_s, check=False
         )
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as timeout:
+        # The exception carries what the child printed so far, as bytes.
+        printed = [(timeout.output or b"").decode(), (timeout.stderr or b"").decode()]
+        partial = _json_lines(printed[0])
         return {
             "failed": f"timed out after {timeout_s:.0f} s",
             "out_of_memory": False,
-            "partial": {},
-            "stderr_tail": "",
+            "partial": partial[-1] if partial else {},
+            "stderr_tail": printed[1][-2000:],
         }
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    results = _json_lines(done.stdout)
     if done.returncode == 0 and results:
         return results[-1]
     reason = (
@@ -109,6 +112,10 @@ def run_worker(
         "partial": results[-1] if results else {},
         "stderr_tail": done.stderr[-2000:],
     }
+
+
+def _json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def write_results(name: str, data: dict[str, Any]) -> str:
