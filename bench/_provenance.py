@@ -64,6 +64,11 @@ def accelerators() -> list[str]:
     return found
 
 
+def has_gpu() -> bool:
+    """Whether ``nvidia-smi`` names a GPU here."""
+    return any("TPU" not in name for name in accelerators())
+
+
 def machine() -> dict[str, Any]:
     """``{"cpu": model, "cpu_count": n, "accelerators": [...]}`` of this machine."""
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "accelerators": accelerators()}

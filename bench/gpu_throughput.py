@@ -402,7 +402,15 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         finished = run.get("partial", {}) if "failed" in run else run
         for result in finished.get("results", []):
             key = (run["precision"], result["model"], result["task"])
-            row = by_key.setdefault(key, {"precision": key[0], "model": key[1], "task": key[2]})
+            row = by_key.setdefault(
+                key,
+                {
+                    "precision": key[0],
+                    "model": key[1],
+                    "task": key[2],
+                    "device": finished["device"].split(": ", 1)[-1],
+                },
+            )
             row[run["side"]] = {
                 "sequences_per_s": round(result["sequences_per_s"], 1),
                 "mfu": mfu(result, finished["device"]),
@@ -423,7 +431,11 @@ def main() -> None:
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions, median kept")
     parser.add_argument("--quick", action="store_true", help="tiny shapes (a check, not a figure)")
-    parser.add_argument("--output", default=None, help="results JSON (default bench/results/)")
+    parser.add_argument(
+        "--output",
+        help="results name in bench/results/ (default gpu_throughput, gpu_throughput_quick "
+        "with --quick), or a path ending in .json",
+    )
     parser.add_argument("--timeout_s", type=float, default=900, help="per side and precision")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=PRECISIONS, help=argparse.SUPPRESS)
@@ -437,6 +449,8 @@ def main() -> None:
     bad = set(args.precisions.split(",")) - set(PRECISIONS)
     if bad:
         parser.error(f"--precisions: unknown {sorted(bad)}; known: {list(PRECISIONS)}")
+    if not args.quick and not _provenance.has_gpu():
+        parser.error("no GPU here (nvidia-smi names none); --quick runs a short CPU pass")
     provenance = _provenance.record()
     runs = []
     for precision in args.precisions.split(","):
@@ -460,11 +474,14 @@ def main() -> None:
         if "ratio" in row:
             cells.append(f"ratio {row['ratio']:.2f}x")
         print(" | ".join(cells))
-    name = "gpu_throughput_quick.json" if args.quick else "gpu_throughput.json"
-    output = args.output or os.path.join(C.RESULTS_DIR, name)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump({**provenance, "runs": runs, "rows": rows}, f, indent=1)
+    data = {**provenance, "runs": runs, "rows": rows}
+    output = args.output or ("gpu_throughput_quick" if args.quick else "gpu_throughput")
+    if output.endswith(".json"):
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+    else:
+        output = C.write_results(output, data)
     print(f"wrote {output}")
     if any("failed" in run for run in runs):
         sys.exit(1)

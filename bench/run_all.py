@@ -331,6 +331,32 @@ def tpu_memory_plan_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def gpu_throughput_figures(data: dict[str, Any]) -> list[Figure]:
+    def rate(side: dict[str, Any] | None) -> str:
+        if side is None:
+            return "not measured"
+        mfu = f", {side['mfu']:.1%} MFU" if side.get("mfu") is not None else ""
+        return number(side["sequences_per_s"]) + mfu
+
+    figures = []
+    for row in data["rows"]:
+        ours, anchor = row.get("gecko_jax"), row.get("sentence-transformers")
+        shape = ours or anchor
+        what = "encoding" if row["task"] == "encode" else "train step"
+        figures.append(
+            Figure(
+                f"{row['device']}: {what}, {row['model']} sizes, {row['precision']}, batch "
+                f"{shape['batch']} x {shape['length']} tokens (sequences/s)",
+                rate(ours),
+                f"{rate(anchor)} (sentence-transformers)",
+                ratio(ours["sequences_per_s"], anchor["sequences_per_s"])
+                if ours and anchor
+                else "",
+            )
+        )
+    return figures
+
+
 def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
     by_name = {(m["model"], m["format"]): m for m in data["models"]}
     base = by_name[("all-MiniLM-L6-v2 (base)", "plain")]
@@ -393,6 +419,8 @@ class Benchmark:
       results: the full run's results JSON, relative to ``bench/results``.
       quick_results: the short pass's results JSON, relative to ``bench/results``.
       extract: results JSON -> figures.
+      needs_gpu: a full run measures a GPU; on a machine without one it is skipped
+        (its rows kept), while its short pass still runs.
     """
 
     name: str
@@ -402,6 +430,7 @@ class Benchmark:
     results: str
     quick_results: str
     extract: Callable[[dict[str, Any]], list[Figure]]
+    needs_gpu: bool = False
 
     def argv(self, quick: bool) -> list[str]:
         """The script and its arguments, relative to the repository."""
@@ -487,6 +516,19 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "",
         "--queries 20 --documents 300",
         eval_speed_figures,
+    ),
+    Benchmark(
+        "gpu_throughput",
+        "GPU throughput and MFU against sentence-transformers",
+        (),
+        (
+            *("--quick", "--repeats", "1", "--models", "minilm", "--precisions", "bfloat16"),
+            *("--output", "gpu_throughput_quick"),
+        ),
+        "gpu_throughput.json",
+        "gpu_throughput_quick.json",
+        gpu_throughput_figures,
+        needs_gpu=True,
     ),
     Benchmark(
         "serve_load",
@@ -877,6 +919,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{prefix}: {found} {os.path.relpath(bench.results_path(args.quick))}")
                 if rows:
                     new[bench.name] = rows
+                continue
+            if bench.needs_gpu and not args.quick and not _provenance.has_gpu():
+                print(f"{prefix}: skipped, no GPU on this machine (its rows are kept)")
                 continue
             print(f"{prefix}: {bench.display_command(args.quick)}", flush=True)
             this_run = {"date": _provenance.utc_now(), "machine": _provenance.machine()}

@@ -93,6 +93,20 @@ EXPECTED = {
             "1.00x (1.00x faster)",
         ),
     ],
+    "gpu_throughput": [
+        (
+            "cpu: encoding, minilm sizes, bfloat16, batch 8 x 16 tokens (sequences/s)",
+            "131",
+            "5 (sentence-transformers)",
+            "24.79x",
+        ),
+        (
+            "cpu: train step, minilm sizes, bfloat16, batch 4 x 16 tokens (sequences/s)",
+            "31",
+            "1 (sentence-transformers)",
+            "28.27x",
+        ),
+    ],
     "serve_load": [
         (
             "Serving all-MiniLM-L6-v2 on CPU, concurrency 8, 1 text/request (texts/s, p99)",
@@ -336,6 +350,31 @@ def test_the_readmes_show_the_committed_table(readme: str) -> None:
     rows = run_all.read_rows(run_all.RESULTS_MD)
     assert rows
     assert shown == run_all.render_block([r for bench in rows.values() for r in bench]).strip()
+
+
+def test_a_gpu_benchmark_is_skipped_without_a_gpu(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(run_all._provenance, "has_gpu", lambda: False)
+    monkeypatch.setattr(run_all, "run_benchmark", lambda *a: pytest.fail("it ran"))
+    kept = run_all.read_rows(run_all.RESULTS_MD)["gpu_throughput"]
+    table = tmp_path / "RESULTS.md"
+    table.write_text(run_all.render_file(kept, quick=False))
+    assert run_all.main(["--only", "gpu_throughput", "--table", str(table)]) == 0
+    assert "skipped, no GPU on this machine" in capsys.readouterr().out
+    assert run_all.read_rows(str(table))["gpu_throughput"] == kept
+
+
+def test_the_gpu_benchmark_refuses_a_full_run_without_a_gpu() -> None:
+    if run_all._provenance.has_gpu():
+        pytest.fail("this check needs a machine without a GPU; the test suite runs on CPU")
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bench", "gpu_throughput.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "no GPU here" in done.stderr and "--quick" in done.stderr
 
 
 def test_list_and_unknown_names(capsys) -> None:
