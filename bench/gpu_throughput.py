@@ -37,6 +37,7 @@ step is 3x the forward of both towers) per second over the GPU's dense bf16 peak
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -67,6 +68,16 @@ class ModelSize(NamedTuple):
     heads: int
     intermediate: int
     vocab: int = 30522
+
+    def hf_config(self) -> dict[str, int]:
+        """The sizes as a Hugging Face BERT ``config.json`` names them."""
+        return {
+            "vocab_size": self.vocab,
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "intermediate_size": self.intermediate,
+        }
 
 
 MODELS = {
@@ -153,16 +164,8 @@ def gecko_model(size: ModelSize, precision: str, dropout: float) -> Any:
     from gecko_jax.models.bert import BertConfig
     from gecko_jax.models.dual_encoder import DualEncoder
 
-    backbone = BertConfig(
-        vocab_size=size.vocab,
-        hidden_size=size.hidden,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        intermediate_size=size.intermediate,
-        dropout_rate=dropout,
-        dtype=precision,
-    )
-    return DualEncoder(backbone=backbone)
+    backbone = BertConfig.from_hf({**size.hf_config(), "hidden_dropout_prob": dropout})
+    return DualEncoder(backbone=dataclasses.replace(backbone, dtype=precision))
 
 
 def gecko_train_fn(size: ModelSize, precision: str, batches: list) -> Callable[[], None]:
@@ -226,13 +229,7 @@ def st_model(size: ModelSize, device: str, workdir: str) -> Any:
         from sentence_transformers import models
 
     config = BertConfig(
-        vocab_size=size.vocab,
-        hidden_size=size.hidden,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        intermediate_size=size.intermediate,
-        hidden_dropout_prob=DROPOUT,
-        attention_probs_dropout_prob=DROPOUT,
+        **size.hf_config(), hidden_dropout_prob=DROPOUT, attention_probs_dropout_prob=DROPOUT
     )
     path = os.path.join(workdir, f"bert_{size.layers}x{size.hidden}")
     BertModel(config).save_pretrained(path)
