@@ -18,7 +18,8 @@ One command, one start (all-MiniLM-L6-v2 as released), the same data and budget:
 4. one table, printed and written as Markdown and JSON (``--workdir`` and
    ``bench/results/finetune_quality.{md,json}``);
 5. ``--ablations [NAME,...]``: the gecko_jax run trained and evaluated in plain text,
-   without same-tower negatives, without hard negatives, with the negative from ranks
+   without same-tower negatives, with every row's hard negative shown to every query
+   (as sentence-transformers' MNRL does), without hard negatives, with the negative from ranks
    20-30 (the paper's p20) or sampled at random, without MRL, with the top-1 candidate
    as positive (all, or the named subset); SciFact nDCG@10 and STS-B;
 6. ``--mixture``: the same SciFact rows plus STS-B train pairs and Banking77 train
@@ -160,6 +161,10 @@ ABLATIONS: dict[str, Ablation] = {
     "no_same_tower": Ablation(
         "without same-tower negatives",
         gin=("--gin.gecko_jax.ContrastiveLossConfig.same_tower_negatives=False",),
+    ),
+    "batch_negatives": Ablation(
+        "every query sees every row's hard negative (as MNRL does)",
+        gin=("--gin.gecko_jax.ContrastiveLossConfig.hard_negatives='batch'",),
     ),
     "no_hard_negative": Ablation(
         "without hard negatives",
