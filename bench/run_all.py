@@ -447,7 +447,9 @@ class Benchmark:
         )
 
 
-def _standard(name: str, title: str, full: str, quick: str, extract) -> Benchmark:  # type: ignore[no-untyped-def]
+def _standard(
+    name: str, title: str, full: str, quick: str, extract, needs_gpu: bool = False
+) -> Benchmark:  # type: ignore[no-untyped-def]
     """A benchmark writing ``<name>.json`` (full) and, given ``--output <name>_quick``,
     ``<name>_quick.json``."""
     return Benchmark(
@@ -458,6 +460,7 @@ def _standard(name: str, title: str, full: str, quick: str, extract) -> Benchmar
         f"{name}.json",
         f"{name}_quick.json",
         extract,
+        needs_gpu,
     )
 
 
@@ -517,16 +520,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "--queries 20 --documents 300",
         eval_speed_figures,
     ),
-    Benchmark(
+    _standard(
         "gpu_throughput",
         "GPU throughput and MFU against sentence-transformers",
-        (),
-        (
-            *("--quick", "--repeats", "1", "--models", "minilm", "--precisions", "bfloat16"),
-            *("--output", "gpu_throughput_quick"),
-        ),
-        "gpu_throughput.json",
-        "gpu_throughput_quick.json",
+        "",
+        "--quick --repeats 1 --models minilm --precisions bfloat16",
         gpu_throughput_figures,
         needs_gpu=True,
     ),
