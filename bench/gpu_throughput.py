@@ -87,6 +87,8 @@ MODELS = {
 
 
 class Shapes(NamedTuple):
+    """Batch sizes, tokens per sequence, timed calls per repetition, warm-up calls."""
+
     encode_batch: int
     train_batch: int
     length: int
@@ -161,6 +163,7 @@ def gecko_encode_fn(size: ModelSize, precision: str, batches: list) -> Callable[
 
 
 def gecko_model(size: ModelSize, precision: str, dropout: float) -> Any:
+    """gecko_jax's dual encoder (BERT backbone, mean pooling, L2 norm) of these sizes."""
     from gecko_jax.models.bert import BertConfig
     from gecko_jax.models.dual_encoder import DualEncoder
 
