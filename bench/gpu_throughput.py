@@ -29,7 +29,9 @@ configuration: warm-up calls (compilation), then ``--repeats`` timed repetitions
 ``--iters`` calls; the median is reported. MFU is model FLOPs (matrix products of the
 layers and attention, counted analytically, the same count for both sides; a training
 step is 3x the forward of both towers) per second over the GPU's dense bf16 peak
-(``PEAK_BF16_FLOPS``), for both precisions.
+(``PEAK_BF16_FLOPS``), for both precisions. Each side's start-up (imports, device) and
+each configuration's set-up and warm-up seconds (compilation included) are recorded too:
+the time to a first step.
 
     python bench/gpu_throughput.py [--models minilm,bert-base] [--repeats 5] [--quick]
 """
@@ -122,17 +124,20 @@ def token_batches(size: ModelSize, batch: int, length: int, count: int, seed: in
     return out
 
 
-def timed(call: Callable[[], None], shapes: Shapes, repeats: int) -> list[float]:
-    """Seconds per repetition of ``shapes.iters`` calls, after ``shapes.warmup`` calls."""
+def timed(call: Callable[[], None], shapes: Shapes, repeats: int) -> tuple[float, list[float]]:
+    """Seconds of the ``shapes.warmup`` first calls (compilation included), and of each
+    repetition of ``shapes.iters`` calls after them."""
+    start = time.perf_counter()
     for _ in range(shapes.warmup):
         call()
+    warmup_s = time.perf_counter() - start
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(shapes.iters):
             call()
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return warmup_s, seconds
 
 
 # ----------------------------------------------------------------------------- gecko_jax
@@ -337,6 +342,7 @@ def torch_device() -> str:
 def worker(args: argparse.Namespace) -> None:
     """Every (model, task) of one side at one precision; emits one JSON line."""
     shapes = QUICK if args.quick else FULL
+    started = time.perf_counter()
     side, precision = args.worker, args.precision
     os.environ["GPU_THROUGHPUT_PRECISION"] = precision
     if side == "gecko_jax":
@@ -347,6 +353,7 @@ def worker(args: argparse.Namespace) -> None:
 
         device = torch_device()
         device_name = f"{device}: " + (torch.cuda.get_device_name() if device == "cuda" else "cpu")
+    startup_s = time.perf_counter() - started  # imports and the device's initialisation
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.models.split(","):
@@ -354,13 +361,15 @@ def worker(args: argparse.Namespace) -> None:
             for task in ("encode", "train"):
                 batch = shapes.encode_batch if task == "encode" else shapes.train_batch
                 batches = token_batches(size, batch, shapes.length, 8, seed=0)
+                setup_start = time.perf_counter()
                 if side == "gecko_jax":
                     make = gecko_encode_fn if task == "encode" else gecko_train_fn
                     call = make(size, precision, batches)
                 else:
                     make = st_encode_fn if task == "encode" else st_train_fn
                     call = make(size, precision, batches, device, workdir)
-                seconds = timed(call, shapes, args.repeats)
+                setup_s = time.perf_counter() - setup_start
+                warmup_s, seconds = timed(call, shapes, args.repeats)
                 sequences = batch * shapes.iters * (len(batches) if task == "encode" else 2)
                 results.append(
                     {
@@ -368,11 +377,17 @@ def worker(args: argparse.Namespace) -> None:
                         "task": task,
                         "batch": batch,
                         "length": shapes.length,
+                        "setup_s": setup_s,
+                        "warmup_s": warmup_s,
                         "seconds": seconds,
                         "sequences_per_s": sequences / statistics.median(seconds),
                     }
                 )
-                print(f"{side} {precision} {name} {task}: {results[-1]['sequences_per_s']:.0f}/s")
+                print(
+                    f"{side} {precision} {name} {task}: {results[-1]['sequences_per_s']:.0f}/s "
+                    f"(setup {setup_s:.1f} s, warm-up {warmup_s:.1f} s)",
+                    flush=True,
+                )
                 # Every configuration's line holds all so far: a side that runs out of
                 # time still reports what it finished (run_worker's "partial").
                 C.emit(
@@ -380,6 +395,7 @@ def worker(args: argparse.Namespace) -> None:
                         "side": side,
                         "precision": precision,
                         "device": device_name,
+                        "startup_s": startup_s,
                         "results": results,
                     }
                 )
