@@ -119,7 +119,8 @@ def _json_lines(stdout: str) -> list[dict[str, Any]]:
 
 
 def write_results(name: str, data: dict[str, Any]) -> str:
-    """Writes ``bench/results/<name>.json`` (git-ignored) and returns its path."""
+    """Writes ``bench/results/<name>.json`` (git-ignored; an absolute ``name`` writes
+    ``<name>.json`` there instead) and returns its path."""
     os.makedirs(RESULTS_DIR, exist_ok=True)
     path = os.path.join(RESULTS_DIR, f"{name}.json")
     with open(path, "w") as f:
