@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import statistics
@@ -190,12 +191,12 @@ def infinity_python(venv: str) -> str:
     return python
 
 
-def server_spec(name: str, infinity_venv: str) -> ServerSpec:
+def server_spec(name: str, infinity_venv: str, gecko_serve_args: str = "") -> ServerSpec:
     port = free_port()
     env = _common.child_env()
     if name == "gecko-serve":
         command = [sys.executable, "-m", "gecko_jax.cli.serve", "--model", MODEL_NAME]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
+        command += ["--host", "127.0.0.1", "--port", str(port), *shlex.split(gecko_serve_args)]
         return ServerSpec(name, command, port, env)
     if name == "sentence-transformers":
         script = os.path.join(_common.HERE, "st_server.py")
@@ -574,6 +575,11 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=4096, help="distinct sentences cycled")
     parser.add_argument("--data_dir", default=_common.DEFAULT_DATA)
     parser.add_argument("--infinity_venv", default=DEFAULT_INFINITY_VENV)
+    parser.add_argument(
+        "--gecko_serve_args",
+        default="",
+        help='more gecko-serve flags, e.g. "--model_batch_size 64" (to try its settings)',
+    )
     parser.add_argument("--out", default=os.path.join(_common.RESULTS_DIR, "serve_load"))
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -617,7 +623,7 @@ def main() -> None:
                 order = args.servers if round_index % 2 == 0 else args.servers[::-1]
                 for server in order:
                     print(f"round {round_index + 1}: {server}", flush=True)
-                    spec = server_spec(server, args.infinity_venv)
+                    spec = server_spec(server, args.infinity_venv, args.gecko_serve_args)
                     result = bench_server(spec, args, texts_file, texts[:CHECK_TEXTS], log_path)
                     runs[server].append(result)
         finally:
