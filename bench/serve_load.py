@@ -31,6 +31,7 @@ concurrency (target >= 1.5x with p99 no worse). Markdown and JSON go to ``--out`
 
     python bench/serve_load.py [--duration 20] [--rounds 3] [--concurrency 1 16 64]
         [--sizes 1 32] [--servers gecko-serve infinity sentence-transformers] [--quick]
+        [--gecko_serve_args "--model_batch_size 16"]
 """
 
 from __future__ import annotations
