@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -213,10 +212,10 @@ def gecko_train_fn(size: ModelSize, precision: str, batches: list) -> Callable[[
     return step
 
 
-def gecko_device() -> str:
+def gecko_device(precision: str) -> str:
     import jax
 
-    if os.environ.get("GPU_THROUGHPUT_PRECISION") == "float32":
+    if precision == "float32":
         jax.config.update("jax_default_matmul_precision", "tensorfloat32")
     device = jax.devices()[0]
     return f"{device.platform}: {device.device_kind}"
@@ -344,10 +343,9 @@ def worker(args: argparse.Namespace) -> None:
     shapes = QUICK if args.quick else FULL
     started = time.perf_counter()
     side, precision = args.worker, args.precision
-    os.environ["GPU_THROUGHPUT_PRECISION"] = precision
     if side == "gecko_jax":
         C.use_repo()
-        device_name = gecko_device()
+        device_name = gecko_device(precision)
     else:
         import torch
 
@@ -450,7 +448,7 @@ def main() -> None:
     parser.add_argument(
         "--output",
         help="results name in bench/results/ (default gpu_throughput, gpu_throughput_quick "
-        "with --quick), or a path ending in .json",
+        "with --quick); an absolute NAME writes NAME.json",
     )
     parser.add_argument("--timeout_s", type=float, default=900, help="per side and precision")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -492,12 +490,7 @@ def main() -> None:
         print(" | ".join(cells))
     data = {**provenance, "runs": runs, "rows": rows}
     output = args.output or ("gpu_throughput_quick" if args.quick else "gpu_throughput")
-    if output.endswith(".json"):
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-    else:
-        output = C.write_results(output, data)
+    output = C.write_results(output, data)
     print(f"wrote {output}")
     if any("failed" in run for run in runs):
         sys.exit(1)
