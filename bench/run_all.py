@@ -385,6 +385,18 @@ def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
             time_ratio(gecko["train_seconds"], st["train_seconds"]),
         ),
     ]
+    chosen = next((m for m in data["models"] if "chosen on held-out" in m["model"]), None)
+    if chosen:
+        variant = data["selection"]["chosen"]
+        figures.append(
+            Figure(
+                f"SciFact test nDCG@10 at {full}, same-tower negatives and prompts chosen on "
+                f"held-out SciFact train queries (chose {variant})",
+                number(chosen["scores"][key], 2),
+                f"{number(st['scores'][key], 2)} (sentence-transformers, same data and budget)",
+                points(chosen["scores"][key], st["scores"][key]),
+            )
+        )
     mixture = by_name.get(("gecko_jax mixture", "Gecko prompts"))
     if mixture:
         # The mixture line: the other tasks after mixing, against the base.
