@@ -706,9 +706,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.ablations:
         results["ablations"] = ablations(args, settings, steps, args.ablations)
     if args.select_on_dev:
-        selection = select_on_dev(args, settings)
-        results["models"].append(selection.pop("model"))
-        results["selection"] = selection
+        selection = select_on_dev(args, settings, steps)
+        results["models"].append(selection["model"])
+        results["selection"] = {**selection, "model": selection["model"]["model"]}
     results["targets"] = targets(results, dims[0])
     return results
 
@@ -719,19 +719,8 @@ def ablations(
     """One gecko-train run per ablation, SciFact and STS-B, compared with the default."""
     entries = []
     for name in ["default", *(n for n in names if n != "default")]:
-        ablation = ABLATIONS[name]
-        mine(args, settings, ablation.mining)
-        model_name = "gecko_jax" if name == "default" else f"ablation_{name}"
-        train_gecko(args, settings, model_name, ablation.mining, steps, ablation.gin)
-        model_dir = os.path.join(args.workdir, "models", model_name)
-        scores = evaluate(args, settings, model_name, model_dir, ablation.prompts, ABLATION_TASKS)
-        entries.append(
-            {
-                "name": name,
-                "description": ablation.description,
-                "scores": scores_row(scores, settings.dims),
-            }
-        )
+        _, scores = run_variant(args, settings, name, variant_model(name), steps, ABLATION_TASKS)
+        entries.append({"name": name, "description": ABLATIONS[name].description, "scores": scores})
     full = settings.dims[0]
     keys = (f"SciFact nDCG@10 @{full}", f"STS-B @{full}")
     default = entries[0]["scores"]
@@ -743,24 +732,48 @@ def ablations(
     return entries
 
 
-def dev_split(data_dir: str, target: str, fraction: float, seed: int) -> str:
-    """A BEIR copy of SciFact whose train qrels are split by query: ``qrels/train.tsv``
-    keeps ``1 - fraction`` of the train queries, ``qrels/test.tsv`` holds the rest (the
-    held-out queries play the test split's role there; the real test qrels stay out)."""
+def run_variant(
+    args: argparse.Namespace,
+    settings: Settings,
+    name: str,
+    model_name: str,
+    steps: int,
+    tasks: tuple[str, ...],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Mines, trains and evaluates one :data:`ABLATIONS` variant (each stage cached);
+    returns its training record and flat scores."""
+    ablation = ABLATIONS[name]
+    mine(args, settings, ablation.mining)
+    trained = train_gecko(args, settings, model_name, ablation.mining, steps, ablation.gin)
+    model_dir = os.path.join(args.workdir, "models", model_name)
+    scores = evaluate(args, settings, model_name, model_dir, ablation.prompts, tasks)
+    return trained, scores_row(scores, settings.dims)
+
+
+def variant_model(name: str) -> str:
+    """The model directory name of a variant trained on all of SciFact train."""
+    return "gecko_jax" if name == "default" else f"ablation_{name}"
+
+
+def dev_split(data_dir: str, root: str, fraction: float, seed: int) -> str:
+    """Writes ``root/scifact``, a BEIR copy of SciFact whose train qrels are split by
+    query: ``qrels/train.tsv`` keeps ``1 - fraction`` of the train queries,
+    ``qrels/test.tsv`` holds the rest (the held-out queries play the test split's role
+    there; the real test qrels stay out). Returns ``root``."""
+    target = os.path.join(root, "scifact")
     done = os.path.join(target, "done")
     if os.path.isfile(done):
-        return os.path.dirname(target)
+        return root
     source = os.path.join(data_dir, "scifact")
     os.makedirs(os.path.join(target, "qrels"), exist_ok=True)
     with open(os.path.join(source, "qrels", "train.tsv"), encoding="utf-8") as f:
         header, *lines = f.read().splitlines()
-    queries = sorted({line.split("\t")[0] for line in lines if line.strip()})
+    rows = [(line.split("\t")[0], line) for line in lines if line.strip()]
+    queries = sorted({query for query, _ in rows})
     random.Random(seed).shuffle(queries)
     held_out = set(queries[: max(1, round(fraction * len(queries)))])
     for split, keep in (("train", False), ("test", True)):
-        chosen = [
-            line for line in lines if line.strip() and (line.split("\t")[0] in held_out) == keep
-        ]
+        chosen = [line for query, line in rows if (query in held_out) == keep]
         with open(os.path.join(target, "qrels", f"{split}.tsv"), "w", encoding="utf-8") as f:
             f.write("\n".join([header, *chosen]) + "\n")
     for name in ("corpus.jsonl", "queries.jsonl"):
@@ -768,52 +781,41 @@ def dev_split(data_dir: str, target: str, fraction: float, seed: int) -> str:
         if not os.path.lexists(link):
             os.symlink(os.path.join(source, name), link)
     open(done, "w").close()
-    return os.path.dirname(target)
+    return root
 
 
-def select_on_dev(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+def select_on_dev(args: argparse.Namespace, settings: Settings, steps: int) -> dict[str, Any]:
     """Chooses among :data:`SELECTION_CANDIDATES` on held-out SciFact train queries, then
-    evaluates the winner's full-train run on every task; returns what was chosen and why."""
+    evaluates the winner's full-train run (``steps`` steps, as the ablations) on every
+    task; returns what was chosen and why, with the winner's entry under ``model``."""
     workdir = os.path.join(args.workdir, "selection")
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
-    dev_data = dev_split(
-        args.data_dir, os.path.join(workdir, "data", "scifact"), DEV_FRACTION, settings.seed
-    )
+    dev_data = dev_split(args.data_dir, os.path.join(workdir, "data"), DEV_FRACTION, settings.seed)
     dev_args = argparse.Namespace(**{**vars(args), "data_dir": dev_data, "workdir": workdir})
-    full = settings.dims[0]
-    key = f"SciFact nDCG@10 @{full}"
+    key = f"SciFact nDCG@10 @{settings.dims[0]}"
     candidates = []
     for name in SELECTION_CANDIDATES:
-        ablation = ABLATIONS[name]
-        rows = mine(dev_args, settings, ablation.mining)["rows"]
-        steps = train_steps(settings, rows)
-        model_name = f"dev_{name}"
-        trained = train_gecko(dev_args, settings, model_name, ablation.mining, steps, ablation.gin)
-        model_dir = os.path.join(workdir, "models", model_name)
-        scores = evaluate(dev_args, settings, model_name, model_dir, ablation.prompts, ("scifact",))
-        dev_score = scores_row(scores, settings.dims)[key]
-        print(f"held-out train queries, {name}: nDCG@10 {dev_score:.2f}", flush=True)
-        candidates.append(
-            {"name": name, "dev_ndcg_at_10": dev_score, "train_seconds": trained["seconds"]}
+        rows = mine(dev_args, settings, ABLATIONS[name].mining)["rows"]
+        dev_steps = train_steps(settings, rows)
+        trained, scores = run_variant(
+            dev_args, settings, name, f"dev_{name}", dev_steps, ("scifact",)
         )
-    chosen = max(candidates, key=lambda c: c["dev_ndcg_at_10"])  # first of equals: default
-    ablation = ABLATIONS[chosen["name"]]
-    mined = mine(args, settings, ablation.mining)
-    steps = train_steps(settings, mined["rows"])
-    model_name = "gecko_jax" if chosen["name"] == "default" else f"ablation_{chosen['name']}"
-    trained = train_gecko(args, settings, model_name, ablation.mining, steps, ablation.gin)
-    model_dir = os.path.join(args.workdir, "models", model_name)
-    scores = evaluate(args, settings, model_name, model_dir, ablation.prompts, ALL_TASKS)
+        print(f"held-out train queries, {name}: nDCG@10 {scores[key]:.2f}", flush=True)
+        candidates.append(
+            {"name": name, "dev_ndcg_at_10": scores[key], "train_seconds": trained["seconds"]}
+        )
+    chosen = max(candidates, key=lambda c: c["dev_ndcg_at_10"])["name"]  # ties: default
+    trained, scores = run_variant(args, settings, chosen, variant_model(chosen), steps, ALL_TASKS)
     return {
-        "chosen": chosen["name"],
+        "chosen": chosen,
         "held_out_fraction": DEV_FRACTION,
         "candidates": candidates,
         "selection_train_seconds": sum(c["train_seconds"] for c in candidates),
         "model": {
-            "model": f"gecko_jax, chosen on held-out train queries ({chosen['name']})",
-            "format": "Gecko prompts" if ablation.prompts == "gecko" else "plain",
+            "model": f"gecko_jax, chosen on held-out train queries ({chosen})",
+            "format": "Gecko prompts" if ABLATIONS[chosen].prompts == "gecko" else "plain",
             "train_seconds": trained["seconds"],
-            "scores": scores_row(scores, settings.dims),
+            "scores": scores,
         },
     }
 
@@ -822,6 +824,12 @@ def train_steps(settings: Settings, rows: int) -> int:
     """Steps of ``settings.epochs`` over ``rows`` mined rows (capped in quick runs)."""
     steps = math.ceil(settings.epochs * rows / settings.batch_size)
     return min(steps, settings.max_steps) if settings.max_steps else steps
+
+
+def selected_model(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``--select_on_dev`` winner's entry in ``results["models"]`` (None: not run)."""
+    name = results.get("selection", {}).get("model")
+    return next((m for m in results["models"] if m["model"] == name), None)
 
 
 def targets(results: dict[str, Any], full: int) -> dict[str, Any]:
@@ -843,7 +851,7 @@ def targets(results: dict[str, Any], full: int) -> dict[str, Any]:
         ),
         "less training wall-clock than sentence-transformers": out["train_time_ratio"] < 1.0,
     }
-    chosen = next((m for m in results["models"] if "chosen on held-out" in m["model"]), None)
+    chosen = selected_model(results)
     if chosen:
         out["chosen on dev: gap_to_sentence_transformers"] = (
             chosen["scores"][key] - st["scores"][key]

@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _provenance
+import finetune_quality
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -385,7 +386,7 @@ def finetune_quality_figures(data: dict[str, Any]) -> list[Figure]:
             time_ratio(gecko["train_seconds"], st["train_seconds"]),
         ),
     ]
-    chosen = next((m for m in data["models"] if "chosen on held-out" in m["model"]), None)
+    chosen = finetune_quality.selected_model(data)
     if chosen:
         variant = data["selection"]["chosen"]
         figures.append(

@@ -23,9 +23,9 @@ def qrels(path: str) -> dict[str, set[str]]:
 
 
 def test_dev_split_holds_out_a_fifth_of_the_train_queries(tmp_path):
-    target = tmp_path / "data" / "scifact"
-    root = F.dev_split(DATA, str(target), fraction=0.2, seed=0)
+    root = F.dev_split(DATA, str(tmp_path / "data"), fraction=0.2, seed=0)
     assert root == str(tmp_path / "data")
+    target = tmp_path / "data" / "scifact"
     train = qrels(os.path.join(DATA, "scifact", "qrels", "train.tsv"))
     fit = qrels(str(target / "qrels" / "train.tsv"))
     held_out = qrels(str(target / "qrels" / "test.tsv"))
@@ -39,16 +39,14 @@ def test_dev_split_holds_out_a_fifth_of_the_train_queries(tmp_path):
 
 
 def test_dev_split_is_seeded_and_reused(tmp_path):
-    first = tmp_path / "a" / "scifact"
-    F.dev_split(DATA, str(first), 0.2, seed=0)
-    again = tmp_path / "b" / "scifact"
-    F.dev_split(DATA, str(again), 0.2, seed=0)
-    other = tmp_path / "c" / "scifact"
-    F.dev_split(DATA, str(other), 0.2, seed=1)
+    first, again, other = (tmp_path / name / "scifact" for name in "abc")
+    F.dev_split(DATA, str(tmp_path / "a"), 0.2, seed=0)
+    F.dev_split(DATA, str(tmp_path / "b"), 0.2, seed=0)
+    F.dev_split(DATA, str(tmp_path / "c"), 0.2, seed=1)
     held_out = (first / "qrels" / "test.tsv").read_text()
     assert (again / "qrels" / "test.tsv").read_text() == held_out
     assert (other / "qrels" / "test.tsv").read_text() != held_out
     # A finished split is not rewritten (a rerun resumes on the same queries).
     (first / "qrels" / "test.tsv").write_text("changed")
-    F.dev_split(DATA, str(first), 0.2, seed=1)
+    F.dev_split(DATA, str(tmp_path / "a"), 0.2, seed=1)
     assert (first / "qrels" / "test.tsv").read_text() == "changed"
