@@ -6,6 +6,8 @@ TEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
+# A fresh machine installs once: pip's wheel cache would only take disk from the suite.
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: demo test lint bench bench-quick install install-test install-lint
 

@@ -663,6 +663,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps = train_steps(settings, rows)
     print(f"{rows} mined rows -> {steps} steps of {settings.batch_size}", flush=True)
     results.update(mined_rows=rows, steps=steps, mining=mined)
+    # The selection goes first: it needs none of the runs below, and a run stopped early
+    # has its decision (each stage is cached, so the order changes no figure).
+    selection = select_on_dev(args, settings, steps) if args.select_on_dev else None
 
     gecko = train_gecko(args, settings, "gecko_jax", "default", steps)
     st = train_st(args, settings, steps)
@@ -705,8 +708,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.ablations:
         results["ablations"] = ablations(args, settings, steps, args.ablations)
-    if args.select_on_dev:
-        selection = select_on_dev(args, settings, steps)
+    if selection:
         results["models"].append(selection["model"])
         results["selection"] = {**selection, "model": selection["model"]["model"]}
     results["targets"] = targets(results, dims[0])
