@@ -739,13 +739,15 @@ def run_variant(
     settings: Settings,
     name: str,
     model_name: str,
-    steps: int,
+    steps: int | None,
     tasks: tuple[str, ...],
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Mines, trains and evaluates one :data:`ABLATIONS` variant (each stage cached);
-    returns its training record and flat scores."""
+    returns its training record and flat scores. ``steps=None``: epochs of its own rows."""
     ablation = ABLATIONS[name]
-    mine(args, settings, ablation.mining)
+    rows = mine(args, settings, ablation.mining)["rows"]
+    if steps is None:
+        steps = train_steps(settings, rows)
     trained = train_gecko(args, settings, model_name, ablation.mining, steps, ablation.gin)
     model_dir = os.path.join(args.workdir, "models", model_name)
     scores = evaluate(args, settings, model_name, model_dir, ablation.prompts, tasks)
@@ -797,11 +799,7 @@ def select_on_dev(args: argparse.Namespace, settings: Settings, steps: int) -> d
     key = f"SciFact nDCG@10 @{settings.dims[0]}"
     candidates = []
     for name in SELECTION_CANDIDATES:
-        rows = mine(dev_args, settings, ABLATIONS[name].mining)["rows"]
-        dev_steps = train_steps(settings, rows)
-        trained, scores = run_variant(
-            dev_args, settings, name, f"dev_{name}", dev_steps, ("scifact",)
-        )
+        trained, scores = run_variant(dev_args, settings, name, f"dev_{name}", None, ("scifact",))
         print(f"held-out train queries, {name}: nDCG@10 {scores[key]:.2f}", flush=True)
         candidates.append(
             {"name": name, "dev_ndcg_at_10": scores[key], "train_seconds": trained["seconds"]}
