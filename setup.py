@@ -32,6 +32,11 @@ INSTALL_REQUIRES = [
     # gecko-serve: the HTTP embedding service.
     "fastapi>=0.110,<1",
     "uvicorn>=0.29,<1",
+    # uvicorn's C HTTP parser and event loop (what `uvicorn[standard]` adds, without its
+    # file watcher and websockets): the pure-Python h11 parser costs a loaded server
+    # CPU that the model needs.
+    "httptools>=0.6,<1",
+    "uvloop>=0.19,<1; sys_platform != 'win32'",
     "orjson>=3.9,<4",
     "prometheus-client>=0.20,<1",
 ]
@@ -48,6 +53,8 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8,<10",
         "pytest-xdist>=3.5,<4",
+        # tests/serve checks FastAPI's native OpenTelemetry switch (the `telemetry` keyword).
+        "fastapi>=0.165,<1",
         "torch>=2.4,<2.16",
         "transformers>=4.44,<6",
         "sentence-transformers>=3.0,<7",

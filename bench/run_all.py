@@ -13,7 +13,10 @@ it is meant for the README). The evaluation data comes from ``$GECKO_EVAL_DATA``
 default ``../shared/data``.
 
     python bench/run_all.py [--only encode,serve_load] [--quick] [--list]
-        [--from_results] [--timeout_s S] [--table PATH] [--no_readme]
+        [--from_results] [--timeout_s S] [--budget_s S] [--table PATH] [--no_readme]
+
+``--budget_s`` bounds a run by the clock (CI's time limit): no benchmark starts after
+that many seconds; the ones not started are named and keep their rows.
 """
 
 from __future__ import annotations
@@ -894,6 +897,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout_s", type=float, help="stop a benchmark after this long")
     parser.add_argument(
+        "--budget_s",
+        type=float,
+        help="start no benchmark after this many seconds; those not started are named "
+        "and keep their rows",
+    )
+    parser.add_argument(
         "--table",
         help="write the table here instead (bench/RESULTS.md, or bench/results/"
         "RESULTS_quick.md with --quick); the READMEs are updated only for bench/RESULTS.md",
@@ -915,10 +924,16 @@ def main(argv: list[str] | None = None) -> int:
     old = read_rows(table)
     new: dict[str, list[Row]] = {}
     failed: list[str] = []
+    not_started: list[str] = []
     interrupted = False
+    started = time.perf_counter()
     try:
         for index, bench in enumerate(benchmarks, 1):
             prefix = f"[{index}/{len(benchmarks)}] {bench.name}"
+            if args.budget_s is not None and time.perf_counter() - started >= args.budget_s:
+                not_started.append(bench.name)
+                print(f"{prefix}: not started, --budget_s {args.budget_s:.0f} s spent")
+                continue
             if args.from_results:
                 try:
                     rows = rows_from_results(bench, args.quick)
@@ -968,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 print(f"{os.path.relpath(path, REPO)}: table updated")
+    if not_started:
+        print(f"not started (--budget_s): {', '.join(not_started)}")
     if interrupted:
         return 130
     if failed:

@@ -67,3 +67,17 @@ def padded_batches(
             ids[row, :n] = token_ids[index][:n]
             mask[row, :n] = 1
         yield PaddedBatch(indices=indices, token_ids=ids, mask=mask)
+
+
+def padded_shapes(longest: int, batch_size: int, max_length: int) -> list[tuple[int, int]]:
+    """Every ``(rows, length)`` :func:`padded_batches` can yield for sequences of at most
+    ``longest`` tokens: power-of-two rows up to ``batch_size``, bucketed lengths."""
+    limit = min(longest, max_length)
+    buckets = sorted({length_bucket(n, max_length) for n in range(1, limit + 1)})
+    shapes = []
+    rows = 1
+    while True:
+        shapes += [(rows, n) for n in buckets]
+        if rows >= batch_size:
+            return shapes
+        rows = min(rows * 2, batch_size)

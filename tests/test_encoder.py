@@ -146,3 +146,24 @@ def test_load_errors(tmp_path) -> None:
         Encoder.load(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="No config.json"):
         Encoder.load(tmp_path)
+
+
+def test_packed_rows_match_sentence_transformers(
+    encoder: Encoder, st_model: SentenceTransformer, eval_data_dir: str
+) -> None:
+    sentences = varied_sentences(eval_data_dir)  # hard cases and over-long texts too
+    ref = st_model.encode(
+        sentences, batch_size=16, convert_to_numpy=True, normalize_embeddings=True
+    )
+    token_ids = encoder.tokenize(sentences).token_ids
+    for pass_tokens in (2048, 256):  # 256: passes of one row at the longest texts' 256
+        packed = encoder.embed_packed(token_ids, pass_tokens=pass_tokens)
+        assert packed.shape == (len(sentences), 384) and packed.dtype == np.float32
+        cosines = np.sum(packed * ref, axis=1)
+        worst = int(np.argmin(cosines))
+        assert cosines.min() >= 0.9999, f"cosine {cosines[worst]:.6f} on {sentences[worst]!r:.80}"
+    short = token_ids[:40]  # rows of 64 tokens shared by several sentences
+    np.testing.assert_allclose(
+        encoder.embed_packed(short), encoder.embed_token_ids(short), atol=2e-6
+    )
+    assert encoder.embed_packed([]).shape == (0, 384)

@@ -44,6 +44,23 @@ def test_t5_encoder_matches_torch_mean_pooling(t5_dir: str) -> None:
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
+def test_t5_packed_rows_match_torch(t5_dir: str) -> None:
+    """Relative position biases from per-text positions: packed texts see only their own."""
+    encoder = Encoder.load(t5_dir)
+    texts = [
+        "the model retrieves passages",
+        "science",
+        "",
+        "a small encoder learns fast vectors " * 5,
+        "distances past the bias table's reach " * 8,
+    ]
+    tokenized = encoder.tokenize(texts)
+    # Tokens further apart than the bias table's 128, and no text cut short.
+    assert 128 < tokenized.token_counts[-1] < encoder.max_length
+    packed = encoder.embed_packed(tokenized.token_ids)
+    np.testing.assert_allclose(packed, _torch_embeddings(t5_dir, texts), atol=1e-4)
+
+
 def test_t5_encoder_bfloat16(t5_dir: str) -> None:
     texts = ["the model retrieves passages", "history and science"]
     full = Encoder.load(t5_dir).encode(texts)

@@ -91,13 +91,23 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--model_batch_size)",
     )
     parser.add_argument(
-        "--model_batch_size", type=_positive_int, default=32, help="rows of one forward pass"
+        "--model_batch_size",
+        type=_positive_int,
+        default=32,
+        help="rows of one forward pass (a JAX model packs several texts a row: a pass holds "
+        "64 x this many tokens)",
     )
     parser.add_argument(
         "--warmup_max_length",
         type=_positive_int,
         default=128,
-        help="every padded shape up to this many tokens compiles before /health is 200",
+        help="every forward-pass shape of texts up to this many tokens compiles before "
+        "/health is 200",
+    )
+    parser.add_argument(
+        "--opentelemetry",
+        action="store_true",
+        help="FastAPI's native OpenTelemetry spans and metrics (needs a configured provider)",
     )
     parser.add_argument(
         "--tokenizer_threads", type=_positive_int, default=2, help="threads tokenizing requests"
@@ -185,6 +195,7 @@ def _serve(args: argparse.Namespace) -> None:
         predict_routes=[args.predict_route] if args.predict_route else [],
         health_routes=[args.health_route] if args.health_route else [],
         tokenizer_threads=args.tokenizer_threads,
+        opentelemetry=args.opentelemetry,
     )
 
     import uvicorn

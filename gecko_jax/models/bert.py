@@ -138,6 +138,8 @@ class BertEncoder(nn.Module):
         *,
         deterministic: bool = True,
         dropout_rows: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
     ) -> jax.Array:
         """Encodes token ids.
 
@@ -148,6 +150,10 @@ class BertEncoder(nn.Module):
           deterministic: disables dropout when True (needs rng 'dropout' otherwise).
           dropout_rows: ``[B]`` row identities keying the dropout masks
             (:mod:`gecko_jax.models.dropout`); None uses batch positions.
+          segment_ids: ``[B, L]`` segment numbers of packed rows (see
+            :func:`gecko_jax.models.layers.attention_mask`); None: one text a row.
+          positions: ``[B, L]`` position ids (each packed text restarts at 0); None:
+            ``0..L-1``.
 
         Returns:
           ``[B, L, hidden_size]`` hidden states in the config's dtype.
@@ -162,7 +168,8 @@ class BertEncoder(nn.Module):
             )
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        positions = jnp.arange(length)[None, :]
+        if positions is None:
+            positions = jnp.arange(length)[None, :]
         x = (
             _embed(cfg.vocab_size, cfg.hidden_size, (P.VOCAB, P.EMBED), "word_embeddings")(
                 input_ids
@@ -177,7 +184,7 @@ class BertEncoder(nn.Module):
         x = layers.layer_norm(cfg.layer_norm_eps, dtype, "embeddings_norm")(x)
         x = Dropout(cfg.dropout_rate)(x, deterministic, dropout_rows)
         x = nn.with_logical_constraint(x, (P.BATCH, P.LENGTH, P.EMBED))
-        mask = attention_mask.astype(bool)[:, None, None, :]
+        mask = layers.attention_mask(attention_mask, segment_ids)
         for i in range(cfg.num_hidden_layers):
             x = BertLayer(cfg, name=f"layer_{i}")(x, mask, deterministic, dropout_rows)
             x = nn.with_logical_constraint(x, (P.BATCH, P.LENGTH, P.EMBED))

@@ -45,6 +45,27 @@ def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
     return total / jnp.maximum(jnp.sum(weights, axis=1), 1e-9)
 
 
+def segment_pool(
+    hidden: jax.Array,
+    segment_ids: jax.Array,
+    positions: jax.Array,
+    num_segments: int,
+    pooling: str,
+) -> jax.Array:
+    """Pools each text of packed rows: ``[B, L, D]`` -> float32 ``[B, num_segments, D]``.
+
+    Segment ``s + 1`` of a row lands at ``[:, s]``: the mean of its tokens (``"mean"``)
+    or its first token (``"cls"``); slots of absent segments are zero.
+    """
+    numbers = jnp.arange(1, num_segments + 1, dtype=segment_ids.dtype)
+    member = segment_ids[:, None, :] == numbers[None, :, None]  # [B, S, L]
+    if pooling == "cls":
+        member = member & (positions[:, None, :] == 0)
+    weights = member.astype(jnp.float32)
+    total = jnp.einsum("bsl,bld->bsd", weights, hidden.astype(jnp.float32))
+    return total / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1e-9)
+
+
 class DualEncoder(nn.Module):
     """Backbone + pooling + optional projection + optional L2 normalisation.
 
@@ -66,20 +87,41 @@ class DualEncoder(nn.Module):
         attention_mask: jax.Array,  # [B, L], nonzero at real tokens
         deterministic: bool = True,
         dropout_rows: jax.Array | None = None,  # [B]
+        segment_ids: jax.Array | None = None,  # [B, L] of packed rows
+        positions: jax.Array | None = None,  # [B, L] of packed rows
+        num_segments: int | None = None,
     ) -> jax.Array:
         """Embeds ``[B, L]`` token ids into float32 ``[B, embedding_dim]``.
 
         With ``deterministic=False`` dropout is on (rng ``'dropout'``); ``dropout_rows``
         (``[B]``) are the rows' identities keying their masks, batch positions if None.
+
+        Packed rows (several texts a row, as :func:`gecko_jax.packing.packed_batches`
+        lays them out) take ``segment_ids``, ``positions`` and the static
+        ``num_segments``, and give ``[B, num_segments, embedding_dim]``: segment
+        ``s + 1`` of a row at ``[:, s]``.
         """
+        packed = segment_ids is not None
+        if packed and (positions is None or num_segments is None):
+            raise ValueError("packed rows need positions and num_segments with segment_ids")
         hidden = build_backbone(self.backbone, name="backbone")(
-            input_ids, attention_mask, deterministic=deterministic, dropout_rows=dropout_rows
+            input_ids,
+            attention_mask,
+            deterministic=deterministic,
+            dropout_rows=dropout_rows,
+            segment_ids=segment_ids,
+            positions=positions,
         )
-        if self.head.pooling == "mean":
-            pooled = mean_pool(hidden, attention_mask)
+        if packed:
+            pooled = segment_pool(hidden, segment_ids, positions, num_segments, self.head.pooling)
+        elif self.head.pooling == "mean":
+            pooled = nn.with_logical_constraint(
+                mean_pool(hidden, attention_mask), (P.BATCH, P.EMBED)
+            )
         else:
-            pooled = hidden[:, 0, :].astype(jnp.float32)
-        pooled = nn.with_logical_constraint(pooled, (P.BATCH, P.EMBED))
+            pooled = nn.with_logical_constraint(
+                hidden[:, 0, :].astype(jnp.float32), (P.BATCH, P.EMBED)
+            )
         if self.head.projection_dim is not None:
             pooled = layers.DenseGeneral(
                 self.head.projection_dim,

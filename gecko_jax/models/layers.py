@@ -153,7 +153,8 @@ class MultiHeadAttention(nn.Module):
 
         Args:
           x: inputs.
-          mask: boolean ``[B, 1, 1, L]`` (or broadcastable), True where a key is real.
+          mask: boolean ``[B, 1, 1, L]`` or ``[B, 1, L, L]`` (see :func:`attention_mask`),
+            True where a query may attend to a key.
           bias: optional additive ``[1|B, heads, L, L]`` bias (T5 relative positions).
           deterministic: disables dropout when True.
           dropout_rows: ``[B]`` row identities keying the dropout masks
@@ -191,6 +192,23 @@ class MultiHeadAttention(nn.Module):
             kernel_init=self.kernel_init,
             name="out",
         )(out)
+
+
+def attention_mask(attention_mask: jax.Array, segment_ids: jax.Array | None = None) -> jax.Array:
+    """The boolean key mask :class:`MultiHeadAttention` takes.
+
+    Args:
+      attention_mask: ``[B, L]``, nonzero on real tokens.
+      segment_ids: ``[B, L]`` packed rows' segment numbers (several texts share a row,
+        as T5X packs examples): a token then attends to its own segment only.
+
+    Returns:
+      ``[B, 1, 1, L]``, or ``[B, 1, L, L]`` with ``segment_ids``.
+    """
+    keys = attention_mask.astype(bool)[:, None, None, :]
+    if segment_ids is None:
+        return keys
+    return keys & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
 
 
 def _attention(

@@ -221,11 +221,13 @@ class RelativePositionBias(nn.Module):
     num_heads: int
 
     @nn.compact
-    def __call__(self, length: int) -> jax.Array:
-        """Returns the float32 bias ``[1, heads, length, length]`` of self-attention."""
-        positions = jnp.arange(length)
+    def __call__(self, length: int, positions: jax.Array | None = None) -> jax.Array:
+        """Returns the float32 self-attention bias: ``[1, heads, length, length]``, or
+        ``[B, heads, length, length]`` from ``[B, length]`` position ids (packed rows)."""
+        if positions is None:
+            positions = jnp.arange(length)[None, :]
         buckets = relative_position_bucket(
-            positions[None, :] - positions[:, None],
+            positions[:, None, :] - positions[:, :, None],  # key - query
             bidirectional=True,
             num_buckets=self.num_buckets,
             max_distance=self.max_distance,
@@ -236,7 +238,7 @@ class RelativePositionBias(nn.Module):
             (self.num_buckets, self.num_heads),
             jnp.float32,
         )
-        return jnp.transpose(jnp.take(table, buckets, axis=0), (2, 0, 1))[None]
+        return jnp.transpose(jnp.take(table, buckets, axis=0), (0, 3, 1, 2))
 
 
 class T5MLP(nn.Module):
@@ -283,21 +285,23 @@ class T5Block(nn.Module):
         position_bias: jax.Array | None = None,
         deterministic: bool = True,
         dropout_rows: jax.Array | None = None,
+        positions: jax.Array | None = None,
     ) -> jax.Array:
         """Applies the block.
 
         Args:
           x: ``[B, L, d_model]`` hidden states.
-          mask: boolean ``[B, 1, 1, L]``, True at real tokens.
-          position_bias: the shared ``[1, heads, L, L]`` bias; None makes this block
+          mask: boolean key mask (see :func:`gecko_jax.models.layers.attention_mask`).
+          position_bias: the shared ``[1|B, heads, L, L]`` bias; None makes this block
             own its table (UMT5).
           deterministic: disables dropout when True.
           dropout_rows: ``[B]`` row identities keying the dropout masks.
+          positions: ``[B, L]`` position ids of packed rows, for a table of its own.
         """
         cfg = self.config
         dtype = layers.dtype_from_name(cfg.dtype)
         if position_bias is None:
-            position_bias = _relpos_bias(cfg)(x.shape[1])
+            position_bias = _relpos_bias(cfg)(x.shape[1], positions)
         normed = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_attention_norm")(x)
         attended = layers.MultiHeadAttention(
             num_heads=cfg.num_heads,
@@ -343,6 +347,8 @@ class T5Encoder(nn.Module):
         *,
         deterministic: bool = True,
         dropout_rows: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
     ) -> jax.Array:
         """Encodes a batch.
 
@@ -352,6 +358,10 @@ class T5Encoder(nn.Module):
           deterministic: disables dropout (rng ``'dropout'`` otherwise) when True.
           dropout_rows: ``[B]`` row identities keying the dropout masks
             (:mod:`gecko_jax.models.dropout`); None uses batch positions.
+          segment_ids: ``[B, L]`` segment numbers of packed rows (see
+            :func:`gecko_jax.models.layers.attention_mask`); None: one text a row.
+          positions: ``[B, L]`` position ids for the relative bias (each packed text
+            restarts at 0); None: ``0..L-1``.
 
         Returns:
           ``[B, L, d_model]`` hidden states in the config's dtype.
@@ -370,10 +380,14 @@ class T5Encoder(nn.Module):
         )(input_ids.astype(jnp.int32))
         dropout = Dropout(cfg.dropout_rate)
         x = dropout(x, deterministic, dropout_rows)
-        mask = attention_mask.astype(bool)[:, None, None, :]
-        shared_bias = None if cfg.per_layer_relative_bias else _relpos_bias(cfg)(x.shape[1])
+        mask = layers.attention_mask(attention_mask, segment_ids)
+        shared_bias = (
+            None if cfg.per_layer_relative_bias else _relpos_bias(cfg)(x.shape[1], positions)
+        )
         for i in range(cfg.num_layers):
-            x = T5Block(cfg, name=f"layers_{i}")(x, mask, shared_bias, deterministic, dropout_rows)
+            x = T5Block(cfg, name=f"layers_{i}")(
+                x, mask, shared_bias, deterministic, dropout_rows, positions
+            )
         x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="final_norm")(x)
         return dropout(x, deterministic, dropout_rows)
 

@@ -11,9 +11,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -29,7 +31,6 @@ from gecko_jax.serve.bodies import OrjsonResponse, read_json_body
 from gecko_jax.serve.errors import ServiceError, openai_error_body, vertex_error_body
 from gecko_jax.serve.metrics import ServiceMetrics
 from gecko_jax.serve.service import EmbeddingService, Limits
-from gecko_jax.shapes import length_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,19 @@ class ServeConfig:
       max_body_bytes: largest request body.
       max_batch_tokens: token budget of what the model thread takes at once (the texts'
         bucketed lengths, summed).
-      max_batch_size: most texts the model thread takes at once; it sorts them by length
-        and runs forward passes of ``model_batch_size`` rows.
-      model_batch_size: rows of one forward pass (padded to a power of two).
-      warmup_max_length: every padded shape up to this length (and ``model_batch_size``
-        rows) runs once before the service reports healthy.
+      max_batch_size: most texts the model thread takes at once; it packs them (JAX) or
+        sorts them by length (SavedModel) into forward passes of ``model_batch_size`` rows.
+      model_batch_size: rows of one forward pass (see the backends: the JAX one packs
+        several texts a row).
+      warmup_max_length: every forward-pass shape of texts up to this many tokens runs
+        once before the service reports healthy.
       predict_routes: extra Vertex predict routes (``AIP_PREDICT_ROUTE``).
       health_routes: extra health routes (``AIP_HEALTH_ROUTE``).
       tokenizer_threads: threads tokenizing requests as they arrive.
+      opentelemetry: FastAPI's native OpenTelemetry spans and metrics (FastAPI 0.16x
+        and later, when a provider is configured). Off by default: ``/metrics`` has the
+        service's own, and FastAPI's check for a provider costs a loaded server about
+        half a millisecond of CPU per request.
     """
 
     model_name: str
@@ -75,6 +81,7 @@ class ServeConfig:
     predict_routes: Sequence[str] = ()
     health_routes: Sequence[str] = ()
     tokenizer_threads: int = 2
+    opentelemetry: bool = False
 
     def __post_init__(self) -> None:
         if self.openai_task_type is not None and self.openai_task_type not in self.task_types:
@@ -84,33 +91,24 @@ class ServeConfig:
             )
 
 
-def warmup_shapes(
-    max_warmup_length: int, model_batch_size: int, max_length: int
-) -> list[tuple[int, int]]:
-    """``(rows, length)`` shapes to run before serving: every padded shape a forward pass
-    can take (power-of-two rows up to ``model_batch_size``, bucketed lengths) up to
-    ``max_warmup_length`` tokens."""
-    limit = min(max_warmup_length, max_length)
-    buckets = sorted({length_bucket(n, max_length) for n in range(1, limit + 1)})
-    shapes = []
-    rows = 1
-    while True:
-        shapes += [(rows, n) for n in buckets]
-        if rows >= model_batch_size:
-            return shapes
-        rows = min(rows * 2, model_batch_size)
-
-
 def warm_up(backend: Backend, config: ServeConfig) -> int:
-    """Traces the tokenizer for each side and runs the common batch shapes once, so that
-    no request pays for a compilation. Returns the number of shapes run."""
+    """Traces the tokenizer for each side and runs every forward-pass shape of texts up to
+    ``config.warmup_max_length`` tokens once, so that no request pays for a compilation.
+    Returns the number of shapes run."""
     kinds = [vertex.QUERY, vertex.DOCUMENT]
     tokens = backend.tokenize([WARMUP_TEXT] * 2, ["search result"] * 2, kinds, [None, "title"])
     sample = tokens.token_ids[0]
-    shapes = warmup_shapes(config.warmup_max_length, config.model_batch_size, backend.max_length)
+    shapes = backend.warmup_shapes(config.warmup_max_length)
     for rows, length in shapes:
         backend.embed([np.resize(sample, length).astype(np.int32)] * rows)
     return len(shapes)
+
+
+def _telemetry_option(enabled: bool) -> dict[str, Any]:
+    """FastAPI's ``telemetry`` keyword, on releases that have native OpenTelemetry."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": enabled, "metrics": enabled, "logs": enabled}}
 
 
 class _State:
@@ -210,7 +208,13 @@ def create_app(
             model_thread.shutdown(wait=False, cancel_futures=True)
             tokenizers.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="gecko-serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="gecko-serve",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        **_telemetry_option(config.opentelemetry),
+    )
     app.state.serving = state
     app.state.metrics = metrics
     app.add_middleware(AccessLogMiddleware, metrics=metrics)

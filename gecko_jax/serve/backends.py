@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gecko_jax.shapes import padded_batches
+from gecko_jax import packing
+from gecko_jax.shapes import padded_batches, padded_shapes
 from gecko_jax.text_encoder import Tokenized
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -46,19 +47,27 @@ class Backend(Protocol):
     def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
         """``[n, embedding_dim]`` float32 L2-normalised embeddings of tokenized texts."""
 
+    def warmup_shapes(self, longest: int) -> list[tuple[int, int]]:
+        """``(rows, length)`` of every forward pass :meth:`embed` can run for texts of at
+        most ``longest`` tokens; ``rows`` texts of ``length`` tokens run exactly that."""
+
 
 class JaxBackend:
     """An :class:`~gecko_jax.encoder.Encoder` (model directory or packaged name).
 
+    A batch's texts run packed several to a row (``Encoder.embed_packed``): concurrent
+    requests' short texts of mixed lengths pad to nothing but the rows' tails.
+
     Args:
       encoder: the loaded encoder.
-      batch_size: the most rows the batcher puts in one batch; the encoder pads each
-        batch to a power of two up to it, so a few compiled shapes serve every batch.
+      batch_size: rows of a forward pass at the shortest row length
+        (:data:`gecko_jax.packing.MIN_ROW_LENGTH` tokens): a pass holds
+        ``batch_size * MIN_ROW_LENGTH`` tokens.
     """
 
     def __init__(self, encoder: Any, batch_size: int) -> None:
         self.encoder = encoder
-        self.batch_size = batch_size
+        self.pass_tokens = batch_size * packing.MIN_ROW_LENGTH
         self.embedding_dim = int(encoder.embedding_dim)
         self.max_length = int(encoder.max_length)
 
@@ -98,9 +107,10 @@ class JaxBackend:
         return Tokenized(token_ids, truncated)
 
     def embed(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
-        return self.encoder.embed_token_ids(
-            token_ids, batch_size=self.batch_size, show_progress=False
-        )
+        return self.encoder.embed_packed(token_ids, self.pass_tokens)
+
+    def warmup_shapes(self, longest: int) -> list[tuple[int, int]]:
+        return packing.pass_shapes(self.pass_tokens, self.max_length, longest)
 
 
 class SavedModelBackend:
@@ -170,6 +180,9 @@ class SavedModelBackend:
             )
             out[batch.indices] = result["embedding"].numpy()[: len(batch.indices)]
         return out
+
+    def warmup_shapes(self, longest: int) -> list[tuple[int, int]]:
+        return padded_shapes(longest, self.batch_size, self.max_length)
 
 
 def find_saved_model(path: str) -> str | None:

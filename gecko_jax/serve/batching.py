@@ -5,8 +5,9 @@ FIFO queue (by text, not by request: a large request spreads over several batche
 small request behind it waits for those texts only, not for the whole request to have
 been admitted alone). One coroutine takes texts from the head of the queue until the
 next would push the batch past the token budget (the texts' bucketed lengths, summed) or
-the batch size, and hands the batch to the single model thread, which sorts it by length
-and runs it in forward passes of a few padded shapes. While a batch runs, texts gather
+the batch size, and hands the batch to the single model thread, which runs it in forward
+passes of a few compiled shapes (the JAX backend packs several texts a row, the
+SavedModel one pads texts sorted by length). While a batch runs, texts gather
 for the next, which starts when the model is free; once a full forward pass of texts is
 waiting, it is queued behind the running batch at once, so under heavy load the model
 thread never waits for the event loop. (Starting a second batch for every text that
@@ -64,7 +65,7 @@ class Batcher:
       embedding_dim: width of ``embed``'s output.
       executor: the single model thread (every model call goes through it).
       max_batch_tokens: token budget of a batch: the bucketed lengths of its texts, summed
-        (the model thread sorts a batch by length, so it pads little beyond that).
+        (the model thread packs or sorts a batch, so it pads little beyond that).
       max_batch_size: most texts in a batch.
       max_length: the model's token limit (lengths pad to buckets up to it).
       metrics: where batch sizes and times are recorded.

@@ -74,7 +74,7 @@ class ServiceMetrics:
         self.queue_depth = Gauge(f"{PREFIX}_queue_texts", "texts waiting for a batch", registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 once the model is loaded and warmed", registry=r)
         self.warmup_shapes = Gauge(
-            f"{PREFIX}_warmup_shapes", "padded batch shapes run during warm-up", registry=r
+            f"{PREFIX}_warmup_shapes", "forward-pass shapes run during warm-up", registry=r
         )
         self.warmup_seconds = Gauge(f"{PREFIX}_warmup_seconds", "warm-up time", registry=r)
 

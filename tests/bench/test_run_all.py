@@ -372,6 +372,35 @@ def test_a_gpu_benchmark_is_skipped_without_a_gpu(tmp_path, monkeypatch, capsys)
     assert run_all.read_rows(str(table))["gpu_throughput"] == kept
 
 
+def test_a_spent_budget_starts_nothing_more_and_keeps_the_rows(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    clock = iter([0.0, 5.0, 11.0, 12.0])  # start; before encode; before the other two
+    monkeypatch.setattr(run_all.time, "perf_counter", lambda: next(clock, 99.0))
+    ran: list[str] = []
+
+    def fake_run(bench, quick, timeout_s):  # type: ignore[no-untyped-def]
+        ran.append(bench.name)
+        return run_all.Outcome(False, "exit code 3", 1.0, str(tmp_path / "log"))
+
+    (tmp_path / "log").write_text("boom\n")
+    monkeypatch.setattr(run_all, "run_benchmark", fake_run)
+    kept = run_all.read_rows(run_all.RESULTS_MD)
+    table = tmp_path / "RESULTS.md"
+    table.write_text(run_all.render_file(run_all.merge(kept, {}, False), quick=False))
+    names = "encode,fret_throughput,tpu_memory_plan"
+    argv = ["--only", names, "--budget_s", "10", "--table", str(table), "--no_readme"]
+    assert run_all.main(argv) == 1  # encode ran (and failed); the budget then ran out
+    out = capsys.readouterr().out
+    assert ran == ["encode"]
+    assert "[2/3] fret_throughput: not started, --budget_s 10 s spent" in out
+    assert "not started (--budget_s): fret_throughput, tpu_memory_plan" in out
+    after = run_all.read_rows(str(table))
+    assert after["encode"][0].ours == "failed"
+    assert after["fret_throughput"] == kept["fret_throughput"]
+    assert after["tpu_memory_plan"] == kept["tpu_memory_plan"]
+
+
 def test_the_gpu_benchmark_refuses_a_full_run_without_a_gpu() -> None:
     # A PATH without nvidia-smi: no GPU is seen, whatever this machine has.
     no_gpu = {**os.environ, "PATH": os.path.dirname(sys.executable)}

@@ -134,6 +134,33 @@ def test_help_formatter_shows_real_defaults_only() -> None:
     assert "needed (default" not in text
 
 
+@pytest.mark.parametrize(
+    ("flags", "cpu_flags", "expected"),
+    [
+        (None, "fpu sse avx2 avx512f avx512bw", startup.WIDE_VECTORS_FLAG),
+        (
+            "--xla_dump_to=/tmp/x",
+            "avx2 avx512f",
+            f"--xla_dump_to=/tmp/x {startup.WIDE_VECTORS_FLAG}",
+        ),
+        ("--xla_cpu_prefer_vector_width=256", "avx512f", "--xla_cpu_prefer_vector_width=256"),
+        (None, "fpu sse avx2 fma", None),
+    ],
+    ids=["avx512", "kept-flags", "user-width", "no-avx512"],
+)
+def test_wide_cpu_vectors_only_on_avx512(
+    tmp_path, flags: str | None, cpu_flags: str, expected: str | None
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {cpu_flags}\n\nprocessor\t: 1\n")
+    environ = {} if flags is None else {"XLA_FLAGS": flags}
+    startup.wide_cpu_vectors(environ, str(cpuinfo))
+    assert environ.get("XLA_FLAGS") == expected
+    startup.wide_cpu_vectors(environ, str(cpuinfo))  # a re-executed process adds nothing
+    assert environ.get("XLA_FLAGS") == expected
+    assert not startup.has_avx512(str(tmp_path / "missing"))
+
+
 def test_quiet_environ_keeps_what_the_user_set() -> None:
     environ = {"TF_ENABLE_ONEDNN_OPTS": "1"}
     startup.quiet_environ(environ)

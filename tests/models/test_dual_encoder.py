@@ -1,10 +1,11 @@
-"""Dual-encoder head: masked mean pooling, projection and L2 normalisation."""
+"""Dual-encoder head: masked mean pooling, projection, L2 normalisation, packed rows."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gecko_jax import packing
 from gecko_jax.models.bert import BertConfig
 from gecko_jax.models.dual_encoder import DualEncoder, HeadConfig, mean_pool
 
@@ -63,3 +64,41 @@ def test_head_config_validates() -> None:
         HeadConfig(pooling="max")
     with pytest.raises(ValueError, match="projection_dim must be positive"):
         HeadConfig(projection_dim=0)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [HeadConfig(pooling="cls", projection_dim=8, normalize=False), HeadConfig(pooling="mean")],
+    ids=["cls-projection", "mean-normalised"],
+)
+def test_packed_rows_give_each_text_its_own_embedding(head: HeadConfig) -> None:
+    texts = [[5, 6, 7], [8, 9], [10, 11, 12, 13, 14], [15], [16, 17, 18, 19]]
+    packed = packing.packed_batches(
+        [np.array(t, np.int32) for t in texts], pass_tokens=64, max_length=16
+    )
+    # Rows of 16 tokens hold at most 4 texts: [5 tokens, 4, 3, 2] and [1].
+    (batch,) = packed
+    model = DualEncoder(TINY, head)
+    variables = model.init(jax.random.PRNGKey(0), jnp.array([texts[0]]), jnp.ones((1, 3)))
+    out = model.apply(
+        variables,
+        batch.token_ids,
+        batch.segment_ids > 0,
+        segment_ids=batch.segment_ids,
+        positions=batch.positions,
+        num_segments=packing.segments_per_row(16),
+    )
+    assert out.shape == (2, 4, model.embedding_dim)
+    for index, row, slot in zip(batch.indices, batch.rows, batch.slots):
+        alone = jnp.array([texts[index]], jnp.int32)
+        np.testing.assert_allclose(
+            out[row, slot], model.apply(variables, alone, alone > 0)[0], atol=1e-5
+        )
+
+
+def test_packed_rows_need_positions_and_a_segment_count() -> None:
+    model = DualEncoder(TINY, HeadConfig())
+    ids = jnp.array([[5, 6, 7]], jnp.int32)
+    variables = model.init(jax.random.PRNGKey(0), ids, ids > 0)
+    with pytest.raises(ValueError, match="need positions and num_segments"):
+        model.apply(variables, ids, ids > 0, segment_ids=jnp.ones_like(ids))

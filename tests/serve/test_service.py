@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gecko_jax import packing
 from gecko_jax.serve.access_log import ACCESS_LOGGER
-from gecko_jax.serve.app import ServeConfig, create_app, warmup_shapes
+from gecko_jax.serve.app import ServeConfig, create_app
 from gecko_jax.serve.backends import JaxBackend
 from gecko_jax.serve.service import Limits
 from gecko_jax.serve.vertex import DEFAULT_TASK_TYPES
@@ -312,13 +314,29 @@ def test_health_is_503_until_loaded_and_warmed(tiny_encoder) -> None:  # type: i
         released.set()
         wait_healthy(server.url)
         metrics = _metric_samples(server.url)
-        expected_shapes = warmup_shapes(
-            CONFIG.warmup_max_length, MAX_BATCH_SIZE, tiny_encoder.max_length
+        expected_shapes = packing.pass_shapes(
+            MAX_BATCH_SIZE * packing.MIN_ROW_LENGTH,
+            tiny_encoder.max_length,
+            CONFIG.warmup_max_length,
         )
-        assert len(expected_shapes) == 20  # 1..8 rows at lengths 8, 10, 12, 14 and 16
+        # Packed rows of the tiny model's 64 tokens: passes of 1..8 rows.
+        assert expected_shapes == [(rows, 64) for rows in range(1, 9)]
         assert metrics["gecko_serve_warmup_shapes{}"] == len(expected_shapes)
         assert metrics["gecko_serve_ready{}"] == 1.0
         assert _predict(server.url, [{"content": "late"}]).status_code == 200
+
+
+def test_fastapi_opentelemetry_is_off_unless_asked(tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    import inspect
+
+    from fastapi import FastAPI
+
+    # The test extra installs a FastAPI with native OpenTelemetry.
+    assert "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    for asked in (False, True):
+        config = dataclasses.replace(CONFIG, opentelemetry=asked)
+        app = create_app(lambda: JaxBackend(tiny_encoder, MAX_BATCH_SIZE), config)
+        assert {app._telemetry[k] for k in ("tracing", "metrics", "logs")} == {asked}
 
 
 def test_a_failed_load_is_reported(tiny_model_dir: str) -> None:
