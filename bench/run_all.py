@@ -46,6 +46,8 @@ QUICK_MD = os.path.join(RESULTS_DIR, "RESULTS_quick.md")
 SPLICE_TARGETS = (os.path.join(REPO, "README.md"), os.path.join(HERE, "README.md"))
 BEGIN_MARKER = "<!-- bench-results:begin -->"
 END_MARKER = "<!-- bench-results:end -->"
+# What --budget_s is measured with (a name of its own, so a test can replace it).
+budget_clock = time.monotonic
 COLUMNS = ("figure", "ours", "anchor", "ratio", "command", "date", "machine")
 NO_RESULTS = "no recorded results"
 MACHINE_NOT_RECORDED = "machine not recorded"
@@ -926,11 +928,11 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     not_started: list[str] = []
     interrupted = False
-    started = time.perf_counter()
+    started = budget_clock()
     try:
         for index, bench in enumerate(benchmarks, 1):
             prefix = f"[{index}/{len(benchmarks)}] {bench.name}"
-            if args.budget_s is not None and time.perf_counter() - started >= args.budget_s:
+            if args.budget_s is not None and budget_clock() - started >= args.budget_s:
                 not_started.append(bench.name)
                 print(f"{prefix}: not started, --budget_s {args.budget_s:.0f} s spent")
                 continue
