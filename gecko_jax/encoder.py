@@ -10,8 +10,8 @@ import collections
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -24,7 +24,7 @@ from gecko_jax.model_dir import is_model_dir, load_trained, read_spec
 from gecko_jax.models import named
 from gecko_jax.models.dual_encoder import DualEncoder
 from gecko_jax.pretrained import load_pretrained
-from gecko_jax.shapes import padded_batches
+from gecko_jax.shapes import PaddedBatch, padded_batches
 from gecko_jax.text_encoder import TextEncoder, Tokenized
 
 __all__ = ["Encoder", "TextEncoder", "Tokenized", "check_output_dim", "embedding_size"]
@@ -37,6 +37,8 @@ PROGRESS_THRESHOLD = 2_000
 MAX_IN_FLIGHT = 4
 # Tokens of one forward pass of packed rows (32 rows of 64).
 DEFAULT_PASS_TOKENS = 2048
+
+BatchT = TypeVar("BatchT")
 
 
 class Encoder:
@@ -204,10 +206,6 @@ class Encoder:
         )
         if show_progress is None:
             show_progress = len(token_ids) >= PROGRESS_THRESHOLD
-        # Dispatch is asynchronous: the host pads the next batches while the device runs.
-        # At most MAX_IN_FLIGHT are queued: each holds its activations until it runs, so
-        # queueing a whole corpus at once grows memory with the corpus.
-        pending: collections.deque = collections.deque()
         with tqdm(
             total=len(batches),
             desc="encode",
@@ -215,16 +213,14 @@ class Encoder:
             disable=not show_progress,
             file=sys.stderr,
         ) as progress:
-            for batch in batches:
-                pending.append(
-                    (batch.indices, self._embed(self.params, batch.token_ids, batch.mask))
-                )
-                if len(pending) > MAX_IN_FLIGHT:
-                    _collect(out, *pending.popleft())
-                    progress.update()
-            while pending:
-                _collect(out, *pending.popleft())
+
+            def collect(batch: PaddedBatch, embeddings: jax.Array) -> None:
+                out[batch.indices] = np.asarray(embeddings)[: len(batch.indices)]
                 progress.update()
+
+            _dispatch_ahead(
+                batches, lambda b: self._embed(self.params, b.token_ids, b.mask), collect
+            )
         return matryoshka_truncate(out, dim) if dim else out
 
     def embed_packed(
@@ -244,19 +240,15 @@ class Encoder:
           ``[len(token_ids), embedding_dim]`` float32 array, rows in input order.
         """
         out = np.zeros((len(token_ids), self.embedding_dim), dtype=np.float32)
-        pending: collections.deque = collections.deque()
-        batches = packing.packed_batches(
-            token_ids, pass_tokens, self.max_length, self.vocabulary.pad_id
+
+        def collect(batch: packing.PackedBatch, embeddings: jax.Array) -> None:
+            out[batch.indices] = np.asarray(embeddings)[batch.rows, batch.slots]
+
+        _dispatch_ahead(
+            packing.packed_batches(token_ids, pass_tokens, self.max_length, self.vocabulary.pad_id),
+            lambda b: self._embed_packed(self.params, b.token_ids, b.segment_ids, b.positions),
+            collect,
         )
-        for batch in batches:
-            embedded = self._embed_packed(
-                self.params, batch.token_ids, batch.segment_ids, batch.positions
-            )
-            pending.append((batch, embedded))
-            if len(pending) > MAX_IN_FLIGHT:
-                _collect_packed(out, *pending.popleft())
-        while pending:
-            _collect_packed(out, *pending.popleft())
         return out
 
     def _check_dim(self, dim: int | None) -> None:
@@ -266,12 +258,24 @@ class Encoder:
             )
 
 
-def _collect(out: np.ndarray, indices: np.ndarray, embeddings: jax.Array) -> None:
-    out[indices] = np.asarray(embeddings)[: len(indices)]
+def _dispatch_ahead(
+    batches: Iterable[BatchT],
+    run: Callable[[BatchT], jax.Array],
+    collect: Callable[[BatchT, jax.Array], None],
+) -> None:
+    """Runs ``batches`` in order, reading each result back with ``collect``.
 
-
-def _collect_packed(out: np.ndarray, batch: packing.PackedBatch, embeddings: jax.Array) -> None:
-    out[batch.indices] = np.asarray(embeddings)[batch.rows, batch.slots]
+    Dispatch is asynchronous: the host prepares the next batches while the device runs.
+    At most :data:`MAX_IN_FLIGHT` wait unread: each holds its activations until read, so
+    queueing a whole corpus at once would grow memory with the corpus.
+    """
+    pending: collections.deque = collections.deque()
+    for batch in batches:
+        pending.append((batch, run(batch)))
+        if len(pending) > MAX_IN_FLIGHT:
+            collect(*pending.popleft())
+    while pending:
+        collect(*pending.popleft())
 
 
 def _check_texts(texts: Sequence[str] | str) -> list[str]:

@@ -114,14 +114,12 @@ class DualEncoder(nn.Module):
         )
         if packed:
             pooled = segment_pool(hidden, segment_ids, positions, num_segments, self.head.pooling)
-        elif self.head.pooling == "mean":
-            pooled = nn.with_logical_constraint(
-                mean_pool(hidden, attention_mask), (P.BATCH, P.EMBED)
-            )
         else:
-            pooled = nn.with_logical_constraint(
-                hidden[:, 0, :].astype(jnp.float32), (P.BATCH, P.EMBED)
-            )
+            if self.head.pooling == "mean":
+                pooled = mean_pool(hidden, attention_mask)
+            else:
+                pooled = hidden[:, 0, :].astype(jnp.float32)
+            pooled = nn.with_logical_constraint(pooled, (P.BATCH, P.EMBED))
         if self.head.projection_dim is not None:
             pooled = layers.DenseGeneral(
                 self.head.projection_dim,
